@@ -1,0 +1,128 @@
+/**
+ * Image preprocessing as a model's `preprocessor_config.json` describes it (the HF image
+ * processor fields): resize (shortest edge or fixed size), center crop, rescale, normalize,
+ * to a CHW float tensor. Resampling matches Pillow's through libvips' affine interpolators, as
+ * `@huggingface/transformers` does in Node, so both give the same pixels.
+ */
+import sharp from "sharp";
+import type { RgbImage } from "./image.ts";
+
+type SizeSpec = number | {
+  shortest_edge?: number;
+  longest_edge?: number;
+  height?: number;
+  width?: number;
+};
+
+export interface ProcessorConfig {
+  do_resize?: boolean;
+  size?: SizeSpec;
+  resample?: number;
+  do_center_crop?: boolean;
+  crop_size?: number | { height: number; width: number };
+  do_rescale?: boolean;
+  rescale_factor?: number;
+  do_normalize?: boolean;
+  image_mean?: number[] | number;
+  image_std?: number[] | number;
+}
+
+/** Pillow's resample codes → libvips interpolators (box and hamming fall back to bilinear). */
+const INTERPOLATORS: Record<number, "nearest" | "bilinear" | "bicubic"> = {
+  0: "nearest",
+  2: "bilinear",
+  3: "bicubic",
+  4: "bilinear",
+  5: "bilinear",
+};
+
+/** The (width, height) an image resizes to under `size`. */
+export function resizeTarget(width: number, height: number, size: SizeSpec): [number, number] {
+  const spec = typeof size === "number" ? { shortest_edge: size, longest_edge: size } : size;
+  if (spec.shortest_edge !== undefined || spec.longest_edge !== undefined) {
+    const up = spec.shortest_edge === undefined
+      ? 1
+      : Math.max(spec.shortest_edge / width, spec.shortest_edge / height);
+    const w = width * up, h = height * up;
+    const down = spec.longest_edge === undefined
+      ? 1
+      : Math.min(spec.longest_edge / w, spec.longest_edge / h);
+    // Rounded to 2 decimals first, so that 223.99999 becomes 224, not 223.
+    return [Math.floor(Number((w * down).toFixed(2))), Math.floor(Number((h * down).toFixed(2)))];
+  }
+  if (spec.width !== undefined && spec.height !== undefined) return [spec.width, spec.height];
+  throw new RangeError(`Unsupported "size" in preprocessor config: ${JSON.stringify(size)}`);
+}
+
+export async function resize(
+  img: RgbImage,
+  width: number,
+  height: number,
+  resample = 2,
+): Promise<RgbImage> {
+  if (img.width === width && img.height === height) return img;
+  const interpolator = INTERPOLATORS[resample];
+  const raw = { width: img.width, height: img.height, channels: 3 as const };
+  const pipeline = interpolator
+    ? sharp(img.data, { raw }).affine([width / img.width, 0, 0, height / img.height], {
+      interpolator,
+    })
+    : sharp(img.data, { raw }).resize({ width, height, fit: "fill", kernel: "lanczos3" });
+  const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
+  return { width: info.width, height: info.height, data: new Uint8Array(data) };
+}
+
+/** Center crop; where the crop is larger than the image, the border is black. */
+export function centerCrop(img: RgbImage, width: number, height: number): RgbImage {
+  if (img.width === width && img.height === height) return img;
+  const left = Math.floor((img.width - width) / 2), top = Math.floor((img.height - height) / 2);
+  const out = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    const sy = y + top;
+    if (sy < 0 || sy >= img.height) continue;
+    for (let x = 0; x < width; x++) {
+      const sx = x + left;
+      if (sx < 0 || sx >= img.width) continue;
+      const s = (sy * img.width + sx) * 3, d = (y * width + x) * 3;
+      out[d] = img.data[s], out[d + 1] = img.data[s + 1], out[d + 2] = img.data[s + 2];
+    }
+  }
+  return { width, height, data: out };
+}
+
+/**
+ * Runs the whole preprocessing of one image and returns [3, H, W] floats with H and W.
+ *
+ *   const { data, width, height } = await preprocess(image, config); // data: Float32Array
+ */
+export async function preprocess(
+  image: RgbImage,
+  config: ProcessorConfig,
+): Promise<{ data: Float32Array; width: number; height: number }> {
+  let img = image;
+  if (config.do_resize ?? true) {
+    const [w, h] = resizeTarget(img.width, img.height, config.size ?? { height: 224, width: 224 });
+    img = await resize(img, w, h, config.resample ?? 2);
+  }
+  if (config.do_center_crop) {
+    const crop = config.crop_size ?? 224;
+    const [w, h] = typeof crop === "number" ? [crop, crop] : [crop.width, crop.height];
+    img = centerCrop(img, w, h);
+  }
+  const scale = (config.do_rescale ?? true) ? (config.rescale_factor ?? 1 / 255) : 1;
+  const channelValues = (v: number[] | number | undefined, fallback: number) =>
+    Array.isArray(v) ? v : [v ?? fallback, v ?? fallback, v ?? fallback];
+  const normalize = config.do_normalize ?? true;
+  const mean = normalize ? channelValues(config.image_mean, 0.5) : [0, 0, 0];
+  const std = normalize ? channelValues(config.image_std, 0.5) : [1, 1, 1];
+  const plane = img.width * img.height;
+  const out = new Float32Array(3 * plane); // [3, H, W]
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) {
+      // Same operation order (and float32 rounding) as the HF processors: rescale, then normalize.
+      const rescaled = Math.fround(img.data[i * 3 + c] * scale);
+      out[c * plane + i] = (rescaled - mean[c]) / std[c];
+    }
+  }
+  return { data: out, width: img.width, height: img.height };
+}

@@ -1,0 +1,103 @@
+/**
+ * The session registry: loads ONNX bytes from model folders, caches one session per file,
+ * serializes runs where the backend cannot overlap them, and hands our own WGSL kernels the
+ * GPUDevice that ORT's WebGPU provider created.
+ */
+import type * as ort from "onnxruntime-web";
+import type { Backend, InferenceSession, Tensor } from "./backend.ts";
+import { ApiError } from "./errors.ts";
+
+export type Feeds = Record<string, Tensor>;
+export type Outputs = Record<string, Tensor>;
+type DataType = "float32" | "int64" | "int32" | "bool" | "uint8";
+type TypedData = Float32Array | BigInt64Array | Int32Array | Uint8Array;
+
+/** A loaded ONNX model; `run` goes through the registry's queue. */
+export class Session {
+  constructor(
+    readonly path: string,
+    readonly inner: InferenceSession,
+    private registry: SessionRegistry,
+  ) {}
+  get inputNames(): readonly string[] {
+    return this.inner.inputNames;
+  }
+  get outputNames(): readonly string[] {
+    return this.inner.outputNames;
+  }
+  /** Runs the model; `signal` aborts before the run starts (ORT cannot stop one midway). */
+  run(feeds: Feeds, signal?: AbortSignal): Promise<Outputs> {
+    return this.registry.schedule(async () => {
+      signal?.throwIfAborted();
+      return await this.inner.run(feeds) as Outputs;
+    });
+  }
+}
+
+export class SessionRegistry {
+  #sessions = new Map<string, Promise<Session>>();
+  #queue: Promise<unknown> = Promise.resolve();
+  /** WebGPU devices fail on concurrent runs, and one ORT-web session cannot run twice at once. */
+  readonly #serial: boolean;
+
+  constructor(readonly backend: Backend, readonly threads = 0) {
+    this.#serial = backend.name !== "cpu";
+  }
+
+  /** The session for an .onnx file, created once; later calls share it. */
+  load(path: string): Promise<Session> {
+    let s = this.#sessions.get(path);
+    if (!s) {
+      s = this.#create(path);
+      this.#sessions.set(path, s);
+      s.catch(() => this.#sessions.delete(path));
+    }
+    return s;
+  }
+
+  async #create(path: string): Promise<Session> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(path);
+    } catch (e) {
+      throw new ApiError(
+        "internal_error",
+        `Cannot load model file "${path}": ${(e as Error).message}`,
+      );
+    }
+    const options: ort.InferenceSession.SessionOptions = {
+      executionProviders: [this.backend.executionProvider],
+      graphOptimizationLevel: "all",
+      ...(this.backend.name === "cpu" && this.threads > 0
+        ? { intraOpNumThreads: this.threads }
+        : {}),
+    };
+    // Session creation compiles GPU programs: keep it off other runs' device time too.
+    const inner = await this.schedule(() =>
+      this.backend.ort.InferenceSession.create(bytes, options)
+    );
+    return new Session(path, inner, this);
+  }
+
+  /** Runs `task` after every task scheduled before it, where the backend needs that. */
+  schedule<T>(task: () => Promise<T>): Promise<T> {
+    if (!this.#serial) return task();
+    const next = this.#queue.then(task, task);
+    this.#queue = next.catch(() => {});
+    return next;
+  }
+
+  tensor(type: DataType, data: TypedData, dims: readonly number[]): Tensor {
+    return new this.backend.ort.Tensor(type, data as Float32Array, dims);
+  }
+
+  /** ORT's own GPUDevice, once a WebGPU session exists; null on other backends. */
+  async gpuDevice(): Promise<GPUDevice | null> {
+    if (this.backend.name !== "webgpu" || this.#sessions.size === 0) return null;
+    return await this.backend.ort.env.webgpu.device as GPUDevice;
+  }
+
+  get loadedPaths(): string[] {
+    return [...this.#sessions.keys()];
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * mm-edge: the HTTP service. Builds the Hono app from routes/ over the model registry, and
+ * serves it when run directly (`deno task serve`); tests call `createApp()` and `app.request()`.
+ */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { timing } from "hono/timing";
+import { resolveBackend } from "./core/backend.ts";
+import { type Config, loadConfig } from "./core/config.ts";
+import { ApiError } from "./core/errors.ts";
+import { SessionRegistry } from "./core/sessions.ts";
+import { scanModels } from "./models/manifest.ts";
+import { ModelRegistry } from "./models/registry.ts";
+import { clipRoutes } from "./routes/clip.ts";
+import type { Env } from "./routes/http.ts";
+import { opsRoutes } from "./routes/ops.ts";
+import { staticRoutes } from "./routes/static.ts";
+
+export async function createApp(
+  config: Config,
+): Promise<{ app: OpenAPIHono<Env>; registry: ModelRegistry }> {
+  const backend = await resolveBackend(config.backend);
+  const registry = new ModelRegistry(
+    await scanModels(config.modelsDirs),
+    new SessionRegistry(backend, config.threads),
+  );
+  const app = new OpenAPIHono<Env>();
+
+  app.use(async (c, next) => {
+    const incoming = c.req.header("x-request-id");
+    const id = incoming && /^[\w.-]{1,64}$/.test(incoming) ? incoming : crypto.randomUUID();
+    c.set("requestId", id);
+    await next();
+    c.header("x-request-id", id);
+  });
+  app.use(timing({ crossOrigin: true }));
+  app.use(bodyLimit({
+    maxSize: config.maxBodyBytes,
+    onError: () => {
+      throw new ApiError(
+        "body_too_large",
+        `Request body is larger than ${config.maxBodyBytes} bytes`,
+      );
+    },
+  }));
+
+  const deps = { config, registry };
+  opsRoutes(app, deps);
+  clipRoutes(app, deps);
+  staticRoutes(app);
+
+  app.notFound((c) =>
+    c.json(
+      new ApiError("invalid_request", `No route for ${c.req.method} ${c.req.path}`).toJSON(),
+      404,
+    )
+  );
+  app.onError((err, c) => {
+    if (err instanceof ApiError) return c.json(err.toJSON(), err.status as 400);
+    if (err instanceof DOMException && err.name === "AbortError") {
+      return c.json(new ApiError("cancelled", "The request was cancelled").toJSON(), 499 as 400);
+    }
+    // Unknown failures are logged with the request id and answered without internals.
+    console.error(`[${c.get("requestId")}] ${c.req.method} ${c.req.path}:`, err);
+    const e = new ApiError("internal_error", `Internal error (request id ${c.get("requestId")})`);
+    return c.json(e.toJSON(), 500);
+  });
+  return { app, registry };
+}
+
+if (import.meta.main) {
+  const config = loadConfig();
+  const { app, registry } = await createApp(config);
+  Deno.serve({
+    port: config.port,
+    onListen: ({ hostname, port }) =>
+      console.log(
+        `mm-edge listening on http://${hostname === "0.0.0.0" ? "localhost" : hostname}:${port}`,
+      ),
+  }, app.fetch);
+  const b = registry.sessions.backend;
+  console.log(`backend: ${b.name} (${b.executionProvider}, ${b.device}); loading models...`);
+  const t0 = performance.now();
+  await registry.preload();
+  console.log(
+    `ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${
+      registry.list().filter((m) => m.loaded).map((m) => m.id).join(", ")
+    }`,
+  );
+}

@@ -1,0 +1,148 @@
+/**
+ * HTTP plumbing shared by the routes: one call declares an endpoint's zod schemas, which are at
+ * once its validation, its TypeScript types and its OpenAPI entry; JSON and multipart bodies
+ * both parse into the same schema (uploaded files arrive as bytes).
+ */
+import { type OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { ApiError } from "../core/errors.ts";
+import type { Config } from "../core/config.ts";
+import type { ModelRegistry } from "../models/registry.ts";
+
+export interface Env {
+  Variables: { requestId: string };
+}
+export type App = OpenAPIHono<Env>;
+
+/** What every route module receives. */
+export interface Deps {
+  config: Config;
+  registry: ModelRegistry;
+}
+
+export const ErrorBody = z.object({
+  error: z.object({
+    message: z.string(),
+    type: z.string(),
+    param: z.string().nullable(),
+    code: z.string().nullable(),
+  }),
+}).openapi("Error");
+
+const errorResponses = {
+  400: { description: "Invalid request", content: { "application/json": { schema: ErrorBody } } },
+  404: { description: "Unknown model", content: { "application/json": { schema: ErrorBody } } },
+  413: {
+    description: "Body or image too large",
+    content: { "application/json": { schema: ErrorBody } },
+  },
+  503: {
+    description: "Models still loading",
+    content: { "application/json": { schema: ErrorBody } },
+  },
+};
+
+/** Turns the first zod issue into a 400 that names the field. */
+export function validationError(error: z.ZodError): ApiError {
+  const issue = error.issues[0];
+  const param = issue.path.map(String).join(".") || null;
+  return new ApiError(
+    "invalid_request",
+    param ? `${param}: ${issue.message}` : issue.message,
+    param,
+  );
+}
+
+/** Reads a JSON or multipart body; multipart files become Uint8Array, repeated fields arrays. */
+export async function readBody(c: Context): Promise<unknown> {
+  const type = c.req.header("content-type") ?? "";
+  if (
+    type.startsWith("multipart/form-data") || type.startsWith("application/x-www-form-urlencoded")
+  ) {
+    let form: FormData;
+    try {
+      form = await c.req.formData();
+    } catch {
+      throw new ApiError("invalid_request", "Body is not valid multipart form data");
+    }
+    const out: Record<string, unknown> = {};
+    for (const [rawKey, value] of form.entries()) {
+      const key = rawKey.replace(/\[\]$/, "");
+      const v = typeof value === "string"
+        ? parseFormValue(value)
+        : new Uint8Array(await value.arrayBuffer());
+      const prev = out[key];
+      out[key] = prev === undefined
+        ? (rawKey.endsWith("[]") ? [v] : v)
+        : [...(Array.isArray(prev) ? prev : [prev]), v];
+    }
+    return out;
+  }
+  if (!type.includes("json")) {
+    throw new ApiError(
+      "invalid_request",
+      `Content-Type must be application/json or multipart/form-data, got "${type || "none"}"`,
+    );
+  }
+  try {
+    return await c.req.json();
+  } catch {
+    throw new ApiError("invalid_request", "Body is not valid JSON");
+  }
+}
+
+/** Form fields are strings; numbers, booleans and JSON arrays are parsed so one schema fits both. */
+function parseFormValue(v: string): unknown {
+  const t = v.trim();
+  if (t === "true" || t === "false") return t === "true";
+  if (/^-?\d+(\.\d+)?$/.test(t)) return Number(t);
+  if (t.startsWith("[") || t.startsWith("{")) {
+    try {
+      return JSON.parse(t);
+    } catch { /* a plain string after all */ }
+  }
+  return v;
+}
+
+interface RouteSpec<B extends z.ZodType, R extends z.ZodType> {
+  method: "get" | "post";
+  path: string;
+  summary: string;
+  tags: string[];
+  description?: string;
+  body?: B;
+  /** Also accept multipart/form-data with the same fields. */
+  multipart?: boolean;
+  response: R;
+}
+
+/** Declares an endpoint: OpenAPI entry, body validation, and the handler with typed input. */
+export function route<B extends z.ZodType, R extends z.ZodType>(
+  app: App,
+  spec: RouteSpec<B, R>,
+  handler: (c: Context<Env>, body: z.infer<B>) => Promise<Response> | Response,
+): void {
+  const content: Record<string, { schema: z.ZodType }> = {};
+  if (spec.body) {
+    content["application/json"] = { schema: spec.body };
+    if (spec.multipart) content["multipart/form-data"] = { schema: spec.body };
+  }
+  app.openAPIRegistry.registerPath({
+    method: spec.method,
+    path: spec.path,
+    summary: spec.summary,
+    description: spec.description,
+    tags: spec.tags,
+    ...(spec.body ? { request: { body: { content, required: true } } } : {}),
+    responses: {
+      200: { description: "OK", content: { "application/json": { schema: spec.response } } },
+      ...errorResponses,
+    },
+  });
+  app.on(spec.method.toUpperCase(), spec.path, async (c) => {
+    if (!spec.body) return handler(c, undefined as z.infer<B>);
+    const parsed = spec.body.safeParse(await readBody(c));
+    if (!parsed.success) throw validationError(parsed.error);
+    return handler(c, parsed.data);
+  });
+}

@@ -1,0 +1,70 @@
+/** Operations: health, the model list, the OpenAPI document and the docs page. */
+import { z } from "@hono/zod-openapi";
+import { ApiError } from "../core/errors.ts";
+import { type App, type Deps, route } from "./http.ts";
+
+const Health = z.object({
+  status: z.literal("ok"),
+  backend: z.string(),
+  execution_provider: z.string(),
+  device: z.string(),
+  models: z.array(z.string()),
+}).openapi("Health");
+
+const Model = z.object({
+  id: z.string(),
+  object: z.literal("model"),
+  created: z.number().int(),
+  owned_by: z.string(),
+  family: z.string(),
+  description: z.string(),
+  capabilities: z.array(z.string()),
+  modalities: z.object({ input: z.array(z.string()), output: z.array(z.string()) }),
+  backend: z.string(),
+  execution_provider: z.string(),
+  device: z.string(),
+  loaded: z.boolean(),
+}).openapi("Model");
+
+const ModelList = z.object({ object: z.literal("list"), data: z.array(Model) }).openapi(
+  "ModelList",
+);
+
+export function opsRoutes(app: App, { registry }: Deps): void {
+  route(app, {
+    method: "get",
+    path: "/health",
+    summary: "200 once the preloaded models are warm; 503 while they load",
+    tags: ["Operations"],
+    response: Health,
+  }, (c) => {
+    if (!registry.ready) throw new ApiError("not_ready", "Models are still loading; retry shortly");
+    const b = registry.sessions.backend;
+    return c.json({
+      status: "ok" as const,
+      backend: b.name,
+      execution_provider: b.executionProvider,
+      device: b.device,
+      models: registry.list().filter((m) => m.loaded).map((m) => m.id),
+    });
+  });
+
+  route(app, {
+    method: "get",
+    path: "/v1/models",
+    summary: "Installed models: family, capabilities, modalities, backend, loaded or not",
+    tags: ["Operations"],
+    response: ModelList,
+  }, (c) => c.json({ object: "list" as const, data: registry.list() }));
+
+  app.get("/openapi.json", (c) =>
+    c.json(app.getOpenAPI31Document({
+      openapi: "3.1.0",
+      info: {
+        title: "mm-edge: multimodal inference API",
+        version: "0.1.0",
+        description:
+          "CLIP embeddings, zero-shot classification and similarity on ONNX Runtime (WebGPU, native CPU, WASM).",
+      },
+    })));
+}
