@@ -68,6 +68,7 @@ export class SessionRegistry {
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: [this.backend.executionProvider],
       graphOptimizationLevel: "all",
+      logSeverityLevel: 3, // errors only: node-placement warnings are expected on WebGPU
       ...(this.backend.name === "cpu" && this.threads > 0
         ? { intraOpNumThreads: this.threads }
         : {}),
