@@ -13,7 +13,10 @@ import type { Context } from "hono";
 const MAX_TEXTS = 256;
 const MAX_IMAGES = 32;
 
-export const ImageInput = z.union([z.string().min(1), z.instanceof(Uint8Array)]).openapi({
+export const ImageInput = z.union([
+  z.string().min(1),
+  z.instanceof(Uint8Array).openapi({ type: "string", format: "binary" }),
+]).openapi({
   type: "string",
   description:
     "A data URL (data:image/png;base64,...) or bare base64; a file in multipart uploads. " +

@@ -131,15 +131,15 @@ class Clip(nn.Module):
 # ---------------------------------------------------------------- export wrappers (public names)
 
 class VisionExport(nn.Module):
-    """vision_model.onnx: pixel_values -> image_embeds, last_hidden_state (+ patch_embeds)."""
+    """vision_model.onnx: pixel_values -> image_embeds, last_hidden_state."""
 
     def __init__(self, clip: Clip):
         super().__init__()
         self.clip = clip
 
     def forward(self, pixel_values):
-        image_embeds, patch_embeds, last_hidden_state = self.clip.vision(pixel_values)
-        return image_embeds, last_hidden_state, patch_embeds
+        image_embeds, _, last_hidden_state = self.clip.vision(pixel_values)
+        return image_embeds, last_hidden_state
 
 
 class TextExport(nn.Module):

@@ -117,7 +117,7 @@ def main():
     export(TextExport(model), (ids,), f"{args.out}/onnx/text_model.onnx", ["input_ids"],
            ["text_embeds", "last_hidden_state"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
     export(VisionExport(model), (px,), f"{args.out}/onnx/vision_model.onnx", ["pixel_values"],
-           ["image_embeds", "last_hidden_state", "patch_embeds"], {"pixel_values": {0: "batch_size"}})
+           ["image_embeds", "last_hidden_state"], {"pixel_values": {0: "batch_size"}})
     export(JointExport(model), (ids, px, mask), f"{args.out}/onnx/model.onnx",
            ["input_ids", "pixel_values", "attention_mask"],
            ["logits_per_image", "logits_per_text", "text_embeds", "image_embeds"],
@@ -156,8 +156,6 @@ A CLIP model (Radford et al. 2021) trained by this project on the shapes world
   {config.max_positions} positions, word-level vocabulary of {config.vocab_size} tokens, EOS pooling.
 - Joint embedding: {config.embed_dim} dimensions, learned temperature (now {model.logit_scale.exp().item():.1f}).
 - Parameters: {n_params / 1e6:.2f} M; ONNX files (fp32): {size_mb:.1f} MiB in all.
-- Extra output: `vision_model.onnx` also returns `patch_embeds` [batch, {(config.image_size // config.patch_size) ** 2}, {config.embed_dim}]
-  (every patch token through the post layer norm and projection), used for patch-similarity maps.
 
 ## Training
 - Data: `deno task world` (seed 0): 20,000 training scenes of 1–3 objects; never the held-out

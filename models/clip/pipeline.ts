@@ -13,7 +13,7 @@ import { dot, l2normalize, softmax } from "../../core/tensor.ts";
 import type { ModelEntry } from "../manifest.ts";
 
 export interface PatchMap {
-  /** Grid rows and columns; `values` is row-major cosine similarity of each patch to the label. */
+  /** Grid rows and columns; `values`, row-major, is how much each patch made the image match. */
   rows: number;
   cols: number;
   values: number[];
@@ -45,14 +45,16 @@ export class ClipPipeline {
     private sessions: SessionRegistry,
     /** exp(logit_scale) of the trained model: CLIP's temperature for softmax over labels. */
     readonly logitScale: number,
+    private patchSize: number,
   ) {}
 
   static async load(entry: ModelEntry, sessions: SessionRegistry): Promise<ClipPipeline> {
     const read = async (name: string) => JSON.parse(await Deno.readTextFile(entry.dir + name));
-    const [tokJson, tokConfig, processor] = await Promise.all([
+    const [tokJson, tokConfig, processor, config] = await Promise.all([
       read("tokenizer.json"),
       read("tokenizer_config.json"),
       read("preprocessor_config.json"),
+      read("config.json"),
     ]);
     const tokenizer = new Tokenizer(tokJson, tokConfig);
     const padId = tokenizer.token_to_id(tokConfig.pad_token ?? "<|endoftext|>") ?? 0;
@@ -71,6 +73,7 @@ export class ClipPipeline {
       vision,
       sessions,
       scale,
+      config.vision_config?.patch_size ?? 32,
     );
   }
 
@@ -129,34 +132,70 @@ export class ClipPipeline {
     };
   }
 
-  /** L2-normalized image embeddings (and normalized patch embeddings where the model has them). */
-  async embedImages(
+  /** Preprocessed pixels of a batch of images: [B, 3, H, W]. */
+  async pixels(
     images: RgbImage[],
+  ): Promise<{ data: Float32Array; dims: [number, number, number, number] }> {
+    const ps = await Promise.all(images.map((img) => preprocess(img, this.processor)));
+    const { width, height } = ps[0];
+    const data = new Float32Array(ps.length * 3 * width * height);
+    ps.forEach((p, i) => data.set(p.data, i * p.data.length));
+    return { data, dims: [ps.length, 3, height, width] };
+  }
+
+  /** L2-normalized image embeddings of preprocessed pixels [B, 3, H, W]. */
+  async embedPixels(
+    data: Float32Array,
+    dims: readonly number[],
     signal?: AbortSignal,
-  ): Promise<{ embeds: Float32Array[]; patches: Float32Array[][] | null }> {
-    const pixels = await Promise.all(images.map((img) => preprocess(img, this.processor)));
-    signal?.throwIfAborted();
-    const { width, height } = pixels[0];
-    const batch = new Float32Array(pixels.length * 3 * width * height); // [B, 3, H, W]
-    pixels.forEach((p, i) => batch.set(p.data, i * p.data.length));
+  ): Promise<Float32Array[]> {
     const out = await this.vision.run(
-      { pixel_values: this.sessions.tensor("float32", batch, [pixels.length, 3, height, width]) },
+      { pixel_values: this.sessions.tensor("float32", data, dims) },
       signal,
     );
-    const embeds = rowsOf(out.image_embeds).map(l2normalize);
-    const p = out.patch_embeds;
-    if (!p) return { embeds, patches: null };
-    const [b, l, d] = p.dims as number[]; // [B, L, D]
-    const data = p.data as Float32Array;
-    const patches = Array.from(
-      { length: b },
-      (_, i) =>
-        Array.from(
-          { length: l },
-          (_, j) => l2normalize(data.slice((i * l + j) * d, (i * l + j + 1) * d)),
-        ),
-    );
-    return { embeds, patches };
+    return rowsOf(out.image_embeds).map(l2normalize);
+  }
+
+  /** L2-normalized image embeddings, one batch. */
+  async embedImages(images: RgbImage[], signal?: AbortSignal): Promise<{ embeds: Float32Array[] }> {
+    const { data, dims } = await this.pixels(images);
+    signal?.throwIfAborted();
+    return { embeds: await this.embedPixels(data, dims, signal) };
+  }
+
+  /**
+   * Occlusion maps: for each patch of the model's grid, how much the image's similarity to each
+   * target drops when that patch is blanked (set to the normalization mean). Positive values mark
+   * the patches that made the image match; this needs no model internals, so it works for any
+   * CLIP export. All occluded copies run as one batch.
+   */
+  async occlusionMaps(
+    image: RgbImage,
+    targets: Float32Array[],
+    signal?: AbortSignal,
+  ): Promise<PatchMap[]> {
+    const { data, dims: [, , h, w] } = await this.pixels([image]);
+    const rows = Math.max(1, Math.round(h / this.patchSize)),
+      cols = Math.max(1, Math.round(w / this.patchSize));
+    const ph = Math.ceil(h / rows), pw = Math.ceil(w / cols);
+    const n = rows * cols;
+    const batch = new Float32Array((n + 1) * data.length); // [1 + rows * cols, 3, H, W]; the first is intact
+    for (let k = 0; k <= n; k++) {
+      const copy = batch.subarray(k * data.length, (k + 1) * data.length);
+      copy.set(data);
+      if (k === 0) continue;
+      const r = Math.floor((k - 1) / cols), c = (k - 1) % cols;
+      for (let ch = 0; ch < 3; ch++) {
+        for (let y = r * ph; y < Math.min(h, (r + 1) * ph); y++) {
+          copy.fill(0, ch * h * w + y * w + c * pw, ch * h * w + y * w + Math.min(w, (c + 1) * pw));
+        }
+      }
+    }
+    const embeds = await this.embedPixels(batch, [n + 1, 3, h, w], signal);
+    return targets.map((t) => {
+      const base = dot(embeds[0], t);
+      return { rows, cols, values: embeds.slice(1).map((e) => round(base - dot(e, t))) };
+    });
   }
 
   /**
@@ -170,7 +209,7 @@ export class ClipPipeline {
     { patchMaps = false, signal }: { patchMaps?: boolean; signal?: AbortSignal } = {},
   ): Promise<ClassifyResult[]> {
     const texts = labels.flatMap((label) => templates.map((t) => fillTemplate(t, label)));
-    const [{ embeds: textEmbeds }, { embeds: [img], patches }] = await Promise.all([
+    const [{ embeds: textEmbeds }, { embeds: [img] }] = await Promise.all([
       this.embedTexts(texts, signal, "candidate_labels"),
       this.embedImages([image], signal),
     ]);
@@ -182,25 +221,12 @@ export class ClipPipeline {
       return l2normalize(mean);
     });
     const scores = softmax(classEmbeds.map((e) => this.logitScale * dot(img, e)));
-    if (patchMaps && !patches) {
-      throw new ApiError(
-        "unsupported",
-        `Model ${this.id} does not export patch embeddings, so it cannot draw patch maps`,
-        "return_patch_maps",
-      );
-    }
-    const results = labels.map((label, i): ClassifyResult => {
-      const r: ClassifyResult = { label, score: scores[i] };
-      if (patchMaps && patches) {
-        const side = Math.round(Math.sqrt(patches[0].length));
-        r.patch_map = {
-          rows: side,
-          cols: side,
-          values: patches[0].map((p) => round(dot(p, classEmbeds[i]))),
-        };
-      }
-      return r;
-    });
+    const maps = patchMaps ? await this.occlusionMaps(image, classEmbeds, signal) : null;
+    const results = labels.map((label, i): ClassifyResult => ({
+      label,
+      score: scores[i],
+      ...(maps ? { patch_map: maps[i] } : {}),
+    }));
     return results.sort((a, b) => b.score - a.score);
   }
 
