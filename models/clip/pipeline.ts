@@ -165,7 +165,7 @@ export class ClipPipeline {
 
   /**
    * Occlusion maps: for each patch of the model's grid, how much the image's similarity to each
-   * target drops when that patch is blanked (set to the normalization mean). Positive values mark
+   * target drops when that patch is blanked. Positive values mark
    * the patches that made the image match; this needs no model internals, so it works for any
    * CLIP export. All occluded copies run as one batch.
    */
@@ -179,6 +179,10 @@ export class ClipPipeline {
       cols = Math.max(1, Math.round(w / this.patchSize));
     const ph = Math.ceil(h / rows), pw = Math.ceil(w / cols);
     const n = rows * cols;
+    const plane = h * w;
+    // The occluder is the image's per-channel median: its background, for most images, so a
+    // blanked patch reads as "nothing here" rather than as a new grey object.
+    const fill = [0, 1, 2].map((ch) => data.slice(ch * plane, (ch + 1) * plane).sort()[plane >> 1]);
     const batch = new Float32Array((n + 1) * data.length); // [1 + rows * cols, 3, H, W]; the first is intact
     for (let k = 0; k <= n; k++) {
       const copy = batch.subarray(k * data.length, (k + 1) * data.length);
@@ -187,7 +191,11 @@ export class ClipPipeline {
       const r = Math.floor((k - 1) / cols), c = (k - 1) % cols;
       for (let ch = 0; ch < 3; ch++) {
         for (let y = r * ph; y < Math.min(h, (r + 1) * ph); y++) {
-          copy.fill(0, ch * h * w + y * w + c * pw, ch * h * w + y * w + Math.min(w, (c + 1) * pw));
+          copy.fill(
+            fill[ch],
+            ch * plane + y * w + c * pw,
+            ch * plane + y * w + Math.min(w, (c + 1) * pw),
+          );
         }
       }
     }
