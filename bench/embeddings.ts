@@ -58,7 +58,7 @@ const raw = images.map((im) => new RawImage(new Uint8ClampedArray(im.data), 64, 
 rows.push({
   name: "transformers.js 4.3.1 (onnxruntime-node, cpu)",
   image: await rate(async () => vision(await processor(raw))),
-  text: await rate(async () => text(tokenizer(texts, { padding: true, truncation: true }))),
+  text: await rate(() => text(tokenizer(texts, { padding: true, truncation: true }))),
 });
 
 const backends: BackendName[] = ["cpu", "wasm"];
