@@ -9,6 +9,7 @@ import { resolveBackend } from "./core/backend.ts";
 import { type Config, loadConfig } from "./core/config.ts";
 import { ApiError } from "./core/errors.ts";
 import { SessionRegistry } from "./core/sessions.ts";
+import { type CatalogEntry, loadCatalog, modelDir, pullModel } from "./models/catalog.ts";
 import { scanModels } from "./models/manifest.ts";
 import { ModelRegistry } from "./models/registry.ts";
 import { clipRoutes } from "./routes/clip.ts";
@@ -20,9 +21,16 @@ export async function createApp(
   config: Config,
 ): Promise<{ app: OpenAPIHono<Env>; registry: ModelRegistry }> {
   const backend = await resolveBackend(config.backend);
+  const pull = async (entry: CatalogEntry) => {
+    console.log(`pulling ${entry.id} from ${config.hub.endpoint} (MM_ALLOW_DOWNLOADS=1)...`);
+    await pullModel(entry, { ...config.hub, modelsDir: config.pulledModelsDir });
+    const [installed] = await scanModels([modelDir(config.pulledModelsDir, entry.id)]);
+    return installed;
+  };
   const registry = new ModelRegistry(
     await scanModels(config.modelsDirs),
     new SessionRegistry(backend, config.threads),
+    { catalog: await loadCatalog(), pull: config.allowDownloads ? pull : undefined },
   );
   const app = new OpenAPIHono<Env>();
 

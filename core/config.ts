@@ -9,8 +9,16 @@ const Env = z.object({
   MM_BACKEND: z.enum(BACKENDS, {
     error: (issue) => `MM_BACKEND must be one of ${BACKENDS.join(", ")}; got "${issue.input}"`,
   }).default("auto"),
-  /** Extra model folders (pulled models); the embedded ones ship in models/embedded. */
+  /** Where pulled models live (shared by the server and `deno task models`). */
   MM_MODELS_DIR: z.string().optional(),
+  /** "1": the server may pull a known model that a request names but that is not installed. */
+  MM_ALLOW_DOWNLOADS: z.enum(["0", "1", ""]).default("0"),
+  /** The hub to pull from, and its token (the variables the ecosystem's own clients read). */
+  HF_ENDPOINT: z.string().url().default("https://huggingface.co"),
+  HF_TOKEN: z.string().optional(),
+  HF_HUB_OFFLINE: z.enum(["0", "1", ""]).default("0"),
+  HOME: z.string().optional(),
+  XDG_CACHE_HOME: z.string().optional(),
   /** Largest accepted image, in pixels (width × height), checked from the header. */
   MM_MAX_IMAGE_PIXELS: z.coerce.number().int().positive().default(4096 * 4096),
   /** Largest accepted request body in bytes. */
@@ -22,7 +30,11 @@ const Env = z.object({
 export type Config = {
   port: number;
   backend: BackendChoice;
+  /** Folders scanned for models: the embedded ones first, then `pulledModelsDir`. */
   modelsDirs: string[];
+  pulledModelsDir: string;
+  allowDownloads: boolean;
+  hub: { endpoint: string; token?: string; offline: boolean };
   maxImagePixels: number;
   maxBodyBytes: number;
   threads: number;
@@ -39,10 +51,19 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     );
   }
   const e = parsed.data;
+  const pulled = e.MM_MODELS_DIR ??
+    `${e.XDG_CACHE_HOME ?? `${e.HOME ?? "."}/.cache`}/mm-edge/models`;
   return {
     port: e.PORT,
     backend: e.MM_BACKEND,
-    modelsDirs: [EMBEDDED_MODELS_DIR, ...(e.MM_MODELS_DIR ? [e.MM_MODELS_DIR] : [])],
+    modelsDirs: [EMBEDDED_MODELS_DIR, pulled],
+    pulledModelsDir: pulled,
+    allowDownloads: e.MM_ALLOW_DOWNLOADS === "1",
+    hub: {
+      endpoint: e.HF_ENDPOINT,
+      token: e.HF_TOKEN || undefined,
+      offline: e.HF_HUB_OFFLINE === "1",
+    },
     maxImagePixels: e.MM_MAX_IMAGE_PIXELS,
     maxBodyBytes: e.MM_MAX_BODY_BYTES,
     threads: e.MM_THREADS,

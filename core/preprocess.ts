@@ -38,7 +38,11 @@ const INTERPOLATORS: Record<number, "nearest" | "bilinear" | "bicubic"> = {
 
 /** The (width, height) an image resizes to under `size`. */
 export function resizeTarget(width: number, height: number, size: SizeSpec): [number, number] {
-  const spec = typeof size === "number" ? { shortest_edge: size, longest_edge: size } : size;
+  // A bare number means the shortest edge, as in HF's Python processors (get_size_dict with
+  // default_to_square=False). transformers.js 4.3 also caps the longest edge at that number,
+  // which shrinks non-square images inside the crop; we follow the Python behaviour that the
+  // public CLIP checkpoints were trained and evaluated with.
+  const spec = typeof size === "number" ? { shortest_edge: size } : size;
   if (spec.shortest_edge !== undefined || spec.longest_edge !== undefined) {
     const up = spec.shortest_edge === undefined
       ? 1

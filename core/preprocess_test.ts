@@ -55,6 +55,7 @@ Deno.test("resizeTarget() keeps the aspect ratio and rounds like the HF processo
   assert.deepEqual(resizeTarget(640, 480, { shortest_edge: 224 }), [298, 224]);
   assert.deepEqual(resizeTarget(480, 640, { shortest_edge: 224 }), [224, 298]);
   assert.deepEqual(resizeTarget(10, 10, { height: 32, width: 16 }), [16, 32]);
+  assert.deepEqual(resizeTarget(640, 480, 224), [298, 224], "a bare number is the shortest edge");
   assert.throws(() => resizeTarget(10, 10, {}), RangeError);
 });
 

@@ -5,6 +5,7 @@
 import { ApiError } from "../core/errors.ts";
 import type { SessionRegistry } from "../core/sessions.ts";
 import { ClipPipeline } from "./clip/pipeline.ts";
+import type { CatalogEntry } from "./catalog.ts";
 import type { Family, ModelEntry } from "./manifest.ts";
 
 interface Pipelines {
@@ -31,15 +32,30 @@ export interface ModelInfo {
   backend: string;
   execution_provider: string;
   device: string;
+  /** Installed here (embedded or pulled); otherwise known from the catalogue and pullable. */
+  installed: boolean;
   loaded: boolean;
+  license: string;
+}
+
+export interface RegistryOptions {
+  /** Known models, installed or not (models/catalog.json). */
+  catalog?: CatalogEntry[];
+  /** Installs a known model on demand (only when MM_ALLOW_DOWNLOADS=1). */
+  pull?: (entry: CatalogEntry) => Promise<ModelEntry>;
 }
 
 export class ModelRegistry {
   #pipelines = new Map<string, Promise<{ warmup(): Promise<void> }>>();
   #loaded = new Set<string>();
   #ready = false;
+  #pulls = new Map<string, Promise<ModelEntry>>();
 
-  constructor(readonly entries: ModelEntry[], readonly sessions: SessionRegistry) {}
+  constructor(
+    readonly entries: ModelEntry[],
+    readonly sessions: SessionRegistry,
+    private options: RegistryOptions = {},
+  ) {}
 
   get ready(): boolean {
     return this.#ready;
@@ -56,24 +72,11 @@ export class ModelRegistry {
   }
 
   /** The pipeline for `id`, or the family's first model when `id` is absent. */
-  get<F extends ServedFamily>(family: F, id?: string): Promise<Pipelines[F]> {
+  async get<F extends ServedFamily>(family: F, id?: string): Promise<Pipelines[F]> {
     const entry = id === undefined
       ? this.entries.find((e) => e.manifest.family === family)
-      : this.entries.find((e) => e.manifest.id === id);
-    if (!entry) {
-      const known = this.entries.filter((e) => e.manifest.family === family).map((e) =>
-        e.manifest.id
-      );
-      throw new ApiError(
-        "model_not_found",
-        id === undefined
-          ? `No ${family} model is installed`
-          : `The model "${id}" does not exist; ${family} models here: ${
-            known.join(", ") || "none"
-          }`,
-        "model",
-      );
-    }
+      : this.entries.find((e) => e.manifest.id === id) ?? await this.#install(id, family);
+    if (!entry) throw new ApiError("model_not_found", `No ${family} model is installed`, "model");
     if (entry.manifest.family !== family) {
       throw new ApiError(
         "invalid_request",
@@ -81,7 +84,37 @@ export class ModelRegistry {
         "model",
       );
     }
-    return this.#load(entry) as Promise<Pipelines[F]>;
+    return await this.#load(entry) as Pipelines[F];
+  }
+
+  /** A model that is not installed: pulled when allowed, else a 404 that says how to get it. */
+  #install(id: string, family: Family): Promise<ModelEntry> {
+    const known = this.options.catalog?.find((e) => e.id === id && !e.embedded);
+    if (!known) {
+      const here = this.entries.filter((e) => e.manifest.family === family).map((e) =>
+        e.manifest.id
+      );
+      throw new ApiError(
+        "model_not_found",
+        `The model "${id}" does not exist; ${family} models here: ${here.join(", ") || "none"}`,
+        "model",
+      );
+    }
+    if (!this.options.pull) {
+      throw new ApiError(
+        "model_not_found",
+        `The model "${id}" is known but not installed: run \`deno task models pull ${id}\` ` +
+          "(or start the server with MM_ALLOW_DOWNLOADS=1)",
+        "model",
+      );
+    }
+    let p = this.#pulls.get(id);
+    if (!p) {
+      p = this.options.pull(known).then((entry) => (this.entries.push(entry), entry));
+      this.#pulls.set(id, p);
+      p.catch(() => {}).finally(() => this.#pulls.delete(id));
+    }
+    return p;
   }
 
   #load(entry: ModelEntry) {
@@ -105,7 +138,7 @@ export class ModelRegistry {
 
   list(): ModelInfo[] {
     const b = this.sessions.backend;
-    return this.entries.map(({ manifest: m }) => ({
+    const installed = this.entries.map(({ manifest: m }): ModelInfo => ({
       id: m.id,
       object: "model",
       created: 0,
@@ -117,7 +150,28 @@ export class ModelRegistry {
       backend: b.name,
       execution_provider: b.executionProvider,
       device: b.device,
+      installed: true,
       loaded: this.#loaded.has(m.id),
+      license: m.license,
     }));
+    const pullable = (this.options.catalog ?? [])
+      .filter((c) => !c.embedded && !this.entries.some((e) => e.manifest.id === c.id))
+      .map((c): ModelInfo => ({
+        id: c.id,
+        object: "model",
+        created: 0,
+        backend: b.name,
+        execution_provider: b.executionProvider,
+        device: b.device,
+        owned_by: c.id.split("/")[0],
+        family: c.family,
+        description: c.description,
+        capabilities: c.capabilities,
+        modalities: c.modalities,
+        installed: false,
+        loaded: false,
+        license: c.license,
+      }));
+    return [...installed, ...pullable];
   }
 }

@@ -23,7 +23,11 @@ const Model = z.object({
   backend: z.string(),
   execution_provider: z.string(),
   device: z.string(),
+  installed: z.boolean().openapi({
+    description: "false: known and pullable with `deno task models pull <id>`",
+  }),
   loaded: z.boolean(),
+  license: z.string(),
 }).openapi("Model");
 
 const ModelList = z.object({ object: z.literal("list"), data: z.array(Model) }).openapi(

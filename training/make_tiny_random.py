@@ -1,0 +1,60 @@
+"""Architecture-faithful tiny models with random weights, in the exact layout of public exports,
+for the mock hub of the model-pull tests (like the ecosystem's tiny-random test models).
+
+    /usr/bin/python3 training/make_tiny_random.py --out tests/fixtures/hub
+
+Writes Xenova/clip-vit-base-patch32 (config.json, preprocessor_config.json, onnx/text_model.onnx,
+onnx/vision_model.onnx): 224 × 224 input, 32 × 32 patches and the public CLIP vocabulary of
+49,408 tokens, but 16-wide towers. Its tokenizer files are the public ones in
+../shared/assets/clip-tokenizer, which the tests serve beside these files (not committed).
+"""
+import argparse
+import json
+import os
+
+import torch
+
+from clip_model import Clip, ClipConfig, TextExport, VisionExport
+from export_clip import export
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="tests/fixtures/hub")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    c = ClipConfig(image_size=224, patch_size=32, vision_width=16, vision_layers=2, vision_heads=2,
+                   text_width=16, text_layers=2, text_heads=2, max_positions=77, vocab_size=49408,
+                   embed_dim=16, eos_token_id=49407)
+    model = Clip(c).eval()
+    out = f"{args.out}/Xenova/clip-vit-base-patch32"
+    os.makedirs(f"{out}/onnx", exist_ok=True)
+    common = {"hidden_act": "quick_gelu", "projection_dim": c.embed_dim, "layer_norm_eps": 1e-5}
+    json.dump({
+        "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": c.embed_dim,
+        "logit_scale_init_value": 2.6592,
+        "text_config": {"model_type": "clip_text_model", "hidden_size": c.text_width, "intermediate_size": 4 * c.text_width,
+                        "num_attention_heads": c.text_heads, "num_hidden_layers": c.text_layers,
+                        "max_position_embeddings": c.max_positions, "vocab_size": c.vocab_size,
+                        "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 1, **common},
+        "vision_config": {"model_type": "clip_vision_model", "hidden_size": c.vision_width,
+                          "intermediate_size": 4 * c.vision_width, "num_attention_heads": c.vision_heads,
+                          "num_hidden_layers": c.vision_layers, "image_size": c.image_size, "patch_size": c.patch_size,
+                          "num_channels": 3, **common},
+    }, open(f"{out}/config.json", "w"), indent=2)
+    json.dump({
+        "crop_size": 224, "do_center_crop": True, "do_normalize": True, "do_resize": True,
+        "feature_extractor_type": "CLIPFeatureExtractor",
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "resample": 3, "size": 224,
+    }, open(f"{out}/preprocessor_config.json", "w"), indent=2)
+    ids = torch.tensor([[49406, 320, 1125, 539, 320, 2102, 49407]])
+    export(TextExport(model), (ids,), f"{out}/onnx/text_model.onnx", ["input_ids"],
+           ["text_embeds", "last_hidden_state"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
+    export(VisionExport(model), (torch.zeros(1, 3, 224, 224),), f"{out}/onnx/vision_model.onnx", ["pixel_values"],
+           ["image_embeds", "last_hidden_state"], {"pixel_values": {0: "batch_size"}})
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
