@@ -12,6 +12,7 @@ import { SessionRegistry } from "./core/sessions.ts";
 import { type CatalogEntry, loadCatalog, modelDir, pullModel } from "./models/catalog.ts";
 import { scanModels } from "./models/manifest.ts";
 import { ModelRegistry } from "./models/registry.ts";
+import { captionRoutes } from "./routes/captions.ts";
 import { clipRoutes } from "./routes/clip.ts";
 import type { Env } from "./routes/http.ts";
 import { opsRoutes } from "./routes/ops.ts";
@@ -55,6 +56,7 @@ export async function createApp(
   const deps = { config, registry };
   opsRoutes(app, deps);
   clipRoutes(app, deps);
+  captionRoutes(app, deps);
   staticRoutes(app);
 
   app.notFound((c) =>

@@ -4,12 +4,14 @@
  */
 import { ApiError } from "../core/errors.ts";
 import type { SessionRegistry } from "../core/sessions.ts";
+import { CaptionPipeline } from "./captioning/pipeline.ts";
 import { ClipPipeline } from "./clip/pipeline.ts";
 import type { CatalogEntry } from "./catalog.ts";
 import type { Family, ModelEntry } from "./manifest.ts";
 
 interface Pipelines {
   clip: ClipPipeline;
+  captioning: CaptionPipeline;
 }
 type ServedFamily = keyof Pipelines;
 
@@ -18,6 +20,7 @@ const LOADERS: {
   [F in ServedFamily]: (e: ModelEntry, s: SessionRegistry) => Promise<Pipelines[F]>;
 } = {
   clip: ClipPipeline.load,
+  captioning: CaptionPipeline.load,
 };
 
 export interface ModelInfo {

@@ -7,6 +7,8 @@
  *   const rgb = renderScene(scenes[0], seed); // Uint8Array [64 * 64 * 3]
  */
 
+import { rng } from "../core/random.ts";
+
 export const CANVAS = 64;
 export const SHAPES = ["circle", "square", "triangle", "diamond"] as const;
 export const COLOURS = {
@@ -69,17 +71,7 @@ export interface QA {
 
 // ---------------------------------------------------------------- random numbers
 
-/** SplitMix32-style counter hash: a tiny, fast, well-mixed PRNG that is the same everywhere. */
-export function rng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x9e3779b9) >>> 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    return ((z ^ (z >>> 16)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
 const int = (r: () => number, lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));

@@ -1,0 +1,106 @@
+/**
+ * `POST /v1/captions`: image → captions, with greedy, beam or sampled decoding, per-token
+ * log-probabilities, and for attention models each word's attention map and overlay.
+ */
+import { z } from "@hono/zod-openapi";
+import { endTime, startTime } from "hono/timing";
+import { decodeImage, imageBytesFromString } from "../core/image.ts";
+import { ApiError } from "../core/errors.ts";
+import { ImageInput } from "./clip.ts";
+import { type App, type Deps, route } from "./http.ts";
+
+const CaptionRequest = z.object({
+  model: z.string().min(1).optional().openapi({
+    description: "Model id; the default captioning model when absent",
+    example: "sat-soft-tiny",
+  }),
+  image: ImageInput,
+  strategy: z.enum(["greedy", "beam", "sample"]).default("greedy"),
+  beam_size: z.number().int().min(1).max(16).default(3),
+  temperature: z.number().min(0).max(5).default(1),
+  top_k: z.number().int().min(0).max(1000).default(0).openapi({
+    description: "0: no top-k filter",
+  }),
+  top_p: z.number().gt(0).max(1).default(1),
+  seed: z.number().int().min(0).max(2 ** 32 - 1).optional().openapi({
+    description: "For sampling; random when absent, and returned",
+  }),
+  max_tokens: z.number().int().min(1).max(256).default(32),
+  n: z.number().int().min(1).max(16).default(1),
+  top_logprobs: z.number().int().min(0).max(10).default(0).openapi({
+    description: "Most probable alternatives per token",
+  }),
+  return_attention: z.boolean().default(false).openapi({
+    description: "Per word: attention weights over the image grid and a PNG overlay",
+  }),
+}).openapi("CaptionRequest");
+
+const Token = z.object({
+  token: z.string(),
+  logprob: z.number(),
+  top_logprobs: z.array(z.object({ token: z.string(), logprob: z.number() })).optional(),
+});
+const CaptionResponse = z.object({
+  model: z.string(),
+  seed: z.number().int().optional(),
+  captions: z.array(z.object({
+    text: z.string(),
+    logprob: z.number(),
+    tokens: z.array(Token),
+    attention: z.object({
+      rows: z.number().int(),
+      cols: z.number().int(),
+      words: z.array(
+        z.object({ token: z.string(), weights: z.array(z.number()), overlay_png: z.string() }),
+      ),
+    }).optional(),
+  })),
+}).openapi("CaptionResponse");
+
+export function captionRoutes(app: App, { config, registry }: Deps): void {
+  route(app, {
+    method: "post",
+    path: "/v1/captions",
+    summary: "Caption an image (Show and Tell, Show Attend and Tell)",
+    tags: ["Captioning"],
+    body: CaptionRequest,
+    multipart: true,
+    response: CaptionResponse,
+  }, async (c, body) => {
+    const model = await registry.get("captioning", body.model);
+    if (body.strategy === "greedy" && body.n > 1) {
+      throw new ApiError(
+        "invalid_request",
+        "Greedy decoding gives one caption; use strategy beam or sample for n > 1",
+        "n",
+      );
+    }
+    if (body.strategy === "beam" && body.n > body.beam_size) {
+      throw new ApiError(
+        "invalid_request",
+        `n (${body.n}) cannot exceed beam_size (${body.beam_size})`,
+        "n",
+      );
+    }
+    startTime(c, "decode");
+    const bytes = typeof body.image === "string" ? imageBytesFromString(body.image) : body.image;
+    const image = await decodeImage(bytes, { maxPixels: config.maxImagePixels });
+    endTime(c, "decode");
+    const seed = body.seed ?? Math.floor(Math.random() * 2 ** 32);
+    startTime(c, "generate");
+    const captions = await model.caption(image, {
+      strategy: body.strategy,
+      beamSize: body.beam_size,
+      temperature: body.temperature,
+      topK: body.top_k,
+      topP: body.top_p,
+      seed,
+      maxTokens: body.max_tokens,
+      n: body.n,
+      topLogprobs: body.top_logprobs,
+      returnAttention: body.return_attention,
+    }, c.req.raw.signal);
+    endTime(c, "generate");
+    return c.json({ model: model.id, ...(body.strategy === "sample" ? { seed } : {}), captions });
+  });
+}

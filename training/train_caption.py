@@ -1,0 +1,71 @@
+"""Train an LSTM captioner (nic, sat-soft, sat-hard) on the world's canonical captions; resumes.
+
+    /usr/bin/python3 training/train_caption.py --kind sat-soft --steps 3000
+"""
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+
+from caption_model import Captioner, CaptionConfig
+from common import Checkpointer, World, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary
+
+MEAN, STD = 0.5, 0.5
+
+
+def pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 [B, 64, 64, 3] -> [B, 3, 64, 64] in [-1, 1], as preprocessor_config.json says."""
+    return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - MEAN) / STD
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kind", choices=["nic", "sat-soft", "sat-hard"], required=True)
+    ap.add_argument("--data", default="data/world")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    out = args.out or f"data/runs/{args.kind}-tiny"
+
+    use_all_cores()
+    seed_everything(args.seed)
+    tok = WordTokenizer(vocabulary(args.data), max_length=32)
+    config = CaptionConfig(kind=args.kind, vocab_size=len(tok.tokens))
+    model = Captioner(config)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    ckpt = Checkpointer(f"{out}/last.pt")
+    first = step = ckpt.load(model, opt)
+    train = World(args.data, "train")
+    captions = [m["caption"] for m in train.meta]
+    lr_at = lambda s: args.lr * min(1.0, (s + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+    print(f"{args.kind}-tiny: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, from step {step}", flush=True)
+    baseline = None
+    start = time.time()
+    model.train()
+    while step < args.steps:
+        idx = np.random.randint(0, len(train), args.batch)
+        ids, mask = tok.batch([captions[i] for i in idx])
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        loss, stats = model.loss(pixels(train.images[idx]), ids, mask.float(), baseline)
+        if "reward" in stats:  # moving-average baseline for REINFORCE
+            baseline = stats["reward"] if baseline is None else 0.9 * baseline + 0.1 * stats["reward"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        if step % 20 == 0:
+            progress(step, args.steps, start, first, loss=loss.item(), **stats)
+        ckpt.maybe_save(model, opt, step, config=config.to_dict(), batch=args.batch)
+    ckpt.maybe_save(model, opt, step, force=True, config=config.to_dict(), batch=args.batch)
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()
