@@ -29,10 +29,11 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     args = ap.parse_args()
     out = args.out or f"data/runs/{args.kind}-tiny"
 
-    use_all_cores()
+    use_all_cores() if args.threads == 0 else torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     tok = WordTokenizer(vocabulary(args.data), max_length=32)
     config = CaptionConfig(kind=args.kind, vocab_size=len(tok.tokens))

@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import {
+  decode,
+  type DecodeOptions,
+  logSoftmax,
+  sampleToken,
+  type StepDecoder,
+} from "./decoding.ts";
+import { rng } from "../../core/random.ts";
+
+/**
+ * A toy decoder over tokens {0: BOS, 1: EOS, 2: "a", 3: "b"} whose next-token distribution
+ * depends only on the previous token, so every path's probability can be worked by hand.
+ */
+const P: Record<number, number[]> = {
+  0: [0, 0, 0.6, 0.4], // after BOS: a 0.6, b 0.4
+  2: [0, 0.5, 0.1, 0.4], // after a: EOS 0.5, a 0.1, b 0.4
+  3: [0, 0.9, 0.05, 0.05], // after b: EOS 0.9
+};
+type S = { rows: number };
+const toy: StepDecoder<S> = {
+  start: (count) => Promise.resolve({ rows: count }),
+  step: (state, tokens) =>
+    Promise.resolve({
+      logprobs: tokens.map((t) => Float32Array.from(P[t] ?? P[3], Math.log)),
+      attention: tokens.map((t) => Float32Array.of(t, 1)),
+      state,
+    }),
+  select: (_state, rows) => ({ rows: rows.length }),
+};
+const base: DecodeOptions = {
+  strategy: "greedy",
+  maxTokens: 5,
+  n: 1,
+  beamSize: 2,
+  temperature: 1,
+  topK: 0,
+  topP: 1,
+  seed: 1,
+  topLogprobs: 2,
+  bos: 0,
+  eos: 1,
+};
+
+Deno.test("decode() greedy takes the most probable token at each step", async () => {
+  // a (0.6) then EOS (0.5): P = 0.3.
+  const [h] = await decode(toy, base);
+  assert.deepEqual(h.ids, [2]);
+  assert.ok(Math.abs(h.logprob - Math.log(0.3)) < 1e-6);
+  assert.deepEqual(h.top[0].map(([t]) => t), [2, 3]);
+  assert.equal(h.attention.length, 1);
+});
+
+Deno.test("decode() beam search finds the more probable sequence that greedy misses", async () => {
+  // Paths: "a" 0.6·0.5 = 0.30; "b" 0.4·0.9 = 0.36; "a b" 0.6·0.4·0.9 = 0.216.
+  const beams = await decode(toy, { ...base, strategy: "beam", beamSize: 2 });
+  assert.deepEqual(beams[0].ids, [3]);
+  assert.ok(Math.abs(beams[0].logprob - Math.log(0.36)) < 1e-6);
+  assert.deepEqual(beams[1].ids, [2]);
+});
+
+Deno.test("decode() sampling is reproducible for a seed and follows the distribution", async () => {
+  const a = await decode(toy, { ...base, strategy: "sample", n: 8, seed: 7 });
+  const b = await decode(toy, { ...base, strategy: "sample", n: 8, seed: 7 });
+  assert.deepEqual(a.map((h) => h.ids), b.map((h) => h.ids));
+  const r = rng(3);
+  const lp = Float32Array.from([0.1, 0.2, 0.7], Math.log);
+  const counts = [0, 0, 0];
+  for (let i = 0; i < 5000; i++) counts[sampleToken(lp, { temperature: 1, topK: 0, topP: 1 }, r)]++;
+  assert.ok(Math.abs(counts[2] / 5000 - 0.7) < 0.03, `${counts}`);
+  for (let i = 0; i < 200; i++) {
+    assert.equal(sampleToken(lp, { temperature: 1, topK: 1, topP: 1 }, r), 2);
+  }
+  for (let i = 0; i < 200; i++) {
+    assert.notEqual(sampleToken(lp, { temperature: 1, topK: 0, topP: 0.75 }, r), 0);
+  }
+});
+
+Deno.test("decode() stops at max tokens and when aborted", async () => {
+  const loop: StepDecoder<S> = {
+    ...toy,
+    step: (s, t) =>
+      Promise.resolve({
+        logprobs: t.map(() => Float32Array.from([0, 0, 1, 0], Math.log)),
+        attention: null,
+        state: s,
+      }),
+  };
+  const [h] = await decode(loop, { ...base, maxTokens: 3 });
+  assert.equal(h.ids.length, 3);
+  const ctl = new AbortController();
+  ctl.abort();
+  await assert.rejects(decode(toy, { ...base, signal: ctl.signal }));
+});
+
+Deno.test("logSoftmax() normalizes", () => {
+  const lp = logSoftmax(Float32Array.of(1, 2, 3));
+  assert.ok(Math.abs(lp.reduce((s, v) => s + Math.exp(v), 0) - 1) < 1e-6);
+});

@@ -1,0 +1,51 @@
+/** Captioning quality on the shapes world: BLEU-1..4 and METEOR against the reference sets. */
+import { referenceSet, renderScene, sampleScenes, type Split } from "../../world/world.ts";
+import { corpusBleu, corpusMeteor } from "./metrics.ts";
+import type { CaptionOptions, CaptionPipeline } from "./pipeline.ts";
+
+export interface CaptionScores {
+  split: Split;
+  images: number;
+  bleu: number[];
+  meteor: number;
+  exact: number;
+}
+
+export async function evaluateCaptions(
+  model: CaptionPipeline,
+  split: Split,
+  count: number,
+  options: Partial<CaptionOptions> = {},
+  seed = 0,
+): Promise<CaptionScores> {
+  const scenes = sampleScenes({ split, count, seed });
+  const candidates: string[] = [];
+  for (const [i, s] of scenes.entries()) {
+    const [c] = await model.caption({
+      width: 64,
+      height: 64,
+      data: renderScene(s, seed * 7919 + i),
+    }, {
+      strategy: "greedy",
+      maxTokens: 32,
+      n: 1,
+      beamSize: 3,
+      temperature: 1,
+      topK: 0,
+      topP: 1,
+      seed: 0,
+      topLogprobs: 0,
+      returnAttention: false,
+      ...options,
+    });
+    candidates.push(c.text);
+  }
+  const refs = scenes.map(referenceSet);
+  return {
+    split,
+    images: count,
+    bleu: corpusBleu(candidates, refs),
+    meteor: corpusMeteor(candidates, refs),
+    exact: candidates.filter((c, i) => c === refs[i][0]).length / count,
+  };
+}
