@@ -1,4 +1,4 @@
-"""Train an LSTM captioner (nic, sat-soft, sat-hard) on the world's canonical captions; resumes.
+"""Train a captioner (nic, sat-soft, sat-hard, vit-gpt2) on the world's canonical captions; resumes.
 
     /usr/bin/python3 training/train_caption.py --kind sat-soft --steps 3000
 """
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from caption_model import Captioner, CaptionConfig
+from vit_gpt2_model import VitGpt2, VitGpt2Config
 from common import Checkpointer, World, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary
 
 MEAN, STD = 0.5, 0.5
@@ -22,12 +23,12 @@ def pixels(images: np.ndarray) -> torch.Tensor:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--kind", choices=["nic", "sat-soft", "sat-hard"], required=True)
+    ap.add_argument("--kind", choices=["nic", "sat-soft", "sat-hard", "vit-gpt2"], required=True)
     ap.add_argument("--data", default="data/world")
     ap.add_argument("--out", default=None)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=None, help="default: 2e-3 (LSTM), 1e-3 (vit-gpt2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     args = ap.parse_args()
@@ -36,8 +37,12 @@ def main():
     use_all_cores() if args.threads == 0 else torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     tok = WordTokenizer(vocabulary(args.data), max_length=32)
-    config = CaptionConfig(kind=args.kind, vocab_size=len(tok.tokens))
-    model = Captioner(config)
+    if args.kind == "vit-gpt2":
+        config, args.lr = VitGpt2Config(vocab_size=len(tok.tokens)), args.lr or 1e-3
+        model = VitGpt2(config)
+    else:
+        config, args.lr = CaptionConfig(kind=args.kind, vocab_size=len(tok.tokens)), args.lr or 2e-3
+        model = Captioner(config)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     ckpt = Checkpointer(f"{out}/last.pt")
     first = step = ckpt.load(model, opt)

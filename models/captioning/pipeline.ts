@@ -4,7 +4,9 @@
  * picks them. Attention models also say, for every word, where in the image they looked.
  *
  * Architectures (manifest `settings.architecture`):
- * - "lstm": Show and Tell / Show, Attend and Tell exports (encoder_model.onnx, decoder_step.onnx).
+ * - "lstm": Show and Tell / Show, Attend and Tell exports (encoder_model.onnx, decoder_step.onnx);
+ * - "vision-encoder-decoder": ViT + GPT-2 in the public Xenova/vit-gpt2-image-captioning layout
+ *   (encoder_model.onnx, decoder_model_merged.onnx with a KV cache).
  */
 import { Tokenizer } from "@huggingface/tokenizers";
 import { ApiError } from "../../core/errors.ts";
@@ -103,15 +105,127 @@ class LstmDecoder implements StepDecoder<LstmState> {
   }
 }
 
+type Tensor = ReturnType<SessionRegistry["tensor"]>;
+
+/** Splits a [B, ...] tensor into B rows. */
+function rowsOf(t: { data: unknown; dims: readonly number[] }): Float32Array[] {
+  const B = t.dims[0], data = t.data as Float32Array, w = data.length / B;
+  return Array.from({ length: B }, (_, i) => data.slice(i * w, (i + 1) * w));
+}
+
+function stack(rows: Float32Array[]): Float32Array {
+  const out = new Float32Array(rows.length * (rows[0]?.length ?? 0));
+  rows.forEach((r, i) => out.set(r, i * r.length));
+  return out;
+}
+
+interface KvState {
+  /** Per hypothesis, per past tensor (layer key, layer value, ...): [heads, P, head_dim]. */
+  past: Float32Array[][];
+  length: number;
+}
+
+/** ViT + GPT-2 (merged decoder): the state is the self-attention KV cache, kept per hypothesis. */
+class EncoderDecoderDecoder implements StepDecoder<KvState> {
+  constructor(
+    private sessions: SessionRegistry,
+    private decoder: Session,
+    private encoderStates: Float32Array, // [S * D] of the one image
+    private encDims: [number, number],
+    private kv: { layers: number; heads: number; headDim: number },
+    private signal?: AbortSignal,
+  ) {}
+
+  start(count: number): Promise<KvState> {
+    return Promise.resolve({
+      past: Array.from(
+        { length: count },
+        () => Array(2 * this.kv.layers).fill(new Float32Array(0)),
+      ),
+      length: 0,
+    });
+  }
+
+  async step(state: KvState, tokens: number[]) {
+    const B = tokens.length,
+      P = state.length,
+      [S, D] = this.encDims,
+      { layers, heads, headDim } = this.kv;
+    const feeds: Record<string, Tensor> = {
+      input_ids: this.sessions.tensor("int64", BigInt64Array.from(tokens.map(BigInt)), [B, 1]),
+      encoder_hidden_states: this.sessions.tensor(
+        "float32",
+        stack(Array(B).fill(this.encoderStates)),
+        [B, S, D],
+      ),
+    };
+    for (let i = 0; i < 2 * layers; i++) {
+      const name = `past_key_values.${i >> 1}.${i % 2 ? "value" : "key"}`;
+      feeds[name] = this.sessions.tensor("float32", stack(state.past.map((p) => p[i])), [
+        B,
+        heads,
+        P,
+        headDim,
+      ]);
+    }
+    const names = this.decoder.inputNames;
+    if (names.includes("use_cache_branch")) {
+      feeds.use_cache_branch = this.sessions.tensor("bool", Uint8Array.of(P > 0 ? 1 : 0), [1]);
+    }
+    if (names.includes("attention_mask")) {
+      feeds.attention_mask = this.sessions.tensor(
+        "int64",
+        new BigInt64Array(B * (P + 1)).fill(1n),
+        [B, P + 1],
+      );
+    }
+    const out = await this.decoder.run(feeds, this.signal);
+    const presents = Array.from(
+      { length: 2 * layers },
+      (_, i) => rowsOf(out[`present.${i >> 1}.${i % 2 ? "value" : "key"}`]),
+    );
+    let attention: Float32Array[] | null = null;
+    if (out.cross_attentions) {
+      // [B, 1, S]: drop the class token and renormalize over the patches.
+      attention = rowsOf(out.cross_attentions).map((a) => {
+        const patches = a.slice(a.length - (S - 1));
+        const z = patches.reduce((x, y) => x + y, 0);
+        return patches.map((v) => v / z);
+      });
+    }
+    return {
+      logprobs: rowsOf(out.logits).map(logSoftmax),
+      attention,
+      state: {
+        past: Array.from({ length: B }, (_, b) => presents.map((p) => p[b])),
+        length: P + 1,
+      },
+    };
+  }
+
+  select(state: KvState, rows: number[]): KvState {
+    return { past: rows.map((r) => state.past[r]), length: state.length };
+  }
+}
+
+/** Runs the encoder for one image and returns the step decoder that continues from it. */
+type Begin = (
+  pixels: { data: Float32Array; width: number; height: number },
+  signal?: AbortSignal,
+) => Promise<StepDecoder<unknown>>;
+
 export class CaptionPipeline {
   private constructor(
     readonly id: string,
     private tokenizer: Tokenizer,
     private processor: ProcessorConfig,
-    private generation: { bos_token_id: number; eos_token_id: number; max_length: number },
-    private encoder: Session,
-    private decoder: Session,
-    private sessions: SessionRegistry,
+    private generation: {
+      bos_token_id?: number;
+      decoder_start_token_id?: number;
+      eos_token_id: number;
+      max_length: number;
+    },
+    private begin: Begin,
     readonly grid: number,
     readonly hasAttention: boolean,
   ) {}
@@ -119,34 +233,62 @@ export class CaptionPipeline {
   static async load(entry: ModelEntry, sessions: SessionRegistry): Promise<CaptionPipeline> {
     const read = async (name: string) => JSON.parse(await Deno.readTextFile(entry.dir + name));
     const { manifest: m } = entry;
-    if (m.settings.architecture !== "lstm") {
-      throw new ApiError(
-        "unsupported",
-        `Captioning architecture "${m.settings.architecture}" is not served yet`,
-        "model",
-      );
-    }
-    const [tokJson, tokConfig, processor, generation] = await Promise.all([
+    const [tokJson, tokConfig, processor, generation, config] = await Promise.all([
       read("tokenizer.json"),
       read("tokenizer_config.json"),
       read("preprocessor_config.json"),
       read("generation_config.json"),
+      read("config.json"),
     ]);
     const [encoder, decoder] = await Promise.all([
       sessions.load(entry.dir + m.files.encoder),
       sessions.load(entry.dir + m.files.decoder),
     ]);
-    return new CaptionPipeline(
-      m.id,
-      new Tokenizer(tokJson, tokConfig),
-      processor,
-      generation,
-      encoder,
-      decoder,
-      sessions,
-      Number(m.settings.grid ?? 8),
-      decoder.outputNames.includes("attention"),
-    );
+    const tokenizer = new Tokenizer(tokJson, tokConfig);
+    const pixelTensor = (p: { data: Float32Array; width: number; height: number }) =>
+      sessions.tensor("float32", p.data, [1, 3, p.height, p.width]);
+    let begin: Begin, grid: number, attention: boolean;
+    if (m.settings.architecture === "lstm") {
+      grid = Number(m.settings.grid ?? 8);
+      attention = decoder.outputNames.includes("attention");
+      begin = async (p, signal) => {
+        const enc = await encoder.run({ pixel_values: pixelTensor(p) }, signal);
+        const [, L, D] = enc.annotations.dims as number[];
+        const first = { h: [enc.h.data as Float32Array], c: [enc.c.data as Float32Array] };
+        return new LstmDecoder(
+          sessions,
+          decoder,
+          enc.annotations.data as Float32Array,
+          [L, D],
+          first,
+          signal,
+        );
+      };
+    } else if (m.settings.architecture === "vision-encoder-decoder") {
+      const e = config.encoder, d = config.decoder;
+      grid = Number(m.settings.grid ?? Math.round(e.image_size / e.patch_size));
+      attention = decoder.outputNames.includes("cross_attentions");
+      const kv = { layers: d.n_layer, heads: d.n_head, headDim: d.n_embd / d.n_head };
+      begin = async (p, signal) => {
+        const enc = await encoder.run({ pixel_values: pixelTensor(p) }, signal);
+        const [, S, D] = enc.last_hidden_state.dims as number[];
+        return new EncoderDecoderDecoder(
+          sessions,
+          decoder,
+          enc.last_hidden_state.data as Float32Array,
+          [S, D],
+          kv,
+          signal,
+        );
+      };
+    } else {
+      throw new ApiError(
+        "unsupported",
+        `Captioning architecture "${m.settings.architecture}" is not supported`,
+        "model",
+      );
+    }
+    return new CaptionPipeline(m.id, tokenizer, processor, generation, begin, grid, attention);
   }
 
   get maxTokens(): number {
@@ -177,24 +319,11 @@ export class CaptionPipeline {
         "return_attention",
       );
     }
-    const px = await preprocess(image, this.processor);
-    const enc = await this.encoder.run(
-      { pixel_values: this.sessions.tensor("float32", px.data, [1, 3, px.height, px.width]) },
-      signal,
-    );
-    const [, L, D] = enc.annotations.dims as number[];
-    const decoder = new LstmDecoder(
-      this.sessions,
-      this.decoder,
-      enc.annotations.data as Float32Array,
-      [L, D],
-      { h: [enc.h.data as Float32Array], c: [enc.c.data as Float32Array] },
-      signal,
-    );
+    const decoder = await this.begin(await preprocess(image, this.processor), signal);
     const hyps = await decode(decoder, {
       ...o,
       maxTokens: Math.min(o.maxTokens, this.generation.max_length),
-      bos: this.generation.bos_token_id,
+      bos: this.generation.decoder_start_token_id ?? this.generation.bos_token_id ?? 0,
       eos: this.generation.eos_token_id,
       signal,
     });
