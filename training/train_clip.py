@@ -59,6 +59,10 @@ def main():
     ckpt = Checkpointer(f"{args.out}/last.pt")
     first = step = ckpt.load(model, opt)
     train = World(args.data, "train")
+    # Half of every batch: single-object scenes with the short prompt. Colour, position and
+    # background tell most scenes apart, so without these near-duplicates (same colour, other
+    # shape) the contrastive loss has little reason to learn shape.
+    singles = np.array([i for i, m in enumerate(train.meta) if len(m["scene"]["objects"]) == 1])
     r = random.Random(args.seed + step)
     warmup = 200
     lr_at = lambda s: args.lr * min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))
@@ -66,9 +70,11 @@ def main():
     start = time.time()
     model.train()
     while step < args.steps:
-        idx = np.random.randint(0, len(train), args.batch)
-        images = train.images[idx].copy()
-        texts = [training_text(train.meta[i], r) for i in idx]
+        half = args.batch // 2
+        idx = np.concatenate([np.random.randint(0, len(train), args.batch - half), singles[np.random.randint(0, len(singles), half)]])
+        images = train.images[idx]
+        texts = [training_text(train.meta[i], r) for i in idx[: args.batch - half]]
+        texts += [f"a photo of {object_phrase(train.meta[i]['scene']['objects'][0], False)}" for i in idx[args.batch - half:]]
         ids, mask = tok.batch(texts)
         same = torch.tensor([[a == b for b in texts] for a in texts])
         for g in opt.param_groups:
