@@ -56,10 +56,20 @@ Deno.test("cpu backend matches PyTorch's outputs from export", () => {
   assert.ok(maxDiff(reference.text, golden.text_embeds.flat()) < TOLERANCE);
 });
 
-Deno.test("wasm backend matches the cpu backend", async () => {
+Deno.test("wasm backend matches the cpu backend, and concurrent runs on it are queued, not failed", async () => {
   const wasm = await runClip("wasm");
   assert.ok(maxDiff(wasm.image, reference.image) < TOLERANCE);
   assert.ok(maxDiff(wasm.text, reference.text) < TOLERANCE);
+  // One ORT-web session cannot run twice at once; the registry serializes the runs.
+  const text = await wasm.sessions.load(`${MODEL}onnx/text_model.onnx`);
+  const ids = golden.input_ids[0] as number[];
+  const feeds = {
+    input_ids: wasm.sessions.tensor("int64", BigInt64Array.from(ids.map(BigInt)), [1, ids.length]),
+  };
+  const outs = await Promise.all(Array.from({ length: 6 }, () => text.run(feeds)));
+  for (const o of outs) {
+    assert.ok(maxDiff(o.text_embeds.data as Float32Array, golden.text_embeds[0]) < TOLERANCE);
+  }
 });
 
 const adapter = await navigator.gpu?.requestAdapter().catch(() => null);

@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { resolveBackend } from "./backend.ts";
+import { EMBEDDED_MODELS_DIR, loadConfig } from "./config.ts";
+
+Deno.test("loadConfig() has working defaults and reads the environment once", () => {
+  const c = loadConfig({ HOME: "/home/u" });
+  assert.equal(c.port, 8000);
+  assert.equal(c.backend, "auto");
+  assert.deepEqual(c.modelsDirs, [EMBEDDED_MODELS_DIR, "/home/u/.cache/mm-edge/models"]);
+  assert.equal(c.allowDownloads, false);
+  const d = loadConfig({
+    PORT: "9001",
+    MM_BACKEND: "wasm",
+    MM_MODELS_DIR: "/m",
+    MM_ALLOW_DOWNLOADS: "1",
+    HF_TOKEN: "t",
+  });
+  assert.equal(d.port, 9001);
+  assert.equal(d.backend, "wasm");
+  assert.equal(d.pulledModelsDir, "/m");
+  assert.equal(d.allowDownloads, true);
+  assert.equal(d.hub.token, "t");
+});
+
+Deno.test("loadConfig() rejects a bad backend with the list of valid ones", () => {
+  assert.throws(
+    () => loadConfig({ MM_BACKEND: "cuda" }),
+    /MM_BACKEND must be one of auto, webgpu, cpu, wasm; got "cuda"/,
+  );
+  assert.throws(() => loadConfig({ PORT: "http" }), /PORT/);
+});
+
+Deno.test({
+  name: "resolveBackend('auto') does not pick a software WebGPU adapter",
+  sanitizeResources: false,
+  fn: async () => {
+    const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+    const fallback = !adapter ||
+      Boolean((adapter.info as { isFallbackAdapter?: boolean }).isFallbackAdapter);
+    const b = await resolveBackend("auto");
+    if (fallback) assert.notEqual(b.name, "webgpu");
+    else assert.equal(b.name, "webgpu");
+    console.log(`  auto chose ${b.name} (${b.device})`);
+  },
+});
