@@ -35,19 +35,23 @@ const images = scenes.map((s, i) => ({ width: 64, height: 64, data: renderScene(
 const texts = scenes.map(canonicalCaption);
 const entry = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === "clip-tiny")!;
 
-/** Items per second of `fn` (which handles `batch` items), after one warm-up call. */
-async function rate(fn: () => Promise<unknown>): Promise<number> {
-  await fn();
+/** Items per second of `fn` (which handles `batch` items) over `ms` milliseconds. */
+async function rate(fn: () => Promise<unknown>, ms: number): Promise<number> {
   let n = 0;
   const t0 = performance.now();
-  while (performance.now() - t0 < seconds * 1000) {
+  while (performance.now() - t0 < ms) {
     await fn();
     n++;
   }
   return (n * batch) / ((performance.now() - t0) / 1000);
 }
 
-const rows: Array<{ name: string; image: number; text: number }> = [];
+interface Runner {
+  name: string;
+  image: () => Promise<unknown>;
+  text: () => Promise<unknown>;
+}
+const runners: Runner[] = [];
 
 env.allowRemoteModels = false;
 const processor = await AutoProcessor.from_pretrained(entry.dir);
@@ -55,10 +59,10 @@ const tokenizer = await AutoTokenizer.from_pretrained(entry.dir);
 const vision = await CLIPVisionModelWithProjection.from_pretrained(entry.dir, { dtype: "fp32" });
 const text = await CLIPTextModelWithProjection.from_pretrained(entry.dir, { dtype: "fp32" });
 const raw = images.map((im) => new RawImage(new Uint8ClampedArray(im.data), 64, 64, 3));
-rows.push({
+runners.push({
   name: "transformers.js 4.3.1 (onnxruntime-node, cpu)",
-  image: await rate(async () => vision(await processor(raw))),
-  text: await rate(() => text(tokenizer(texts, { padding: true, truncation: true }))),
+  image: async () => vision(await processor(raw)),
+  text: () => text(tokenizer(texts, { padding: true, truncation: true })),
 });
 
 const backends: BackendName[] = ["cpu", "wasm"];
@@ -66,15 +70,35 @@ if (values.webgpu) backends.push("webgpu");
 for (const name of backends) {
   const backend = await resolveBackend(name);
   const clip = await ClipPipeline.load(entry, new SessionRegistry(backend));
-  rows.push({
+  runners.push({
     name: `mm-edge ${name} (${backend.device})`,
-    image: await rate(() => clip.embedImages(images)),
-    text: await rate(() => clip.embedTexts(texts)),
+    image: () => clip.embedImages(images),
+    text: () => clip.embedTexts(texts),
   });
 }
 
+// Rounds that alternate the runners, so that drifting load on a shared machine hits all of them
+// alike; each cell is the median of its rounds.
+const ROUNDS = 5;
+const samples = runners.map(() => ({ image: [] as number[], text: [] as number[] }));
+for (const r of runners) await Promise.all([r.image(), r.text()]); // warm-up
+for (let round = 0; round < ROUNDS; round++) {
+  for (const [i, r] of runners.entries()) {
+    samples[i].image.push(await rate(r.image, (seconds * 1000) / ROUNDS));
+    samples[i].text.push(await rate(r.text, (seconds * 1000) / ROUNDS));
+  }
+}
+const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[xs.length >> 1];
+const rows = runners.map((r, i) => ({
+  name: r.name,
+  image: median(samples[i].image),
+  text: median(samples[i].text),
+}));
+
 const base = rows[0];
-console.log(`\nclip-tiny embeddings, batch ${batch}, ${seconds} s per cell\n`);
+console.log(
+  `\nclip-tiny embeddings, batch ${batch}, ${seconds} s per cell in ${ROUNDS} alternating rounds (median)\n`,
+);
 console.log("| runner | images/s | × transformers.js | texts/s | × transformers.js |");
 console.log("| --- | --- | --- | --- | --- |");
 for (const r of rows) {
