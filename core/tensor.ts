@@ -21,3 +21,16 @@ export function softmax(xs: number[]): number[] {
   const z = e.reduce((a, b) => a + b, 0);
   return e.map((x) => x / z);
 }
+
+/** Splits a [B, ...] tensor's data into B rows. */
+export function rowsOf(t: { dims: readonly number[]; data: unknown }): Float32Array[] {
+  const b = t.dims[0], data = t.data as Float32Array, w = b ? data.length / b : 0;
+  return Array.from({ length: b }, (_, i) => data.slice(i * w, (i + 1) * w));
+}
+
+/** Concatenates equal-length rows into one [B, ...] buffer. */
+export function stack(rows: Float32Array[]): Float32Array {
+  const out = new Float32Array(rows.length * (rows[0]?.length ?? 0));
+  rows.forEach((r, i) => out.set(r, i * r.length));
+  return out;
+}

@@ -14,6 +14,7 @@ import { heatmapOverlay } from "../../core/heatmap.ts";
 import type { RgbImage } from "../../core/image.ts";
 import { preprocess, type ProcessorConfig } from "../../core/preprocess.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
+import { rowsOf, stack } from "../../core/tensor.ts";
 import type { ModelEntry } from "../manifest.ts";
 import {
   decode,
@@ -70,33 +71,23 @@ class LstmDecoder implements StepDecoder<LstmState> {
 
   async step(state: LstmState, tokens: number[]) {
     const B = tokens.length, H = state.h[0].length, [L, D] = this.dims;
-    const flat = (rows: Float32Array[]) => {
-      const out = new Float32Array(rows.length * rows[0].length);
-      rows.forEach((r, i) => out.set(r, i * r.length));
-      return out;
-    };
     const feeds: Record<string, ReturnType<SessionRegistry["tensor"]>> = {
       input_ids: this.sessions.tensor("int64", BigInt64Array.from(tokens.map(BigInt)), [B]),
-      h: this.sessions.tensor("float32", flat(state.h), [B, H]),
-      c: this.sessions.tensor("float32", flat(state.c), [B, H]),
+      h: this.sessions.tensor("float32", stack(state.h), [B, H]),
+      c: this.sessions.tensor("float32", stack(state.c), [B, H]),
     };
     if (this.decoder.inputNames.includes("annotations")) {
-      feeds.annotations = this.sessions.tensor("float32", flat(Array(B).fill(this.annotations)), [
+      feeds.annotations = this.sessions.tensor("float32", stack(Array(B).fill(this.annotations)), [
         B,
         L,
         D,
       ]);
     }
     const out = await this.decoder.run(feeds, this.signal);
-    const rows = (t: { data: unknown }, width: number) => {
-      const d = t.data as Float32Array;
-      return Array.from({ length: B }, (_, i) => d.slice(i * width, (i + 1) * width));
-    };
-    const V = out.logits.dims[1] as number;
     return {
-      logprobs: rows(out.logits, V).map(logSoftmax),
-      attention: out.attention ? rows(out.attention, L) : null,
-      state: { h: rows(out.h_out, H), c: rows(out.c_out, H) },
+      logprobs: rowsOf(out.logits).map(logSoftmax),
+      attention: out.attention ? rowsOf(out.attention) : null,
+      state: { h: rowsOf(out.h_out), c: rowsOf(out.c_out) },
     };
   }
 
@@ -106,18 +97,6 @@ class LstmDecoder implements StepDecoder<LstmState> {
 }
 
 type Tensor = ReturnType<SessionRegistry["tensor"]>;
-
-/** Splits a [B, ...] tensor into B rows. */
-function rowsOf(t: { data: unknown; dims: readonly number[] }): Float32Array[] {
-  const B = t.dims[0], data = t.data as Float32Array, w = data.length / B;
-  return Array.from({ length: B }, (_, i) => data.slice(i * w, (i + 1) * w));
-}
-
-function stack(rows: Float32Array[]): Float32Array {
-  const out = new Float32Array(rows.length * (rows[0]?.length ?? 0));
-  rows.forEach((r, i) => out.set(r, i * r.length));
-  return out;
-}
 
 interface KvState {
   /** Per hypothesis, per past tensor (layer key, layer value, ...): [heads, P, head_dim]. */

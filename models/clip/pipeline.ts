@@ -9,7 +9,7 @@ import { ApiError } from "../../core/errors.ts";
 import type { RgbImage } from "../../core/image.ts";
 import { preprocess, type ProcessorConfig } from "../../core/preprocess.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
-import { dot, l2normalize, softmax } from "../../core/tensor.ts";
+import { dot, l2normalize, rowsOf, softmax } from "../../core/tensor.ts";
 import type { ModelEntry } from "../manifest.ts";
 
 export interface PatchMap {
@@ -248,13 +248,6 @@ export class ClipPipeline {
     const probabilities = cosine.map((row) => softmax(row.map((c) => this.logitScale * c)));
     return { cosine, probabilities };
   }
-}
-
-/** Splits a [B, D] tensor into B rows. */
-function rowsOf(t: { dims: readonly number[]; data: unknown }): Float32Array[] {
-  const [b, d] = t.dims as number[];
-  const data = t.data as Float32Array;
-  return Array.from({ length: b }, (_, i) => data.slice(i * d, (i + 1) * d));
 }
 
 const round = (v: number) => Math.round(v * 1e4) / 1e4;
