@@ -6,31 +6,48 @@ $("backend").textContent = health?.backend
   ? `Backend: ${health.backend} (${health.execution_provider}, ${health.device})`
   : `Backend: not ready (${health?.error?.message ?? "no answer"})`;
 
-$("clip-image").addEventListener("change", () => {
-  const file = $("clip-image").files[0];
+const models = (await fetch("/v1/models").then((r) => r.json()).catch(() => ({ data: [] }))).data;
+for (const m of models.filter((m) => m.family === "captioning" && m.installed)) {
+  $("cap-model").append(new Option(`${m.id}${m.capabilities.includes("attention-maps") ? " (attention)" : ""}`, m.id));
+}
+
+$("image").addEventListener("change", () => {
+  const file = $("image").files[0];
   if (!file) return;
   $("preview").src = URL.createObjectURL(file);
   $("preview").hidden = false;
 });
 
+/** Posts the chosen image with `fields` as multipart; shows API errors in plain words. */
+async function call(path, fields, errorEl) {
+  errorEl.textContent = "";
+  const file = $("image").files[0];
+  if (!file) {
+    errorEl.textContent = "Choose an image first.";
+    return null;
+  }
+  const form = new FormData();
+  form.append("image", file);
+  for (const [k, v] of fields) form.append(k, v);
+  const res = await fetch(path, { method: "POST", body: form });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    errorEl.textContent = `Error: ${body.error?.message ?? res.statusText}`;
+    return null;
+  }
+  return { body, timing: res.headers.get("server-timing") ?? "n/a" };
+}
+
 $("clip-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  $("clip-error").textContent = "";
-  $("clip-results").textContent = "Classifying…";
-  const form = new FormData();
-  form.append("image", $("clip-image").files[0]);
-  for (const label of $("clip-labels").value.split("\n").map((s) => s.trim()).filter(Boolean)) {
-    form.append("candidate_labels[]", label);
-  }
-  form.append("hypothesis_template", $("clip-template").value);
-  const res = await fetch("/v1/clip/classify", { method: "POST", body: form });
-  const body = await res.json();
   $("clip-results").textContent = "";
-  if (!res.ok) {
-    $("clip-error").textContent = `Error: ${body.error?.message ?? res.statusText}`;
-    return;
-  }
-  for (const { label, score } of body.results) {
+  const labels = $("clip-labels").value.split("\n").map((s) => s.trim()).filter(Boolean);
+  const out = await call("/v1/clip/classify", [
+    ...labels.map((l) => ["candidate_labels[]", l]),
+    ["hypothesis_template", $("clip-template").value],
+  ], $("clip-error"));
+  if (!out) return;
+  for (const { label, score } of out.body.results) {
     const row = document.createElement("div");
     row.className = "row";
     row.innerHTML = `<span></span><div class="bar"></div><span>${(score * 100).toFixed(1)}%</span>`;
@@ -38,5 +55,41 @@ $("clip-form").addEventListener("submit", async (event) => {
     row.children[1].style.width = `${Math.max(1, score * 100)}%`;
     $("clip-results").append(row);
   }
-  $("clip-timing").textContent = `Server-Timing: ${res.headers.get("server-timing") ?? "n/a"}`;
+  $("clip-timing").textContent = `Server-Timing: ${out.timing}`;
+});
+
+$("cap-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("cap-text").textContent = "Captioning…";
+  $("cap-overlay").hidden = $("cap-hint").hidden = true;
+  const model = $("cap-model").value;
+  const attention = models.find((m) => m.id === model)?.capabilities.includes("attention-maps");
+  const strategy = $("cap-strategy").value;
+  const out = await call("/v1/captions", [
+    ["model", model],
+    ["strategy", strategy],
+    ["return_attention", String(Boolean(attention))],
+  ], $("cap-error"));
+  $("cap-text").textContent = "";
+  if (!out) return;
+  const [caption] = out.body.captions;
+  caption.tokens.forEach((t, i) => {
+    const word = document.createElement("button");
+    word.type = "button";
+    word.className = "word";
+    word.textContent = t.token;
+    word.title = `log-probability ${t.logprob}`;
+    const overlay = caption.attention?.words[i]?.overlay_png;
+    if (overlay) {
+      const show = () => {
+        $("cap-overlay").src = `data:image/png;base64,${overlay}`;
+        $("cap-overlay").hidden = false;
+      };
+      word.addEventListener("mouseenter", show);
+      word.addEventListener("focus", show);
+    }
+    $("cap-text").append(word, " ");
+  });
+  $("cap-hint").hidden = !caption.attention;
+  $("cap-timing").textContent = `Server-Timing: ${out.timing}`;
 });
