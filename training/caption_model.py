@@ -63,7 +63,8 @@ class Captioner(nn.Module):
         if c.kind == "nic":
             # Show and Tell: the image, as one vector, is the LSTM's input at t = -1.
             self.squeeze = nn.Conv2d(D, 16, 1)
-            self.image_in = nn.Linear(16 * L, c.embed)
+            # Normalized to the scale of the word embeddings, so the image is not drowned out.
+            self.image_in = nn.Sequential(nn.Linear(16 * L, c.embed), nn.LayerNorm(c.embed))
             self.lstm = nn.LSTMCell(c.embed, H)
             self.out = nn.Linear(H, c.vocab_size)
         else:
@@ -75,6 +76,10 @@ class Captioner(nn.Module):
             self.lstm = nn.LSTMCell(c.embed + D, H)
             self.out_h, self.out_z = nn.Linear(H, c.embed), nn.Linear(D, c.embed)
             self.out = nn.Linear(c.embed, c.vocab_size)
+        # Forget-gate bias 1 (gates are ordered i, f, g, o), so what the LSTM read early (for
+        # Show and Tell: the image, once) is kept across the caption by default.
+        with torch.no_grad():
+            self.lstm.bias_ih[H:2 * H].fill_(1.0)
 
     # ------------------------------------------------------------------ shared by training and export
 
