@@ -8,7 +8,9 @@ $("backend").textContent = health?.backend
 
 const models = (await fetch("/v1/models").then((r) => r.json()).catch(() => ({ data: [] }))).data;
 for (const m of models.filter((m) => m.family === "captioning" && m.installed)) {
-  $("cap-model").append(new Option(`${m.id}${m.capabilities.includes("attention-maps") ? " (attention)" : ""}`, m.id));
+  $("cap-model").append(
+    new Option(`${m.id}${m.capabilities.includes("attention-maps") ? " (attention)" : ""}`, m.id),
+  );
 }
 
 $("image").addEventListener("change", () => {

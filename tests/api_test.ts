@@ -61,7 +61,7 @@ Deno.test("GET /health is 503 with an error while models load, then 200", async 
   await fresh.registry.preload();
   const res = await fresh.app.request("/health");
   assert.equal(res.status, 200);
-  assert.deepEqual((await res.json()).models, ["clip-tiny"]);
+  assert.ok((await res.json()).models.includes("clip-tiny"));
 });
 
 Deno.test("every response has a request id and Server-Timing", async () => {

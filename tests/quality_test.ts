@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { resolveBackend } from "../core/backend.ts";
 import { EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
-import { zeroShot } from "../models/clip/eval.ts";
+import { retrieval, zeroShot } from "../models/clip/eval.ts";
 import { ClipPipeline } from "../models/clip/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 
@@ -20,7 +20,7 @@ Deno.test("clip-tiny zero-shot on the test split: colour and shape well above ch
     `  test: colour ${s.colour.toFixed(3)}, shape ${s.shape.toFixed(3)}, both ${s.both.toFixed(3)}`,
   );
   assert.ok(s.colour >= 0.95, `colour ${s.colour} (chance 1/6)`);
-  assert.ok(s.shape >= 0.3, `shape ${s.shape} (chance 1/4)`);
+  assert.ok(s.shape >= 0.42, `shape ${s.shape} (chance 1/4; the card measured 53–56%)`);
 });
 
 Deno.test("clip-tiny zero-shot on held-out compositions: colour still right", async () => {
@@ -30,5 +30,11 @@ Deno.test("clip-tiny zero-shot on held-out compositions: colour still right", as
       s.both.toFixed(3)
     }`,
   );
-  assert.ok(s.colour >= 0.9, `colour ${s.colour} (chance 1/6)`);
+  assert.ok(s.colour >= 0.95, `colour ${s.colour} (chance 1/6)`);
+});
+
+Deno.test("clip-tiny retrieves a scene from its caption among 100", async () => {
+  const r = await retrieval(clip, "test", 100, 42);
+  console.log(`  caption → image R@1: ${r.toFixed(2)}`);
+  assert.ok(r >= 0.7, `R@1 ${r} (chance 0.01; the eval measured 0.87)`);
 });
