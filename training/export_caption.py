@@ -48,6 +48,7 @@ def main():
     ap.add_argument("--data", default="data/world")
     ap.add_argument("--out", default=None)
     ap.add_argument("--golden", default=None)
+    ap.add_argument("--training-note", default="", help="how this run differed from the defaults, for the card")
     args = ap.parse_args()
     run = args.run or f"data/runs/{args.kind}-tiny"
     out = args.out or f"models/embedded/{args.kind}-tiny"
@@ -109,7 +110,7 @@ def main():
   {c.vocab_size} tokens.{" Attention: " + attention + "." if attention != "none" else ""}
 - Parameters: {n_params / 1e6:.2f} M.
 - Training: canonical captions of 20,000 training scenes (held-out pairs never seen), Adam, lr 2e-3
-  with warm-up and cosine decay, batch {state.get('batch', 32)}, {state['step']} steps on 2 CPU cores.
+  with warm-up and cosine decay, batch {state.get('batch', 32)}, {state['step']} steps on 2 CPU cores.{(" " + args.training_note) if args.training_note else ""}
 - Exact-match greedy captions on 200 test images at export: {exact:.1%}.
 - Reproduce: `deno task world && /usr/bin/python3 training/train_caption.py --kind {c.kind} &&
   /usr/bin/python3 training/export_caption.py --kind {c.kind}`.
