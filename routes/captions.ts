@@ -55,6 +55,9 @@ const CaptionResponse = z.object({
       ),
     }).optional(),
   })),
+  alternatives: z.array(z.object({ text: z.string(), logprob: z.number() })).optional().openapi({
+    description: "Beam search: the other finished beams, best first, beyond the n returned",
+  }),
 }).openapi("CaptionResponse");
 
 export function captionRoutes(app: App, { config, registry }: Deps): void {
@@ -88,7 +91,7 @@ export function captionRoutes(app: App, { config, registry }: Deps): void {
     endTime(c, "decode");
     const seed = body.seed ?? Math.floor(Math.random() * 2 ** 32);
     startTime(c, "generate");
-    const captions = await model.caption(image, {
+    const { captions, alternatives } = await model.caption(image, {
       strategy: body.strategy,
       beamSize: body.beam_size,
       temperature: body.temperature,
@@ -101,6 +104,11 @@ export function captionRoutes(app: App, { config, registry }: Deps): void {
       returnAttention: body.return_attention,
     }, c.req.raw.signal);
     endTime(c, "generate");
-    return c.json({ model: model.id, ...(body.strategy === "sample" ? { seed } : {}), captions });
+    return c.json({
+      model: model.id,
+      ...(body.strategy === "sample" ? { seed } : {}),
+      captions,
+      ...(body.strategy === "beam" ? { alternatives } : {}),
+    });
   });
 }

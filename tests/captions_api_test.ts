@@ -47,6 +47,7 @@ Deno.test("POST /v1/captions beam search returns n ranked captions; sampling rep
     c.logprob / (c.tokens.length + 1)
   );
   assert.ok(lp[0] >= lp[1] && lp[1] >= lp[2]);
+  assert.ok(Array.isArray(beam.alternatives), "the other finished beams");
   const a = await (await post({ strategy: "sample", n: 3, seed: 123, temperature: 1.5 })).json();
   const b = await (await post({ strategy: "sample", n: 3, seed: 123, temperature: 1.5 })).json();
   assert.equal(a.seed, 123);

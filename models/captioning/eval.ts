@@ -21,7 +21,7 @@ export async function evaluateCaptions(
   const scenes = sampleScenes({ split, count, seed });
   const candidates: string[] = [];
   for (const [i, s] of scenes.entries()) {
-    const [c] = await model.caption({
+    const { captions: [c] } = await model.caption({
       width: 64,
       height: 64,
       data: renderScene(s, seed * 7919 + i),

@@ -290,7 +290,12 @@ export class CaptionPipeline {
     });
   }
 
-  async caption(image: RgbImage, o: CaptionOptions, signal?: AbortSignal): Promise<Caption[]> {
+  /** Captions of an image; for beam search also the other finished beams (`alternatives`). */
+  async caption(
+    image: RgbImage,
+    o: CaptionOptions,
+    signal?: AbortSignal,
+  ): Promise<{ captions: Caption[]; alternatives: Array<{ text: string; logprob: number }> }> {
     if (o.returnAttention && !this.hasAttention) {
       throw new ApiError(
         "unsupported",
@@ -306,7 +311,13 @@ export class CaptionPipeline {
       eos: this.generation.eos_token_id,
       signal,
     });
-    return await Promise.all(hyps.slice(0, o.n).map((h) => this.#describe(h, image, o)));
+    return {
+      captions: await Promise.all(hyps.slice(0, o.n).map((h) => this.#describe(h, image, o))),
+      alternatives: hyps.slice(o.n).map((h) => ({
+        text: this.tokenizer.decode(h.ids, { skip_special_tokens: true }),
+        logprob: round(h.logprob),
+      })),
+    };
   }
 
   async #describe(h: Hypothesis, image: RgbImage, o: CaptionOptions): Promise<Caption> {

@@ -50,7 +50,7 @@ for (const entry of entries) {
 
   Deno.test(`${id}: greedy captions equal PyTorch's at export`, async () => {
     for (const [i, img] of images.entries()) {
-      const [c] = await model.caption(img, GREEDY);
+      const { captions: [c] } = await model.caption(img, GREEDY);
       assert.equal(c.text, golden.greedy[i]);
     }
   });
@@ -67,7 +67,10 @@ for (const entry of entries) {
 
   if (model.hasAttention) {
     Deno.test(`${id}: attention maps have the grid's shape and sum to 1 at every word`, async () => {
-      const [c] = await model.caption(images[0], { ...GREEDY, returnAttention: true });
+      const { captions: [c] } = await model.caption(images[0], {
+        ...GREEDY,
+        returnAttention: true,
+      });
       assert.equal(c.attention!.words.length, c.tokens.length);
       for (const w of c.attention!.words) {
         assert.equal(w.weights.length, model.grid * model.grid);
@@ -87,13 +90,13 @@ for (const entry of entries) {
     sanitizeResources: false,
     sanitizeOps: false,
     fn: async () => {
-      const [want] = await model.caption(images[1], GREEDY);
+      const { captions: [want] } = await model.caption(images[1], GREEDY);
       for (const b of backends) {
         const other = await CaptionPipeline.load(
           entry,
           new SessionRegistry(await resolveBackend(b)),
         );
-        const [got] = await other.caption(images[1], GREEDY);
+        const { captions: [got] } = await other.caption(images[1], GREEDY);
         assert.equal(got.text, want.text, b);
       }
     },
