@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { type BackendName, resolveBackend } from "../core/backend.ts";
 import { EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
-import { type CaptionOptions, CaptionPipeline } from "../models/captioning/pipeline.ts";
+import { type CaptionOptions, CaptionPipeline, GREEDY } from "../models/captioning/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 import { renderScene, sampleScenes } from "../world/world.ts";
 
@@ -27,18 +27,6 @@ const images = sampleScenes({ split: "test", count: 16, seed: 4 }).map((s, i) =>
 const entries = (await scanModels([EMBEDDED_MODELS_DIR])).filter((e) =>
   e.manifest.family === "captioning"
 );
-const base: CaptionOptions = {
-  strategy: "greedy",
-  maxTokens: 32,
-  n: 1,
-  beamSize: 3,
-  temperature: 1,
-  topK: 0,
-  topP: 1,
-  seed: 0,
-  topLogprobs: 0,
-  returnAttention: false,
-};
 
 async function rate(model: CaptionPipeline, o: CaptionOptions): Promise<number> {
   await model.caption(images[0], o);
@@ -62,7 +50,7 @@ for (const entry of entries) {
   const cells: number[] = [];
   for (const b of backends) {
     const model = await CaptionPipeline.load(entry, new SessionRegistry(await resolveBackend(b)));
-    cells.push(await rate(model, base), await rate(model, { ...base, strategy: "beam" }));
+    cells.push(await rate(model, GREEDY), await rate(model, { ...GREEDY, strategy: "beam" }));
   }
   console.log(
     `| ${entry.manifest.id} | ${cells.map((c) => c.toFixed(1)).join(" | ")} | ${

@@ -1,7 +1,7 @@
 /** Captioning quality on the shapes world: BLEU-1..4 and METEOR against the reference sets. */
 import { referenceSet, renderScene, sampleScenes, type Split } from "../../world/world.ts";
 import { corpusBleu, corpusMeteor } from "./metrics.ts";
-import type { CaptionOptions, CaptionPipeline } from "./pipeline.ts";
+import { type CaptionOptions, type CaptionPipeline, GREEDY } from "./pipeline.ts";
 
 export interface CaptionScores {
   split: Split;
@@ -25,19 +25,7 @@ export async function evaluateCaptions(
       width: 64,
       height: 64,
       data: renderScene(s, seed * 7919 + i),
-    }, {
-      strategy: "greedy",
-      maxTokens: 32,
-      n: 1,
-      beamSize: 3,
-      temperature: 1,
-      topK: 0,
-      topP: 1,
-      seed: 0,
-      topLogprobs: 0,
-      returnAttention: false,
-      ...options,
-    });
+    }, { ...GREEDY, ...options });
     candidates.push(c.text);
   }
   const refs = scenes.map(referenceSet);

@@ -28,6 +28,20 @@ export type CaptionOptions = Omit<DecodeOptions, "bos" | "eos" | "signal"> & {
   returnAttention: boolean;
 };
 
+/** Greedy decoding up to 32 tokens, nothing extra: the defaults to spread other options over. */
+export const GREEDY: CaptionOptions = {
+  strategy: "greedy",
+  maxTokens: 32,
+  n: 1,
+  beamSize: 3,
+  temperature: 1,
+  topK: 0,
+  topP: 1,
+  seed: 0,
+  topLogprobs: 0,
+  returnAttention: false,
+};
+
 export interface CaptionToken {
   token: string;
   logprob: number;
@@ -276,18 +290,7 @@ export class CaptionPipeline {
 
   async warmup(): Promise<void> {
     const gray = { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3).fill(128) };
-    await this.caption(gray, {
-      strategy: "greedy",
-      maxTokens: 2,
-      n: 1,
-      beamSize: 1,
-      temperature: 1,
-      topK: 0,
-      topP: 1,
-      seed: 0,
-      topLogprobs: 0,
-      returnAttention: false,
-    });
+    await this.caption(gray, { ...GREEDY, maxTokens: 2 });
   }
 
   /** Captions of an image; for beam search also the other finished beams (`alternatives`). */

@@ -9,24 +9,12 @@ import { EMBEDDED_MODELS_DIR } from "../../core/config.ts";
 import { SessionRegistry } from "../../core/sessions.ts";
 import { scanModels } from "../manifest.ts";
 import { evaluateCaptions } from "./eval.ts";
-import { type CaptionOptions, CaptionPipeline } from "./pipeline.ts";
+import { CaptionPipeline, GREEDY } from "./pipeline.ts";
 
 const entries = (await scanModels([EMBEDDED_MODELS_DIR])).filter((e) =>
   e.manifest.family === "captioning"
 );
 const cpu = new SessionRegistry(await resolveBackend("cpu"));
-const GREEDY: CaptionOptions = {
-  strategy: "greedy",
-  maxTokens: 32,
-  n: 1,
-  beamSize: 3,
-  temperature: 1,
-  topK: 0,
-  topP: 1,
-  seed: 0,
-  topLogprobs: 0,
-  returnAttention: false,
-};
 /** BLEU-4 each shipped model must reach on 100 generated test scenes (model cards list the measured scores). */
 const MIN_BLEU4: Record<string, number> = {
   "nic-tiny": 0.4,
