@@ -165,6 +165,13 @@ class EncoderDecoderDecoder implements StepDecoder<KvState> {
     if (names.includes("use_cache_branch")) {
       feeds.use_cache_branch = this.sessions.tensor("bool", Uint8Array.of(P > 0 ? 1 : 0), [1]);
     }
+    if (names.includes("encoder_attention_mask")) {
+      feeds.encoder_attention_mask = this.sessions.tensor(
+        "int64",
+        new BigInt64Array(B * S).fill(1n),
+        [B, S],
+      );
+    }
     if (names.includes("attention_mask")) {
       feeds.attention_mask = this.sessions.tensor(
         "int64",
