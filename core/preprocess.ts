@@ -15,6 +15,8 @@ type SizeSpec = number | {
 };
 
 export interface ProcessorConfig {
+  image_processor_type?: string;
+  feature_extractor_type?: string;
   do_resize?: boolean;
   size?: SizeSpec;
   resample?: number;
@@ -36,13 +38,24 @@ const INTERPOLATORS: Record<number, "nearest" | "bilinear" | "bicubic"> = {
   5: "bilinear",
 };
 
-/** The (width, height) an image resizes to under `size`. */
-export function resizeTarget(width: number, height: number, size: SizeSpec): [number, number] {
-  // A bare number means the shortest edge, as in HF's Python processors (get_size_dict with
-  // default_to_square=False). transformers.js 4.3 also caps the longest edge at that number,
-  // which shrinks non-square images inside the crop; we follow the Python behaviour that the
-  // public CLIP checkpoints were trained and evaluated with.
-  const spec = typeof size === "number" ? { shortest_edge: size } : size;
+/**
+ * The (width, height) an image resizes to under `size`. A bare number means what HF's Python
+ * processors make of it (get_size_dict): the shortest edge for CLIP-style processors
+ * (`squareDefault` false), a square for the others (ViT, ...). transformers.js 4.3 reads it as
+ * shortest and longest edge at once, which shrinks non-square images inside a CLIP crop; we
+ * follow the Python behaviour the public checkpoints were trained and evaluated with.
+ */
+export function resizeTarget(
+  width: number,
+  height: number,
+  size: SizeSpec,
+  squareDefault = false,
+): [number, number] {
+  const spec = typeof size !== "number"
+    ? size
+    : squareDefault
+    ? { height: size, width: size }
+    : { shortest_edge: size };
   if (spec.shortest_edge !== undefined || spec.longest_edge !== undefined) {
     const up = spec.shortest_edge === undefined
       ? 1
@@ -105,7 +118,15 @@ export async function preprocess(
 ): Promise<{ data: Float32Array; width: number; height: number }> {
   let img = image;
   if (config.do_resize ?? true) {
-    const [w, h] = resizeTarget(img.width, img.height, config.size ?? { height: 224, width: 224 });
+    const clipStyle = /CLIP/.test(
+      config.image_processor_type ?? config.feature_extractor_type ?? "",
+    );
+    const [w, h] = resizeTarget(
+      img.width,
+      img.height,
+      config.size ?? { height: 224, width: 224 },
+      !clipStyle,
+    );
     img = await resize(img, w, h, config.resample ?? 2);
   }
   if (config.do_center_crop) {

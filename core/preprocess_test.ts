@@ -55,7 +55,12 @@ Deno.test("resizeTarget() keeps the aspect ratio and rounds like the HF processo
   assert.deepEqual(resizeTarget(640, 480, { shortest_edge: 224 }), [298, 224]);
   assert.deepEqual(resizeTarget(480, 640, { shortest_edge: 224 }), [224, 298]);
   assert.deepEqual(resizeTarget(10, 10, { height: 32, width: 16 }), [16, 32]);
-  assert.deepEqual(resizeTarget(640, 480, 224), [298, 224], "a bare number is the shortest edge");
+  assert.deepEqual(
+    resizeTarget(640, 480, 224),
+    [298, 224],
+    "CLIP: a bare number is the shortest edge",
+  );
+  assert.deepEqual(resizeTarget(640, 480, 224, true), [224, 224], "ViT and others: a square");
   assert.throws(() => resizeTarget(10, 10, {}), RangeError);
 });
 

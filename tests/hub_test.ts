@@ -246,3 +246,35 @@ hubTest("verifyModel() finds a file changed after the pull", async ({ hub, dir }
   const problems = await verifyModel(dir, REPO);
   assert.deepEqual(problems.map((p) => p.path), ["onnx/vision_model.onnx"]);
 });
+
+hubTest(
+  "a pulled public ViT-GPT2 captioner is served by the captioning pipeline",
+  async ({ hub, dir }) => {
+    const entry = catalog.find((e) => e.id === "Xenova/vit-gpt2-image-captioning")!;
+    await pullModel(entry, { endpoint: hub.url, modelsDir: dir });
+    assert.deepEqual(await verifyModel(dir, entry.id), []);
+    const { app, registry } = await createApp(
+      loadConfig({ MM_BACKEND: "cpu", MM_MODELS_DIR: dir }),
+    );
+    await registry.preload();
+    const png = await sharp({
+      create: { width: 300, height: 200, channels: 3, background: "#2050d0" },
+    }).png().toBuffer();
+    const res = await app.request("/v1/captions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: entry.id,
+        image: new Uint8Array(png).toBase64(),
+        strategy: "beam",
+        n: 2,
+        max_tokens: 6,
+      }),
+    });
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(body));
+    assert.equal(body.model, entry.id);
+    assert.equal(body.captions.length, 2);
+    for (const c of body.captions) assert.ok(c.tokens.length <= 6);
+  },
+);

@@ -33,6 +33,31 @@ def greedy(model, tok, images, max_length=32):
     return [" ".join(w) for w in out]
 
 
+def export_onnx(model: VitGpt2, out: str) -> None:
+    """encoder_model.onnx and decoder_model_merged.onnx, with the public export's names."""
+    c = model.c
+    grid = c.image_size // c.patch_size
+    export(EncoderExport(model), (torch.zeros(1, 3, c.image_size, c.image_size),), f"{out}/onnx/encoder_model.onnx",
+           ["pixel_values"], ["last_hidden_state"], {"pixel_values": {0: "batch_size"}})
+    B, hd, S = 2, c.n_embd // c.n_head, grid * grid + 1
+    past_names = [f"past_key_values.{i}.{kv}" for i in range(c.n_layer) for kv in ("key", "value")]
+    present_names = [f"present.{i}.{kv}" for i in range(c.n_layer) for kv in ("key", "value")]
+    past = [torch.zeros(B, c.n_head, 3, hd) for _ in past_names]
+    dyn = {"input_ids": {0: "batch_size", 1: "sequence_length"}, "encoder_hidden_states": {0: "batch_size"},
+           **{n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names},
+           **{n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names},
+           "logits": {0: "batch_size", 1: "sequence_length"}, "cross_attentions": {0: "batch_size", 1: "sequence_length"}}
+    path = f"{out}/onnx/decoder_model_merged.onnx"
+    export(DecoderExport(model), (torch.zeros(B, 2, dtype=torch.long), torch.zeros(B, S, c.enc_width), *past), path,
+           ["input_ids", "encoder_hidden_states", *past_names], ["logits", *present_names, "cross_attentions"], dyn)
+    # The public merged decoder takes `use_cache_branch` to pick its with/without-past branch. Ours
+    # has one branch (a past of length 0 works), so the input is declared and left unused.
+    g = onnx.load(path)
+    g.graph.input.append(onnx.helper.make_tensor_value_info("use_cache_branch", onnx.TensorProto.BOOL, [1]))
+    onnx.save(g, path)
+
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="data/runs/vit-gpt2-tiny")
@@ -82,24 +107,7 @@ def main():
                                     "eos_token": SPECIAL[1], "pad_token": SPECIAL[1], "unk_token": SPECIAL[2],
                                     "model_max_length": c.n_positions, "clean_up_tokenization_spaces": False})
 
-    export(EncoderExport(model), (torch.zeros(1, 3, c.image_size, c.image_size),), f"{out}/onnx/encoder_model.onnx",
-           ["pixel_values"], ["last_hidden_state"], {"pixel_values": {0: "batch_size"}})
-    B, hd, S = 2, c.n_embd // c.n_head, grid * grid + 1
-    past_names = [f"past_key_values.{i}.{kv}" for i in range(c.n_layer) for kv in ("key", "value")]
-    present_names = [f"present.{i}.{kv}" for i in range(c.n_layer) for kv in ("key", "value")]
-    past = [torch.zeros(B, c.n_head, 3, hd) for _ in past_names]
-    dyn = {"input_ids": {0: "batch_size", 1: "sequence_length"}, "encoder_hidden_states": {0: "batch_size"},
-           **{n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names},
-           **{n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names},
-           "logits": {0: "batch_size", 1: "sequence_length"}, "cross_attentions": {0: "batch_size", 1: "sequence_length"}}
-    path = f"{out}/onnx/decoder_model_merged.onnx"
-    export(DecoderExport(model), (torch.zeros(B, 2, dtype=torch.long), torch.zeros(B, S, c.enc_width), *past), path,
-           ["input_ids", "encoder_hidden_states", *past_names], ["logits", *present_names, "cross_attentions"], dyn)
-    # The public merged decoder takes `use_cache_branch` to pick its with/without-past branch. Ours
-    # has one branch (a past of length 0 works), so the input is declared and left unused.
-    g = onnx.load(path)
-    g.graph.input.append(onnx.helper.make_tensor_value_info("use_cache_branch", onnx.TensorProto.BOOL, [1]))
-    onnx.save(g, path)
+    export_onnx(model, out)
 
     test = World(args.data, "test")
     captions = greedy(model, tok, test.images[:200])

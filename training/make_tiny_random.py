@@ -3,10 +3,16 @@ for the mock hub of the model-pull tests (like the ecosystem's tiny-random test 
 
     /usr/bin/python3 training/make_tiny_random.py --out tests/fixtures/hub
 
-Writes Xenova/clip-vit-base-patch32 (config.json, preprocessor_config.json, onnx/text_model.onnx,
-onnx/vision_model.onnx): 224 × 224 input, 32 × 32 patches and the public CLIP vocabulary of
-49,408 tokens, but 16-wide towers. Its tokenizer files are the public ones in
-../shared/assets/clip-tokenizer, which the tests serve beside these files (not committed).
+Writes
+- Xenova/clip-vit-base-patch32 (config.json, preprocessor_config.json, onnx/text_model.onnx,
+  onnx/vision_model.onnx): 224 × 224 input, 32 × 32 patches and the public CLIP vocabulary of
+  49,408 tokens, but 16-wide towers. Its tokenizer files are the public ones in
+  ../shared/assets/clip-tokenizer, which the tests serve beside these files (not committed).
+- Xenova/vit-gpt2-image-captioning (config, generation and preprocessor configs, tokenizer files,
+  onnx/encoder_model.onnx, onnx/decoder_model_merged.onnx): 224 × 224 input, 16 × 16 patches, a
+  2-layer GPT-2 decoder with cross-attention and a KV cache, all 16 wide. Its tokenizer is the
+  world's word-level one (GPT-2's BPE files are not in the mock hub); the ONNX names and shapes
+  are the public export's.
 """
 import argparse
 import json
@@ -53,6 +59,41 @@ def main():
            ["text_embeds", "last_hidden_state"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
     export(VisionExport(model), (torch.zeros(1, 3, 224, 224),), f"{out}/onnx/vision_model.onnx", ["pixel_values"],
            ["image_embeds", "last_hidden_state"], {"pixel_values": {0: "batch_size"}})
+    print(f"wrote {out}")
+    vit_gpt2(args.out)
+
+
+def vit_gpt2(root: str) -> None:
+    from common import SPECIAL, WordTokenizer
+    from export_vit_gpt2 import export_onnx
+    from vit_gpt2_model import VitGpt2, VitGpt2Config
+
+    words = json.load(open("data/world/world.json"))["vocabulary"] if os.path.exists("data/world/world.json") else []
+    tok = WordTokenizer(words, max_length=32)
+    c = VitGpt2Config(image_size=224, patch_size=16, enc_width=16, enc_layers=1, enc_heads=2, n_embd=16,
+                      n_layer=2, n_head=2, n_positions=32, vocab_size=len(tok.tokens))
+    torch.manual_seed(1)
+    model = VitGpt2(c).eval()
+    out = f"{root}/Xenova/vit-gpt2-image-captioning"
+    os.makedirs(f"{out}/onnx", exist_ok=True)
+    write = lambda name, obj: json.dump(obj, open(f"{out}/{name}", "w"), indent=2)
+    write("config.json", {
+        "architectures": ["VisionEncoderDecoderModel"], "model_type": "vision-encoder-decoder",
+        "decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 1,
+        "encoder": {"model_type": "vit", "image_size": 224, "patch_size": 16, "hidden_size": 16,
+                    "num_hidden_layers": 1, "num_attention_heads": 2},
+        "decoder": {"model_type": "gpt2", "add_cross_attention": True, "n_embd": 16, "n_layer": 2, "n_head": 2,
+                    "n_positions": 32, "vocab_size": c.vocab_size, "bos_token_id": 0, "eos_token_id": 1},
+    })
+    write("generation_config.json", {"decoder_start_token_id": 0, "bos_token_id": 0, "eos_token_id": 1,
+                                     "max_length": 16})
+    write("preprocessor_config.json", {"do_normalize": True, "do_resize": True, "feature_extractor_type": "ViTFeatureExtractor",
+                                       "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 2, "size": 224})
+    write("tokenizer.json", tok.tokenizer_json())
+    write("tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": SPECIAL[0],
+                                    "eos_token": SPECIAL[1], "unk_token": SPECIAL[2], "model_max_length": 32})
+    write("special_tokens_map.json", {"bos_token": SPECIAL[0], "eos_token": SPECIAL[1], "unk_token": SPECIAL[2]})
+    export_onnx(model, out)
     print(f"wrote {out}")
 
 
