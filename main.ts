@@ -10,6 +10,7 @@ import { type Config, loadConfig } from "./core/config.ts";
 import { ApiError } from "./core/errors.ts";
 import { SessionRegistry } from "./core/sessions.ts";
 import { type CatalogEntry, loadCatalog, modelDir, pullModel } from "./models/catalog.ts";
+import { hubToApiError } from "./models/hub.ts";
 import { scanModels } from "./models/manifest.ts";
 import { ModelRegistry } from "./models/registry.ts";
 import { captionRoutes } from "./routes/captions.ts";
@@ -24,7 +25,9 @@ export async function createApp(
   const backend = await resolveBackend(config.backend);
   const pull = async (entry: CatalogEntry) => {
     console.log(`pulling ${entry.id} from ${config.hub.endpoint} (MM_ALLOW_DOWNLOADS=1)...`);
-    await pullModel(entry, { ...config.hub, modelsDir: config.pulledModelsDir });
+    await pullModel(entry, { ...config.hub, modelsDir: config.pulledModelsDir }).catch((e) => {
+      throw hubToApiError(e); // a hub failure is the client's answer, not a 500 without a reason
+    });
     const [installed] = await scanModels([modelDir(config.pulledModelsDir, entry.id)]);
     return installed;
   };
