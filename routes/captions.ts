@@ -4,10 +4,9 @@
  */
 import { z } from "@hono/zod-openapi";
 import { endTime, startTime } from "hono/timing";
-import { decodeImage, imageBytesFromString } from "../core/image.ts";
 import { ApiError } from "../core/errors.ts";
 import { ImageInput } from "./clip.ts";
-import { type App, type Deps, route } from "./http.ts";
+import { type App, decodeImages, type Deps, route } from "./http.ts";
 
 const CaptionRequest = z.object({
   model: z.string().min(1).optional().openapi({
@@ -64,7 +63,7 @@ export function captionRoutes(app: App, { config, registry }: Deps): void {
   route(app, {
     method: "post",
     path: "/v1/captions",
-    summary: "Caption an image (Show and Tell, Show Attend and Tell)",
+    summary: "Caption an image (Show and Tell, Show Attend and Tell, ViT + GPT-2)",
     tags: ["Captioning"],
     body: CaptionRequest,
     multipart: true,
@@ -85,10 +84,7 @@ export function captionRoutes(app: App, { config, registry }: Deps): void {
         "n",
       );
     }
-    startTime(c, "decode");
-    const bytes = typeof body.image === "string" ? imageBytesFromString(body.image) : body.image;
-    const image = await decodeImage(bytes, { maxPixels: config.maxImagePixels });
-    endTime(c, "decode");
+    const [image] = await decodeImages(c, config, [{ value: body.image, param: "image" }]);
     const seed = body.seed ?? Math.floor(Math.random() * 2 ** 32);
     startTime(c, "generate");
     const { captions, alternatives } = await model.caption(image, {

@@ -5,9 +5,9 @@
 import { z } from "@hono/zod-openapi";
 import { endTime, startTime } from "hono/timing";
 import { ApiError } from "../core/errors.ts";
-import { decodeImage, imageBytesFromString, type RgbImage } from "../core/image.ts";
+import type { RgbImage } from "../core/image.ts";
 import { DEFAULT_TEMPLATE } from "../models/clip/pipeline.ts";
-import { type App, type Deps, route } from "./http.ts";
+import { type App, decodeImages, type Deps, route } from "./http.ts";
 import type { Context } from "hono";
 
 const MAX_TEXTS = 256;
@@ -108,21 +108,8 @@ const SimilarityResponse = z.object({
 }).openapi("SimilarityResponse");
 
 export function clipRoutes(app: App, { config, registry }: Deps): void {
-  const decode = async (
-    c: Context,
-    inputs: Array<{ value: string | Uint8Array; param: string }>,
-  ) => {
-    startTime(c, "decode");
-    const images = await Promise.all(
-      inputs.map(({ value, param }) =>
-        decodeImage(typeof value === "string" ? imageBytesFromString(value, param) : value, {
-          maxPixels: config.maxImagePixels,
-        }, param)
-      ),
-    );
-    endTime(c, "decode");
-    return images;
-  };
+  const decode = (c: Context, inputs: Array<{ value: string | Uint8Array; param: string }>) =>
+    decodeImages(c, config, inputs);
 
   route(app, {
     method: "post",

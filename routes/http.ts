@@ -5,7 +5,9 @@
  */
 import { type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import { endTime, startTime } from "hono/timing";
 import { ApiError } from "../core/errors.ts";
+import { decodeImage, imageBytesFromString, type RgbImage } from "../core/image.ts";
 import type { Config } from "../core/config.ts";
 import type { ModelRegistry } from "../models/registry.ts";
 
@@ -145,4 +147,22 @@ export function route<B extends z.ZodType, R extends z.ZodType>(
     if (!parsed.success) throw validationError(parsed.error);
     return handler(c, parsed.data);
   });
+}
+
+/**
+ * Decodes request images (data URL, base64 or uploaded bytes) under the configured pixel limit,
+ * timed as `decode` in Server-Timing; errors name each image's field.
+ */
+export async function decodeImages(
+  c: Context,
+  config: Config,
+  inputs: Array<{ value: string | Uint8Array; param: string }>,
+): Promise<RgbImage[]> {
+  startTime(c, "decode");
+  const images = await Promise.all(inputs.map(({ value, param }) => {
+    const bytes = typeof value === "string" ? imageBytesFromString(value, param) : value;
+    return decodeImage(bytes, { maxPixels: config.maxImagePixels }, param);
+  }));
+  endTime(c, "decode");
+  return images;
 }
