@@ -60,6 +60,19 @@ export interface Caption {
   };
 }
 
+/**
+ * The image's encoder output repeated for a batch of B hypotheses. Decoders feed it at every
+ * step with the same B, so the copy is made once per (image, B), not once per word.
+ */
+const tiles = new WeakMap<Float32Array, { b: number; data: Float32Array }>();
+function tiled(rowData: Float32Array, b: number): Float32Array {
+  const hit = tiles.get(rowData);
+  if (hit?.b === b) return hit.data;
+  const data = stack(Array(b).fill(rowData));
+  tiles.set(rowData, { b, data });
+  return data;
+}
+
 interface LstmState {
   h: Float32Array[];
   c: Float32Array[];
@@ -91,7 +104,7 @@ class LstmDecoder implements StepDecoder<LstmState> {
       c: this.sessions.tensor("float32", stack(state.c), [B, H]),
     };
     if (this.decoder.inputNames.includes("annotations")) {
-      feeds.annotations = this.sessions.tensor("float32", stack(Array(B).fill(this.annotations)), [
+      feeds.annotations = this.sessions.tensor("float32", tiled(this.annotations, B), [
         B,
         L,
         D,
@@ -148,7 +161,7 @@ class EncoderDecoderDecoder implements StepDecoder<KvState> {
       input_ids: this.sessions.tensor("int64", BigInt64Array.from(tokens.map(BigInt)), [B, 1]),
       encoder_hidden_states: this.sessions.tensor(
         "float32",
-        stack(Array(B).fill(this.encoderStates)),
+        tiled(this.encoderStates, B),
         [B, S, D],
       ),
     };
