@@ -1,0 +1,176 @@
+"""sd-tiny: latent diffusion in the Stable Diffusion design, small enough to train on two cores.
+
+Three parts, as in SD (Rombach et al. 2022):
+- a VAE that maps a 64x64 RGB image in [-1, 1] to a 4x16x16 latent and back (SD: factor 8;
+  here 4, since the world's small objects are only 10-13 px wide);
+- a UNet that predicts the noise in a latent at timestep t, with cross-attention from its
+  feature maps (queries) to the text encoder's hidden states (keys and values);
+- the text encoder: clip-tiny's text tower, frozen, as SD freezes CLIP's.
+
+The ONNX exports carry the names of the public SD exports (Olive/diffusers):
+vae_encoder: sample -> latent_sample; vae_decoder: latent_sample -> sample;
+unet: sample, timestep, encoder_hidden_states -> out_sample;
+text_encoder: input_ids -> last_hidden_state, pooler_output.
+"""
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class SdConfig:
+    latent_channels: int = 4
+    vae_channels: tuple = (32, 64, 64)  # 64x64 -> 32x32 -> 16x16
+    unet_channels: tuple = (48, 96, 96)  # 16x16 -> 8x8 -> 4x4
+    text_width: int = 128
+    heads: int = 4
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def alphas_cumprod(c: SdConfig) -> torch.Tensor:
+    """SD's "scaled_linear" schedule: betas linear in sqrt space."""
+    betas = torch.linspace(c.beta_start ** 0.5, c.beta_end ** 0.5, c.num_train_timesteps, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, 0).float()
+
+
+class Res(nn.Module):
+    """Residual block: two 3x3 convs, SiLU, optional GroupNorm and a time embedding added between."""
+
+    def __init__(self, cin: int, cout: int, temb: int = 0, norm: bool = True):
+        super().__init__()
+        self.n1 = nn.GroupNorm(8, cin) if norm else nn.Identity()
+        self.c1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.n2 = nn.GroupNorm(8, cout) if norm else nn.Identity()
+        self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.t = nn.Linear(temb, cout) if temb else None
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x, t=None):
+        h = self.c1(F.silu(self.n1(x)))
+        if self.t is not None:
+            h = h + self.t(t)[:, :, None, None]
+        h = self.c2(F.silu(self.n2(h)))
+        return self.skip(x) + h
+
+
+# ---------------------------------------------------------------- VAE
+
+class Vae(nn.Module):
+    """Convolutional KL autoencoder without normalization layers, so that it trains on crops
+    and runs on any image size that is a multiple of 4."""
+
+    def __init__(self, c: SdConfig):
+        super().__init__()
+        a, b, d = c.vae_channels
+        z = c.latent_channels
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, a, 3, padding=1), Res(a, a, norm=False),
+            nn.Conv2d(a, b, 3, stride=2, padding=1), Res(b, b, norm=False),
+            nn.Conv2d(b, d, 3, stride=2, padding=1), Res(d, d, norm=False),
+            nn.SiLU(), nn.Conv2d(d, 2 * z, 3, padding=1),
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv2d(z, d, 3, padding=1), Res(d, d, norm=False), Res(d, d, norm=False),
+            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(d, b, 3, padding=1), Res(b, b, norm=False),
+            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(b, a, 3, padding=1), Res(a, a, norm=False),
+            nn.SiLU(), nn.Conv2d(a, 3, 3, padding=1),
+        )
+
+    def encode(self, x):
+        mean, logvar = self.encoder(x).chunk(2, 1)
+        return mean, logvar.clamp(-30, 20)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+
+# ---------------------------------------------------------------- UNet
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of (float) timesteps, cos first as diffusers' flip_sin_to_cos."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], -1)
+
+
+class CrossAttention(nn.Module):
+    """Self-attention over positions, then cross-attention to the text, then an MLP (SD's
+    BasicTransformerBlock), all pre-norm with residuals."""
+
+    def __init__(self, ch: int, ctx: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm_in = nn.GroupNorm(8, ch)
+        self.ln1 = nn.LayerNorm(ch)
+        self.self_qkv = nn.Linear(ch, 3 * ch, bias=False)
+        self.self_out = nn.Linear(ch, ch)
+        self.ln2 = nn.LayerNorm(ch)
+        self.q = nn.Linear(ch, ch, bias=False)
+        self.kv = nn.Linear(ctx, 2 * ch, bias=False)
+        self.cross_out = nn.Linear(ch, ch)
+        self.ln3 = nn.LayerNorm(ch)
+        self.ff = nn.Sequential(nn.Linear(ch, 4 * ch), nn.GELU(), nn.Linear(4 * ch, ch))
+
+    def attend(self, q, k, v):
+        B, T, C = q.shape
+        h = self.heads
+        split = lambda x: x.reshape(B, x.shape[1], h, C // h).transpose(1, 2)
+        att = (split(q) @ split(k).transpose(-1, -2)) * (C // h) ** -0.5
+        return (att.softmax(-1) @ split(v)).transpose(1, 2).reshape(B, T, C)
+
+    def forward(self, x, context):
+        B, C, H, W = x.shape
+        h = self.norm_in(x).flatten(2).transpose(1, 2)  # [B, HW, C]
+        q, k, v = self.self_qkv(self.ln1(h)).chunk(3, -1)
+        h = h + self.self_out(self.attend(q, k, v))
+        k, v = self.kv(context).chunk(2, -1)
+        h = h + self.cross_out(self.attend(self.q(self.ln2(h)), k, v))
+        h = h + self.ff(self.ln3(h))
+        return x + h.transpose(1, 2).reshape(B, C, H, W)
+
+
+class UNet(nn.Module):
+    def __init__(self, c: SdConfig):
+        super().__init__()
+        a, b, d = c.unet_channels
+        z, ctx, heads = c.latent_channels, c.text_width, c.heads
+        temb = 4 * a
+        self.a = a
+        self.time = nn.Sequential(nn.Linear(a, temb), nn.SiLU(), nn.Linear(temb, temb))
+        self.conv_in = nn.Conv2d(z, a, 3, padding=1)
+        self.down1 = Res(a, a, temb)                      # 16x16
+        self.att1 = CrossAttention(a, ctx, heads)
+        self.pool1 = nn.Conv2d(a, a, 3, stride=2, padding=1)
+        self.down2 = Res(a, b, temb)                      # 8x8
+        self.att2 = CrossAttention(b, ctx, heads)
+        self.pool2 = nn.Conv2d(b, b, 3, stride=2, padding=1)
+        self.mid1 = Res(b, d, temb)                       # 4x4
+        self.att_mid = CrossAttention(d, ctx, heads)
+        self.mid2 = Res(d, d, temb)
+        self.up2 = Res(d + b, b, temb)                    # 8x8
+        self.att_up2 = CrossAttention(b, ctx, heads)
+        self.up1 = Res(b + a, a, temb)                    # 16x16
+        self.att_up1 = CrossAttention(a, ctx, heads)
+        self.norm_out = nn.GroupNorm(8, a)
+        self.conv_out = nn.Conv2d(a, z, 3, padding=1)
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        t = self.time(timestep_embedding(timestep, self.a))
+        ctx = encoder_hidden_states
+        h1 = self.att1(self.down1(self.conv_in(sample), t), ctx)
+        h2 = self.att2(self.down2(self.pool1(h1), t), ctx)
+        m = self.mid2(self.att_mid(self.mid1(self.pool2(h2), t), ctx), t)
+        u2 = F.interpolate(m, scale_factor=2.0, mode="nearest")
+        u2 = self.att_up2(self.up2(torch.cat([u2, h2], 1), t), ctx)
+        u1 = F.interpolate(u2, scale_factor=2.0, mode="nearest")
+        u1 = self.att_up1(self.up1(torch.cat([u1, h1], 1), t), ctx)
+        return self.conv_out(F.silu(self.norm_out(u1)))

@@ -1,0 +1,122 @@
+"""Train sd-tiny's UNet to predict the noise added to VAE latents, conditioned on the frozen
+clip-tiny text tower; the prompt is dropped 10% of the time so that classifier-free guidance
+works. Keeps an EMA of the weights (what is exported). Resumes.
+
+    /usr/bin/python3 training/train_unet.py --data data/world --out data/runs/sd-tiny --steps 8000
+"""
+import argparse
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clip_model import Clip, ClipConfig
+from common import Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary
+from sd_model import SdConfig, UNet, Vae, alphas_cumprod
+from train_vae import to_unit
+
+MAX_LENGTH = 32  # clip-tiny's model_max_length: prompts are padded to it, as SD pads to 77
+
+
+def load_text_tower(path: str):
+    state = torch.load(path, map_location="cpu")
+    clip = Clip(ClipConfig(**state["config"]))
+    clip.load_state_dict(state["model"])
+    clip.eval()
+    return clip.text
+
+
+def encode_prompts(text, tok: WordTokenizer, prompts: list) -> torch.Tensor:
+    ids = torch.full((len(prompts), MAX_LENGTH), 1, dtype=torch.long)  # pad = <|endoftext|>
+    for i, p in enumerate(prompts):
+        row = tok.encode(p)
+        ids[i, : len(row)] = torch.tensor(row)
+    with torch.no_grad():
+        return text(ids)[1]  # last_hidden_state [B, 32, 128], no attention mask (as SD)
+
+
+@torch.no_grad()
+def world_latents(vae: Vae, world: World, batch: int = 250) -> torch.Tensor:
+    out = [vae.encode(to_unit(world.images[i:i + batch]))[0] for i in range(0, len(world), batch)]
+    return torch.cat(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="data/world")
+    ap.add_argument("--out", default="data/runs/sd-tiny")
+    ap.add_argument("--clip", default="data/runs/clip-tiny/last.pt")
+    ap.add_argument("--steps", type=int, default=8000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--drop", type=float, default=0.1)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    config = SdConfig()
+    tok = WordTokenizer(vocabulary(args.data), max_length=MAX_LENGTH)
+    text = load_text_tower(args.clip)
+    train = World(args.data, "train")
+
+    cache = f"{args.out}/latents.pt"
+    if not os.path.exists(cache):
+        vae = Vae(config)
+        vae.load_state_dict(torch.load(f"{args.out}/vae.pt", map_location="cpu")["model"])
+        vae.eval()
+        lat = world_latents(vae, train)
+        torch.save({"latents": lat, "scaling_factor": float(1.0 / lat.std())}, cache)
+    cached = torch.load(cache)
+    latents, scale = cached["latents"] * cached["scaling_factor"], cached["scaling_factor"]
+    print(f"latents {tuple(latents.shape)}, scaling_factor {scale:.4f}", flush=True)
+
+    unet = UNet(config)
+    ema = UNet(config)
+    ema.load_state_dict(unet.state_dict())
+    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
+    ckpt = Checkpointer(f"{args.out}/unet.pt")
+    first = step = ckpt.load(unet, opt)
+    if step:
+        ema.load_state_dict(torch.load(ckpt.path, map_location="cpu")["ema"])
+    ac = alphas_cumprod(config)
+    r = random.Random(args.seed + step)
+    lr_at = lambda s: args.lr * min(1.0, (s + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+    print(f"sd-tiny unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, from step {step}", flush=True)
+    start = time.time()
+    while step < args.steps:
+        idx = np.random.randint(0, len(train), args.batch)
+        x0 = latents[idx]
+        prompts = ["" if r.random() < args.drop else r.choice(train.meta[i]["references"]) for i in idx]
+        ctx = encode_prompts(text, tok, prompts)
+        t = torch.randint(0, config.num_train_timesteps, (args.batch,))
+        eps = torch.randn_like(x0)
+        a = ac[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        loss = F.mse_loss(unet(xt, t.float(), ctx), eps)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(args.ema, (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), unet.parameters()):
+                pe.mul_(d).add_(p, alpha=1 - d)
+        step += 1
+        if step % 20 == 0:
+            progress(step, args.steps, start, first, loss=loss.item(), lr=lr_at(step))
+        ckpt.maybe_save(unet, opt, step, ema=ema.state_dict(), config=config.to_dict(), scaling_factor=scale)
+    ckpt.maybe_save(unet, opt, step, force=True, ema=ema.state_dict(), config=config.to_dict(), scaling_factor=scale)
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()
