@@ -10,6 +10,8 @@ export interface RgbImage {
   width: number;
   height: number;
   data: Uint8Array;
+  /** The source's alpha channel, one byte a pixel, when it had one (masks read it). */
+  alpha?: Uint8Array;
 }
 
 export type ImageFormat = "png" | "jpeg" | "gif" | "webp";
@@ -105,7 +107,7 @@ export interface DecodeLimits {
 }
 
 /**
- * Decodes an image into RGB: EXIF orientation applied, alpha dropped, grey expanded, first
+ * Decodes an image into RGB: EXIF orientation applied, alpha kept aside, grey expanded, first
  * frame of an animation. The pixel count is checked from the header before anything decodes.
  */
 export async function decodeImage(
@@ -140,10 +142,13 @@ export async function decodeImage(
       .rotate()
       .raw()
       .toBuffer({ resolveWithObject: true });
+    const raw = new Uint8Array(data);
+    const hasAlpha = info.channels === 2 || info.channels === 4;
     return {
       width: info.width,
       height: info.height,
-      data: toRgb(new Uint8Array(data), info.channels),
+      data: toRgb(raw, info.channels),
+      ...(hasAlpha ? { alpha: raw.filter((_, i) => i % info.channels === info.channels - 1) } : {}),
     };
   } catch (e) {
     const reason = e instanceof Error ? e.message.split("\n")[0] : String(e);

@@ -25,6 +25,11 @@ export class Session {
   get outputNames(): readonly string[] {
     return this.inner.outputNames;
   }
+  /** The element type an input declares ("float32", "int64", ...), if the model says. */
+  inputType(name: string): string | undefined {
+    const meta = this.inner.inputMetadata?.find((m) => m.name === name);
+    return meta?.isTensor ? meta.type : undefined;
+  }
   /** Runs the model; `signal` aborts before the run starts (ORT cannot stop one midway). */
   run(feeds: Feeds, signal?: AbortSignal): Promise<Outputs> {
     return this.registry.schedule(async () => {
@@ -44,18 +49,23 @@ export class SessionRegistry {
     this.#serial = backend.name !== "cpu";
   }
 
-  /** The session for an .onnx file, created once; later calls share it. */
-  load(path: string): Promise<Session> {
-    let s = this.#sessions.get(path);
+  /**
+   * The session for an .onnx file, created once; later calls share it. With `gpuOutputs` (on
+   * WebGPU) its outputs stay in GPU buffers, for loops that feed them to our kernels.
+   */
+  load(path: string, { gpuOutputs = false } = {}): Promise<Session> {
+    const gpu = gpuOutputs && this.backend.name === "webgpu";
+    const key = gpu ? `${path}#gpu` : path;
+    let s = this.#sessions.get(key);
     if (!s) {
-      s = this.#create(path);
-      this.#sessions.set(path, s);
-      s.catch(() => this.#sessions.delete(path));
+      s = this.#create(path, gpu);
+      this.#sessions.set(key, s);
+      s.catch(() => this.#sessions.delete(key));
     }
     return s;
   }
 
-  async #create(path: string): Promise<Session> {
+  async #create(path: string, gpuOutputs: boolean): Promise<Session> {
     let bytes: Uint8Array;
     try {
       bytes = await Deno.readFile(path);
@@ -69,6 +79,7 @@ export class SessionRegistry {
       executionProviders: [this.backend.executionProvider],
       graphOptimizationLevel: "all",
       logSeverityLevel: 3, // errors only: node-placement warnings are expected on WebGPU
+      ...(gpuOutputs ? { preferredOutputLocation: "gpu-buffer" as const } : {}),
       ...(this.backend.name === "cpu" && this.threads > 0
         ? { intraOpNumThreads: this.threads }
         : {}),

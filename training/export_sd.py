@@ -1,0 +1,190 @@
+"""Export sd-tiny in the ONNX layout of the public Stable Diffusion exports (diffusers/Olive):
+
+    models/embedded/sd-tiny/
+      model_index.json
+      text_encoder/model.onnx  (input_ids -> last_hidden_state, pooler_output)
+      tokenizer/               (tokenizer.json and its config: clip-tiny's)
+      unet/model.onnx          (sample, timestep, encoder_hidden_states -> out_sample)
+      vae_decoder/model.onnx   (latent_sample -> sample)
+      vae_encoder/model.onnx   (sample -> latent_sample; here the posterior mean, deterministic)
+      scheduler/scheduler_config.json
+      manifest.json, README.md (model card; judge scores from `deno task eval images`)
+
+    /usr/bin/python3 training/export_sd.py --run data/runs/sd-tiny --out models/embedded/sd-tiny
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from clip_model import Clip, ClipConfig
+from common import World
+from sd_model import SdConfig, UNet, Vae
+from train_unet import MAX_LENGTH
+from train_vae import to_unit
+
+
+class TextEncoder(nn.Module):
+    def __init__(self, clip: Clip):
+        super().__init__()
+        self.text = clip.text
+
+    def forward(self, input_ids):
+        _, hidden = self.text(input_ids)
+        first_eos = (input_ids == self.text.eos).int().argmax(-1)
+        return hidden, hidden[torch.arange(input_ids.shape[0]), first_eos]
+
+
+class VaeEncoder(nn.Module):
+    def __init__(self, vae: Vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, sample):
+        return self.vae.encode(sample)[0]
+
+
+class VaeDecoder(nn.Module):
+    def __init__(self, vae: Vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latent_sample):
+        return self.vae.decode(latent_sample)
+
+
+def export(module, args, path, inputs, outputs, dynamic):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
+                      dynamic_axes=dynamic, opset_version=17, do_constant_folding=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", default="data/runs/sd-tiny")
+    ap.add_argument("--clip", default="data/runs/clip-tiny/last.pt")
+    ap.add_argument("--clip-dir", default="models/embedded/clip-tiny")
+    ap.add_argument("--data", default="data/world")
+    ap.add_argument("--out", default="models/embedded/sd-tiny")
+    ap.add_argument("--golden", default="tests/fixtures/sd-tiny-golden.json")
+    args = ap.parse_args()
+
+    unet_state = torch.load(f"{args.run}/unet.pt", map_location="cpu")
+    vae_state = torch.load(f"{args.run}/vae.pt", map_location="cpu")
+    config = SdConfig()
+    unet, vae = UNet(config), Vae(config)
+    unet.load_state_dict(unet_state["ema"])
+    vae.load_state_dict(vae_state["model"])
+    clip_state = torch.load(args.clip, map_location="cpu")
+    clip = Clip(ClipConfig(**clip_state["config"]))
+    clip.load_state_dict(clip_state["model"])
+    for m in (unet, vae, clip):
+        m.eval()
+    scale = unet_state["scaling_factor"]
+    z = config.latent_channels
+
+    def write(name, obj):
+        os.makedirs(os.path.dirname(f"{args.out}/{name}") or args.out, exist_ok=True)
+        json.dump(obj, open(f"{args.out}/{name}", "w"), indent=2)
+
+    ids = torch.ones(2, MAX_LENGTH, dtype=torch.long)
+    ids[:, 0] = 0
+    export(TextEncoder(clip), (ids,), f"{args.out}/text_encoder/model.onnx", ["input_ids"],
+           ["last_hidden_state", "pooler_output"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
+    lat = torch.randn(2, z, 16, 16)
+    hid = torch.randn(2, MAX_LENGTH, config.text_width)
+    export(unet, (lat, torch.tensor([500.0, 20.0]), hid), f"{args.out}/unet/model.onnx",
+           ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
+           {"sample": {0: "batch_size", 2: "height", 3: "width"}, "timestep": {0: "batch_size"},
+            "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"}})
+    export(VaeDecoder(vae), (lat,), f"{args.out}/vae_decoder/model.onnx", ["latent_sample"], ["sample"],
+           {"latent_sample": {0: "batch_size", 2: "height_latent", 3: "width_latent"}})
+    export(VaeEncoder(vae), (torch.zeros(2, 3, 64, 64),), f"{args.out}/vae_encoder/model.onnx", ["sample"],
+           ["latent_sample"], {"sample": {0: "batch_size", 2: "height", 3: "width"}})
+
+    clip_dir = args.clip_dir
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        os.makedirs(f"{args.out}/tokenizer", exist_ok=True)
+        open(f"{args.out}/tokenizer/{name}", "w").write(open(f"{clip_dir}/{name}").read())
+    write("text_encoder/config.json", {"model_type": "clip_text_model", "hidden_size": clip.config.text_width,
+                                       "max_position_embeddings": clip.config.max_positions,
+                                       "vocab_size": clip.config.vocab_size})
+    write("unet/config.json", {"_class_name": "UNet2DConditionModel", "sample_size": 16, "in_channels": z,
+                               "out_channels": z, "cross_attention_dim": config.text_width,
+                               "block_out_channels": list(config.unet_channels)})
+    vae_config = {"_class_name": "AutoencoderKL", "latent_channels": z, "scaling_factor": round(scale, 6),
+                  "block_out_channels": list(config.vae_channels), "sample_size": 64, "in_channels": 3,
+                  "out_channels": 3}
+    write("vae_decoder/config.json", vae_config)
+    write("vae_encoder/config.json", vae_config)
+    write("scheduler/scheduler_config.json", {
+        "_class_name": "DDIMScheduler", "num_train_timesteps": config.num_train_timesteps,
+        "beta_start": config.beta_start, "beta_end": config.beta_end, "beta_schedule": "scaled_linear",
+        "prediction_type": "epsilon", "timestep_spacing": "leading", "steps_offset": 1,
+        "set_alpha_to_one": False, "clip_sample": False,
+    })
+    write("model_index.json", {
+        "_class_name": "OnnxStableDiffusionPipeline", "text_encoder": ["diffusers", "OnnxRuntimeModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "OnnxRuntimeModel"],
+        "vae_decoder": ["diffusers", "OnnxRuntimeModel"], "vae_encoder": ["diffusers", "OnnxRuntimeModel"],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+    })
+
+    # A linear map from (scaled) latents to RGB at latent resolution: cheap streamed previews.
+    world = World(args.data, "val")
+    with torch.no_grad():
+        x = to_unit(world.images[:500])
+        latents = vae.encode(x)[0] * scale
+        small = torch.nn.functional.avg_pool2d(x, 4)
+        recon = vae.decode(vae.encode(x)[0])
+    A = torch.cat([latents.permute(0, 2, 3, 1).reshape(-1, z), torch.ones(latents.numel() // z, 1)], 1)
+    B = small.permute(0, 2, 3, 1).reshape(-1, 3)
+    sol = torch.linalg.lstsq(A, B).solution  # [z + 1, 3]
+    preview_err = ((A @ sol - B).abs().mean() * 127.5).item()
+    rt_err = ((recon.clamp(-1, 1) - x).abs().mean() * 127.5).item()
+    rt_max = ((recon.clamp(-1, 1) - x).abs().amax(dim=(1, 2, 3)).mean() * 127.5).item()
+
+    write("manifest.json", {
+        "id": "sd-tiny", "family": "diffusion",
+        "description": "Latent diffusion trained by this project on the shapes world (VAE, UNet with cross-attention, clip-tiny's text tower)",
+        "capabilities": ["text-to-image", "image-to-image", "inpainting"],
+        "modalities": {"input": ["text", "image"], "output": ["image"]},
+        "files": {"text_encoder": "text_encoder/model.onnx", "unet": "unet/model.onnx",
+                  "vae_decoder": "vae_decoder/model.onnx", "vae_encoder": "vae_encoder/model.onnx"},
+        "license": "MIT", "preload": True,
+        "settings": {
+            "default_size": 64, "min_size": 32, "max_size": 128, "default_steps": 20,
+            "max_steps": 100, "default_guidance": 4.0, "default_scheduler": "ddim",
+            "latent_rgb": {"m": [[round(sol[c][r].item(), 5) for c in range(z)] for r in range(3)],
+                           "bias": [round(sol[z][r].item(), 5) for r in range(3)]},
+        },
+    })
+
+    # Golden fixture: fixed inputs and PyTorch's outputs, checked against ORT from Deno.
+    g = torch.Generator().manual_seed(0)
+    g_lat = torch.randn(1, z, 16, 16, generator=g)
+    g_ids = torch.ones(1, MAX_LENGTH, dtype=torch.long)
+    g_ids[0, :4] = torch.tensor([0, 21, 20, 1])
+    with torch.no_grad():
+        g_hid = TextEncoder(clip)(g_ids)[0]
+        g_out = unet(g_lat, torch.tensor([321.0]), g_hid)
+        g_img = vae.decode(g_lat / scale)
+    os.makedirs(os.path.dirname(args.golden), exist_ok=True)
+    json.dump({"input_ids": g_ids[0].tolist(), "latents": g_lat.flatten().tolist(), "timestep": 321,
+               "hidden_first": g_hid[0, :2].flatten().tolist(), "out_sample": g_out.flatten().tolist(),
+               "decoded": g_img.flatten().tolist()}, open(args.golden, "w"))
+
+    stats = {"unet_steps": unet_state["step"], "vae_steps": vae_state["step"], "scaling_factor": scale,
+             "vae_roundtrip_mean_abs": rt_err, "vae_roundtrip_max_abs_mean": rt_max,
+             "preview_mean_abs": preview_err,
+             "unet_parameters": sum(p.numel() for p in unet.parameters()),
+             "vae_parameters": sum(p.numel() for p in vae.parameters())}
+    write("training.json", stats)
+    print(json.dumps(stats, indent=2))
+
+
+if __name__ == "__main__":
+    main()
