@@ -16,6 +16,7 @@ import { ModelRegistry } from "./models/registry.ts";
 import { captionRoutes } from "./routes/captions.ts";
 import { clipRoutes } from "./routes/clip.ts";
 import type { Env } from "./routes/http.ts";
+import { imageRoutes } from "./routes/images.ts";
 import { opsRoutes } from "./routes/ops.ts";
 import { staticRoutes } from "./routes/static.ts";
 
@@ -60,6 +61,7 @@ export async function createApp(
   opsRoutes(app, deps);
   clipRoutes(app, deps);
   captionRoutes(app, deps);
+  imageRoutes(app, deps);
   staticRoutes(app);
 
   app.notFound((c) =>

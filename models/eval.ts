@@ -4,6 +4,7 @@
  *
  *   deno task eval clip [--backend cpu] [--count 500]
  *   deno task eval captions [--backend cpu] [--count 300] [--strategy greedy|beam]
+ *   deno task eval images [--backend cpu] [--count 100] [--steps 20]
  */
 import { parseArgs } from "node:util";
 import { resolveBackend } from "../core/backend.ts";
@@ -13,6 +14,8 @@ import { retrieval, zeroShot } from "./clip/eval.ts";
 import { ClipPipeline } from "./clip/pipeline.ts";
 import { evaluateCaptions } from "./captioning/eval.ts";
 import { CaptionPipeline } from "./captioning/pipeline.ts";
+import { promptSets, scoreGenerator } from "./diffusion/eval.ts";
+import { DiffusionPipeline } from "./diffusion/pipeline.ts";
 import { scanModels } from "./manifest.ts";
 
 const { values, positionals } = parseArgs({
@@ -23,10 +26,14 @@ const { values, positionals } = parseArgs({
     count: { type: "string" },
     model: { type: "string" },
     strategy: { type: "string", default: "greedy" },
+    steps: { type: "string" },
+    guidance: { type: "string" },
   },
 });
 const family = positionals[0];
-const usage = `usage: deno task eval clip|captions [--backend ${BACKENDS.join("|")}] [--count N]`;
+const usage = `usage: deno task eval clip|captions|images [--backend ${
+  BACKENDS.join("|")
+}] [--count N]`;
 if (!BACKENDS.includes(values.backend as BackendChoice)) {
   console.error(`--backend must be one of ${BACKENDS.join(", ")}`);
   Deno.exit(2);
@@ -80,6 +87,42 @@ if (family === "clip") {
         `| shapes ${split} | ${entry.manifest.id} | ${s.bleu.map(f).join(" | ")} | ${
           f(s.meteor)
         } | ${pct(s.exact)} |`,
+      );
+    }
+  }
+} else if (family === "images") {
+  const count = Number(values.count ?? 100);
+  const models = entries.filter((e) =>
+    e.manifest.family === "diffusion" && (!values.model || e.manifest.id === values.model)
+  );
+  console.log(`image generators on ${backend.name}; ${count} prompts per set, one image each\n`);
+  console.log(
+    "| generator | prompts | background | count | colour | shape | size | layout | all correct | s/image |",
+  );
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+  for (const entry of models) {
+    const model = await DiffusionPipeline.load(entry, sessions);
+    const s = model.settings;
+    const steps = Number(values.steps ?? s.defaultSteps);
+    const guidance = Number(values.guidance ?? s.defaultGuidance);
+    for (const set of promptSets(count)) {
+      const r = await scoreGenerator(set.prompts, async (prompt, seed) => {
+        const { images: [img] } = await model.generate({
+          prompt,
+          steps,
+          guidance,
+          seed,
+          scheduler: s.defaultScheduler,
+          width: 64,
+          height: 64,
+          n: 1,
+        });
+        return img.data;
+      });
+      console.log(
+        `| ${entry.manifest.id} (${steps} steps, guidance ${guidance}) | ${set.name} | ${
+          [r.background, r.count, r.colour, r.shape, r.size, r.layout, r.all].map(pct).join(" | ")
+        } | ${r.secondsPerImage.toFixed(2)} |`,
       );
     }
   }

@@ -6,12 +6,14 @@ import { ApiError } from "../core/errors.ts";
 import type { SessionRegistry } from "../core/sessions.ts";
 import { CaptionPipeline } from "./captioning/pipeline.ts";
 import { ClipPipeline } from "./clip/pipeline.ts";
+import { DiffusionPipeline } from "./diffusion/pipeline.ts";
 import type { CatalogEntry } from "./catalog.ts";
 import type { Family, ModelEntry } from "./manifest.ts";
 
 interface Pipelines {
   clip: ClipPipeline;
   captioning: CaptionPipeline;
+  diffusion: DiffusionPipeline;
 }
 type ServedFamily = keyof Pipelines;
 
@@ -21,6 +23,7 @@ const LOADERS: {
 } = {
   clip: ClipPipeline.load,
   captioning: CaptionPipeline.load,
+  diffusion: DiffusionPipeline.load,
 };
 
 export interface ModelInfo {

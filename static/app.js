@@ -95,3 +95,84 @@ $("cap-form").addEventListener("submit", async (event) => {
   $("cap-hint").hidden = !caption.attention;
   $("cap-timing").textContent = `Server-Timing: ${out.timing}`;
 });
+
+// Generate: SSE over fetch (POST), so progress, previews and the final image stream in; Cancel
+// aborts the request, and the server stops the job between steps.
+let generation = null;
+$("gen-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("gen-error").textContent = $("gen-seed-used").textContent = $("gen-timing").textContent = "";
+  $("gen-progress").value = 0;
+  $("gen-percent").textContent = "0%";
+  generation = new AbortController();
+  $("gen-cancel").disabled = false;
+  $("gen-go").disabled = true;
+  const seed = $("gen-seed").value;
+  const request = {
+    prompt: $("gen-prompt").value,
+    negative_prompt: $("gen-negative").value || undefined,
+    num_inference_steps: Number($("gen-steps").value),
+    guidance_scale: Number($("gen-guidance").value),
+    scheduler: $("gen-scheduler").value,
+    size: $("gen-size").value,
+    seed: seed === "" ? undefined : Number(seed),
+    stream: true,
+    partial_images: 3,
+  };
+  try {
+    const res = await fetch("/v1/images/generations", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(request),
+      signal: generation.signal,
+    });
+    if (!res.ok) {
+      const body = await res.json().catch(() => ({}));
+      throw new Error(body.error?.message ?? res.statusText);
+    }
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const chunk = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const data = JSON.parse(chunk.match(/^data: (.*)$/m)?.[1] ?? "null");
+        if (!data) continue;
+        if (data.type === "image_generation.progress") {
+          $("gen-progress").value = data.percent;
+          $("gen-percent").textContent = `${data.percent}% (step ${data.step} of ${data.total})`;
+        } else if (data.type === "image_generation.partial_image") {
+          $("gen-image").src = `data:image/png;base64,${data.b64_json}`;
+          $("gen-image").hidden = false;
+        } else if (data.type === "image_generation.completed") {
+          const [image] = data.data;
+          $("gen-image").src = `data:image/png;base64,${image.b64_json}`;
+          $("gen-image").hidden = false;
+          $("gen-progress").value = 100;
+          $("gen-percent").textContent = "100%";
+          $("gen-seed-used").textContent =
+            `Seed used: ${image.seed} (put it in Seed to get this image again)`;
+          const t = data.timings;
+          const unet = t.unet_ms.reduce((a, b) => a + b, 0);
+          $("gen-timing").textContent = `Backend ${health?.backend ?? "?"} · text encoder ${
+            t.text_encoder_ms.toFixed(0)
+          } ms · UNet ${unet.toFixed(0)} ms (${data.steps} steps) · VAE ${
+            t.vae_decoder_ms.toFixed(0)
+          } ms`;
+        } else if (data.error) {
+          throw new Error(data.error.message);
+        }
+      }
+    }
+  } catch (e) {
+    $("gen-error").textContent = e.name === "AbortError" ? "Cancelled." : `Error: ${e.message}`;
+  } finally {
+    $("gen-cancel").disabled = true;
+    $("gen-go").disabled = false;
+  }
+});
+$("gen-cancel").addEventListener("click", () => generation?.abort());

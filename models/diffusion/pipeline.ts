@@ -78,6 +78,8 @@ export interface Generated {
   seeds: number[];
   steps: number;
   scheduler: SchedulerName;
+  /** Where the denoising loop kept its latents: on the GPU throughout, or on the host. */
+  loop: "gpu-resident" | "host";
   timings: Timings;
 }
 
@@ -423,6 +425,7 @@ export class DiffusionPipeline {
       seeds: Array.from({ length: o.n }, (_, j) => (o.seed + j) >>> 0),
       steps: p.steps.length,
       scheduler: o.scheduler,
+      loop: gpu ? "gpu-resident" : "host",
       timings: {
         text_encoder_ms: textMs,
         vae_encoder_ms: vaeEncMs,

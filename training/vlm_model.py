@@ -1,0 +1,222 @@
+"""The two multimodal LLM architectures of the course, small enough to train on two cores.
+
+Both read clip-tiny's vision tower (frozen): an image becomes 8 x 8 patch features.
+
+- vlm-tiny (method A, unified embedding decoder), in the SmolVLM / Idefics3 design: the patch
+  grid is pixel-shuffled 2 x 2 (64 patches -> 16 tokens of 4x the width), projected by a linear
+  connector into the token-embedding space, and the decoder-only LM reads those 16 embeddings in
+  place of the <image> tokens of the prompt. The LM is Llama-style (RMSNorm, rotary positions,
+  SwiGLU, grouped-query attention) with SmolVLM's ONNX names.
+- vlm-xattn-tiny (method B, cross-modality attention), in the Llama 3.2 Vision design: the text
+  decoder's layers are self-attention layers plus, every other layer, a gated cross-attention
+  layer whose queries come from the text and keys/values from the image features. The image
+  never enters the token sequence.
+"""
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class VlmConfig:
+    vocab_size: int = 96
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 384
+    max_positions: int = 96
+    rope_theta: float = 10000.0
+    vision_width: int = 128
+    image_grid: int = 8
+    scale_factor: int = 2           # pixel shuffle (method A)
+    cross_every: int = 2            # a cross-attention layer after every k-th layer (method B)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @property
+    def head_dim(self):
+        return self.hidden // self.heads
+
+    @property
+    def image_tokens(self):
+        return (self.image_grid // self.scale_factor) ** 2
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rope(x, positions, theta: float):
+    """Rotary embedding, HF Llama's half-split convention. x [B, H, T, D], positions [B, T]."""
+    d = x.shape[-1]
+    inv = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+    ang = positions[:, None, :, None].float() * inv  # [B, 1, T, D/2]
+    cos, sin = torch.cat([ang.cos()] * 2, -1), torch.cat([ang.sin()] * 2, -1)
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return x * cos + torch.cat([-x2, x1], -1) * sin
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, c: VlmConfig):
+        super().__init__()
+        self.c = c
+        self.q = nn.Linear(c.hidden, c.heads * c.head_dim, bias=False)
+        self.k = nn.Linear(c.hidden, c.kv_heads * c.head_dim, bias=False)
+        self.v = nn.Linear(c.hidden, c.kv_heads * c.head_dim, bias=False)
+        self.o = nn.Linear(c.heads * c.head_dim, c.hidden, bias=False)
+
+    def forward(self, x, positions, mask, past=None):
+        """mask: additive [B, 1, T, S]; past: (k, v) [B, kv_heads, P, D] or None."""
+        c = self.c
+        B, T, _ = x.shape
+        q = self.q(x).view(B, T, c.heads, c.head_dim).transpose(1, 2)
+        k = self.k(x).view(B, T, c.kv_heads, c.head_dim).transpose(1, 2)
+        v = self.v(x).view(B, T, c.kv_heads, c.head_dim).transpose(1, 2)
+        q, k = rope(q, positions, c.rope_theta), rope(k, positions, c.rope_theta)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        present = (k, v)
+        rep = c.heads // c.kv_heads
+        kk, vv = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+        att = (q @ kk.transpose(-1, -2)) / math.sqrt(c.head_dim) + mask
+        y = (att.softmax(-1) @ vv).transpose(1, 2).reshape(B, T, -1)
+        return self.o(y), present
+
+
+class Mlp(nn.Module):
+    def __init__(self, c: VlmConfig):
+        super().__init__()
+        self.gate = nn.Linear(c.hidden, c.intermediate, bias=False)
+        self.up = nn.Linear(c.hidden, c.intermediate, bias=False)
+        self.down = nn.Linear(c.intermediate, c.hidden, bias=False)
+
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, c: VlmConfig):
+        super().__init__()
+        self.ln1 = RMSNorm(c.hidden)
+        self.attn = SelfAttention(c)
+        self.ln2 = RMSNorm(c.hidden)
+        self.mlp = Mlp(c)
+
+    def forward(self, x, positions, mask, past=None):
+        h, present = self.attn(self.ln1(x), positions, mask, past)
+        x = x + h
+        return x + self.mlp(self.ln2(x)), present
+
+
+class CrossLayer(nn.Module):
+    """Gated cross-attention to the image (Llama 3.2 Vision): tanh gates start at 0, so the
+    layer begins as the identity and learns how much of the image to let in."""
+
+    def __init__(self, c: VlmConfig):
+        super().__init__()
+        self.c = c
+        self.ln1 = RMSNorm(c.hidden)
+        self.q = nn.Linear(c.hidden, c.heads * c.head_dim, bias=False)
+        self.k = nn.Linear(c.hidden, c.kv_heads * c.head_dim, bias=False)
+        self.v = nn.Linear(c.hidden, c.kv_heads * c.head_dim, bias=False)
+        self.o = nn.Linear(c.heads * c.head_dim, c.hidden, bias=False)
+        self.attn_gate = nn.Parameter(torch.zeros(1))
+        self.ln2 = RMSNorm(c.hidden)
+        self.mlp = Mlp(c)
+        self.mlp_gate = nn.Parameter(torch.zeros(1))
+
+    def image_kv(self, image):
+        c = self.c
+        B, S, _ = image.shape
+        k = self.k(image).view(B, S, c.kv_heads, c.head_dim).transpose(1, 2)
+        v = self.v(image).view(B, S, c.kv_heads, c.head_dim).transpose(1, 2)
+        return k, v
+
+    def forward(self, x, kv):
+        c = self.c
+        B, T, _ = x.shape
+        q = self.q(self.ln1(x)).view(B, T, c.heads, c.head_dim).transpose(1, 2)
+        rep = c.heads // c.kv_heads
+        k, v = kv[0].repeat_interleave(rep, 1), kv[1].repeat_interleave(rep, 1)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(c.head_dim)
+        y = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, -1)
+        x = x + torch.tanh(self.attn_gate) * self.o(y)
+        return x + torch.tanh(self.mlp_gate) * self.mlp(self.ln2(x))
+
+
+def causal_mask(attention_mask, past_length: int, T: int):
+    """Additive mask [B, 1, T, P + T] from a [B, P + T] padding mask (1 = attend)."""
+    S = past_length + T
+    i = torch.arange(T)[:, None] + past_length
+    j = torch.arange(S)[None, :]
+    allowed = (j <= i)[None, None] & (attention_mask[:, None, None, :S] > 0)
+    return torch.where(allowed, torch.zeros(()), torch.full((), -1e9))
+
+
+class Decoder(nn.Module):
+    """The text decoder of both models; `cross` adds method B's cross-attention layers."""
+
+    def __init__(self, c: VlmConfig, cross: bool):
+        super().__init__()
+        self.c = c
+        self.embed = nn.Embedding(c.vocab_size, c.hidden)
+        self.layers = nn.ModuleList(DecoderLayer(c) for _ in range(c.layers))
+        self.cross = nn.ModuleDict(
+            {str(i): CrossLayer(c) for i in range(c.layers) if cross and (i + 1) % c.cross_every == 0})
+        self.norm = RMSNorm(c.hidden)
+        self.lm_head = nn.Linear(c.hidden, c.vocab_size, bias=False)
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, past=None, image=None):
+        T = inputs_embeds.shape[1]
+        P = 0 if past is None else past[0][0].shape[2]
+        mask = causal_mask(attention_mask, P, T)
+        x, presents = inputs_embeds, []
+        image_kv = {k: layer.image_kv(image) for k, layer in self.cross.items()} if image is not None else {}
+        for i, layer in enumerate(self.layers):
+            x, present = layer(x, position_ids, mask, None if past is None else past[i])
+            presents.append(present)
+            if str(i) in image_kv:
+                x = self.cross[str(i)](x, image_kv[str(i)])
+        return self.lm_head(self.norm(x)), presents
+
+
+class Connector(nn.Module):
+    """Idefics3's connector: pixel shuffle (space to depth) then a linear projection."""
+
+    def __init__(self, c: VlmConfig):
+        super().__init__()
+        self.c = c
+        self.proj = nn.Linear(c.vision_width * c.scale_factor ** 2, c.hidden, bias=False)
+
+    def forward(self, patches):  # [B, grid*grid, W]
+        c, s = self.c, self.c.scale_factor
+        B, N, W = patches.shape
+        g = c.image_grid
+        x = patches.view(B, g, g // s, W * s)                 # merge s neighbours along x
+        x = x.permute(0, 2, 1, 3).reshape(B, g // s, g // s, W * s * s)  # then along y
+        x = x.permute(0, 2, 1, 3).reshape(B, (g // s) ** 2, W * s * s)
+        return self.proj(x)
+
+
+class ImageAdapter(nn.Module):
+    """Method B's image side: patch features projected to the decoder width (+ positions)."""
+
+    def __init__(self, c: VlmConfig):
+        super().__init__()
+        self.proj = nn.Linear(c.vision_width, c.hidden)
+        self.pos = nn.Parameter(torch.randn(c.image_grid ** 2, c.hidden) * 0.02)
+        self.norm = RMSNorm(c.hidden)
+
+    def forward(self, patches):
+        return self.norm(self.proj(patches) + self.pos)
