@@ -278,3 +278,60 @@ hubTest(
     for (const c of body.captions) assert.ok(c.tokens.length <= 6);
   },
 );
+
+hubTest(
+  "a pulled public SD-Turbo export (tokenizer from vocab.json + merges.txt) is served by the diffusion pipeline",
+  async ({ dir }) => {
+    // The real repo's tokenizer/ has vocab.json and merges.txt, not tokenizer.json: derive them
+    // from the public CLIP tokenizer.json and serve them as the hub would.
+    const repo = "onnxruntime/sd-turbo";
+    const pub = JSON.parse(await Deno.readTextFile(TOKENIZER + "tokenizer.json"));
+    const tmp = await Deno.makeTempDir();
+    await Deno.writeTextFile(`${tmp}/vocab.json`, JSON.stringify(pub.model.vocab));
+    await Deno.writeTextFile(
+      `${tmp}/merges.txt`,
+      `#version: 0.2\n${pub.model.merges.join("\n")}\n`,
+    );
+    const hub = startMockHub({
+      root: FIXTURES,
+      extra: {
+        [`${repo}/tokenizer/vocab.json`]: `${tmp}/vocab.json`,
+        [`${repo}/tokenizer/merges.txt`]: `${tmp}/merges.txt`,
+        [`${repo}/tokenizer/tokenizer_config.json`]: TOKENIZER + "tokenizer_config.json",
+        [`${repo}/tokenizer/special_tokens_map.json`]: TOKENIZER + "special_tokens_map.json",
+      },
+    });
+    try {
+      const entry = catalog.find((e) => e.id === repo)!;
+      await pullModel(entry, { endpoint: hub.url, modelsDir: dir });
+      const { app, registry } = await createApp(
+        loadConfig({ MM_BACKEND: "cpu", MM_MODELS_DIR: dir }),
+      );
+      await registry.preload();
+      const res = await app.request("/v1/images/generations", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: repo, prompt: "an astronaut riding a horse", seed: 1 }),
+      });
+      const body = await res.json();
+      assert.equal(res.status, 200, JSON.stringify(body));
+      assert.equal(body.model, repo);
+      assert.equal(body.steps, 1, "SD-Turbo's one step, from the catalogue's settings");
+      assert.equal(body.scheduler, "euler", "from its scheduler_config.json");
+      const { info } = await sharp(Uint8Array.fromBase64(body.data[0].b64_json)).raw().toBuffer({
+        resolveWithObject: true,
+      });
+      assert.deepEqual([info.width, info.height], [512, 512]);
+      const small = await app.request("/v1/images/generations", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: repo, prompt: "a cat", size: "300x300" }),
+      });
+      assert.equal(small.status, 400);
+      assert.match((await small.json()).error.message, /multiple of 64/);
+    } finally {
+      await hub.close();
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+);

@@ -13,6 +13,12 @@ Writes
   2-layer GPT-2 decoder with cross-attention and a KV cache, all 16 wide. Its tokenizer is the
   world's word-level one (GPT-2's BPE files are not in the mock hub); the ONNX names and shapes
   are the public export's.
+- onnxruntime/sd-turbo (model_index.json, scheduler/scheduler_config.json, tokenizer/ without a
+  tokenizer.json, text_encoder/, unet/, vae_decoder/, vae_encoder/ model.onnx): SD's shapes — a
+  CLIP text encoder over the public 49,408-token vocabulary with 77 positions, 4 latent channels,
+  a VAE that downsamples 8x, 512 x 512 images — at widths of 8 to 16. No component configs, as
+  the pipeline must cope without them. Its tokenizer/vocab.json and merges.txt are derived from
+  the public CLIP tokenizer.json by the test that serves them.
 """
 import argparse
 import json
@@ -61,6 +67,7 @@ def main():
            ["image_embeds", "last_hidden_state"], {"pixel_values": {0: "batch_size"}})
     print(f"wrote {out}")
     vit_gpt2(args.out)
+    sd_turbo(args.out)
 
 
 def vit_gpt2(root: str) -> None:
@@ -94,6 +101,65 @@ def vit_gpt2(root: str) -> None:
                                     "eos_token": SPECIAL[1], "unk_token": SPECIAL[2], "model_max_length": 32})
     write("special_tokens_map.json", {"bos_token": SPECIAL[0], "eos_token": SPECIAL[1], "unk_token": SPECIAL[2]})
     export_onnx(model, out)
+    print(f"wrote {out}")
+
+
+def sd_turbo(root: str) -> None:
+    import torch.nn as nn
+
+    from clip_model import Clip, ClipConfig
+    from export_sd import TextEncoder, VaeDecoder, VaeEncoder
+    from export_sd import export as export_sd_part
+    from sd_model import Res, SdConfig, UNet
+
+    class Vae8(nn.Module):
+        """SD's VAE shape at toy width: three 2x downsamplings, 4 latent channels."""
+
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, 2, 1),
+                                         nn.Conv2d(8, 8, 3, 2, 1), nn.Conv2d(8, 8, 3, 2, 1), Res(8, 8, norm=False))
+            self.decoder = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), Res(8, 8, norm=False),
+                                         *[m for _ in range(3) for m in (nn.Upsample(scale_factor=2.0), nn.Conv2d(8, 8, 3, padding=1))],
+                                         nn.Conv2d(8, 3, 3, padding=1))
+
+        def encode(self, x):
+            return self.encoder(x).chunk(2, 1)
+
+        def decode(self, z):
+            return self.decoder(z)
+
+    torch.manual_seed(2)
+    out = f"{root}/onnxruntime/sd-turbo"
+    clip = Clip(ClipConfig(text_width=16, text_layers=1, text_heads=2, max_positions=77, vocab_size=49408,
+                           embed_dim=16, eos_token_id=49407)).eval()
+    unet = UNet(SdConfig(unet_channels=(8, 16, 16), text_width=16, heads=2)).eval()
+    vae = Vae8().eval()
+    ids = torch.full((1, 77), 49407)
+    ids[0, 0] = 49406
+    export_sd_part(TextEncoder(clip), (ids,), f"{out}/text_encoder/model.onnx", ["input_ids"],
+                   ["last_hidden_state", "pooler_output"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
+    export_sd_part(unet, (torch.zeros(2, 4, 64, 64), torch.tensor([999.0, 999.0]), torch.zeros(2, 77, 16)),
+                   f"{out}/unet/model.onnx", ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
+                   {"sample": {0: "batch_size", 2: "height", 3: "width"}, "timestep": {0: "batch_size"},
+                    "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"}})
+    export_sd_part(VaeDecoder(vae), (torch.zeros(1, 4, 64, 64),), f"{out}/vae_decoder/model.onnx", ["latent_sample"],
+                   ["sample"], {"latent_sample": {0: "batch_size", 2: "height_latent", 3: "width_latent"}})
+    export_sd_part(VaeEncoder(vae), (torch.zeros(1, 3, 512, 512),), f"{out}/vae_encoder/model.onnx", ["sample"],
+                   ["latent_sample"], {"sample": {0: "batch_size", 2: "height", 3: "width"}})
+    os.makedirs(f"{out}/scheduler", exist_ok=True)
+    write = lambda name, obj: json.dump(obj, open(f"{out}/{name}", "w"), indent=2)
+    write("scheduler/scheduler_config.json", {
+        "_class_name": "EulerDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+        "beta_start": 0.00085, "num_train_timesteps": 1000, "prediction_type": "epsilon",
+        "steps_offset": 1, "timestep_spacing": "trailing"})
+    write("model_index.json", {"_class_name": "OnnxStableDiffusionPipeline",
+                               "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+                               "text_encoder": ["diffusers", "OnnxRuntimeModel"],
+                               "tokenizer": ["transformers", "CLIPTokenizer"],
+                               "unet": ["diffusers", "OnnxRuntimeModel"],
+                               "vae_decoder": ["diffusers", "OnnxRuntimeModel"],
+                               "vae_encoder": ["diffusers", "OnnxRuntimeModel"]})
     print(f"wrote {out}")
 
 

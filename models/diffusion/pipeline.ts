@@ -9,9 +9,10 @@
  * device and one WGSL dispatch per step applies guidance and the scheduler (kernels/denoise.ts);
  * only the final RGBA bytes come back. Other backends run the kernels' TypeScript references.
  */
-import { Tokenizer } from "@huggingface/tokenizers";
+import type { Tokenizer } from "@huggingface/tokenizers";
 import { ApiError } from "../../core/errors.ts";
 import type { RgbImage } from "../../core/image.ts";
+import { loadTokenizer } from "../../core/tokenizers.ts";
 import { resize } from "../../core/preprocess.ts";
 import type { Outputs, Session, SessionRegistry } from "../../core/sessions.ts";
 import type { Tensor } from "../../core/backend.ts";
@@ -132,16 +133,15 @@ export class DiffusionPipeline {
 
   static async load(entry: ModelEntry, sessions: SessionRegistry): Promise<DiffusionPipeline> {
     const read = async (name: string) => JSON.parse(await Deno.readTextFile(entry.dir + name));
+    // Public exports do not all ship the component configs: SD's values are the defaults.
+    const optional = (name: string) => read(name).catch(() => ({}));
     const { files, settings: s } = entry.manifest;
-    const [tokJson, tokConfig, schedulerJson, vaeConfig, unetConfig] = await Promise.all([
-      read("tokenizer/tokenizer.json"),
-      read("tokenizer/tokenizer_config.json"),
+    const [tok, schedulerJson, vaeConfig, unetConfig] = await Promise.all([
+      loadTokenizer(entry.dir + "tokenizer/"),
       read("scheduler/scheduler_config.json"),
-      read("vae_decoder/config.json"),
-      read("unet/config.json").catch(() => ({})),
+      optional("vae_decoder/config.json"),
+      optional("unet/config.json"),
     ]);
-    const tokenizer = new Tokenizer(tokJson, tokConfig);
-    const padToken = tokConfig.pad_token?.content ?? tokConfig.pad_token ?? "<|endoftext|>";
     const gpuOutputs = { gpuOutputs: true };
     const [textEncoder, unet, vaeDecoder, vaeEncoder] = await Promise.all([
       sessions.load(entry.dir + files.text_encoder),
@@ -157,9 +157,9 @@ export class DiffusionPipeline {
     return new DiffusionPipeline(
       entry.manifest.id,
       sessions,
-      tokenizer,
-      Math.min(tokConfig.model_max_length ?? 77, 4096),
-      tokenizer.token_to_id(padToken) ?? 0,
+      tok.tokenizer,
+      Math.min(tok.config.model_max_length ?? 77, 4096),
+      tok.padId,
       textEncoder,
       unet,
       vaeDecoder,
