@@ -70,6 +70,7 @@ def main():
     ap.add_argument("--data", default="data/world")
     ap.add_argument("--out", default="models/embedded/sd-tiny")
     ap.add_argument("--golden", default="tests/fixtures/sd-tiny-golden.json")
+    ap.add_argument("--scores", help="the table `deno task eval images` printed, for the model card")
     args = ap.parse_args()
 
     unet_state = torch.load(f"{args.run}/unet.pt", map_location="cpu")
@@ -183,6 +184,53 @@ def main():
              "unet_parameters": sum(p.numel() for p in unet.parameters()),
              "vae_parameters": sum(p.numel() for p in vae.parameters())}
     write("training.json", stats)
+    scores = open(args.scores).read().strip() if args.scores else "(run `deno task eval images` and export with --scores)"
+    card = f"""# sd-tiny
+
+Latent diffusion in the Stable Diffusion design (Rombach et al. 2022), trained by this project on
+the shapes world (`../../../shared/WORLD.md`), in the ONNX layout of the public SD exports
+(`text_encoder/`, `tokenizer/`, `unet/`, `vae_decoder/`, `vae_encoder/`, `scheduler/`) with their
+input and output names, so that a public SD-Turbo or SD 1.5 export runs through the same pipeline.
+
+- Text encoder: clip-tiny's text tower, frozen (width {clip.config.text_width}, {clip.config.max_positions} positions); the UNet
+  reads its last hidden states, padded to {MAX_LENGTH} tokens as SD pads to 77.
+- VAE: convolutional KL autoencoder, 64 x 64 x 3 <-> {z} x 16 x 16 (factor 4, not SD's 8: the
+  world's small objects are 10-13 px), {stats['vae_parameters'] / 1e6:.2f} M parameters; `scaling_factor` {scale:.4f}
+  (1 / the latents' standard deviation, as SD's 0.18215 was chosen). The exported encoder returns
+  the posterior mean, so img2img is deterministic.
+- UNet: {stats['unet_parameters'] / 1e6:.2f} M parameters; levels 16 x 16, 8 x 8, 4 x 4 with {list(config.unet_channels)} channels;
+  residual blocks with the timestep embedding; at every level a transformer block with
+  cross-attention to the text (queries from the image, keys and values from the text), with
+  self-attention too except at 16 x 16; skip connections from the down to the up path.
+- Scheduler: SD's scaled-linear betas ({config.beta_start} to {config.beta_end}, {config.num_train_timesteps} steps), epsilon prediction;
+  the service runs DDIM (default), DDPM, Euler or Euler ancestral over it.
+
+## Training
+- `deno task world` (seed 0), 20,000 training scenes; never the held-out pairs.
+- VAE: {stats['vae_steps']} steps, batch 32, MSE + 0.5 L1 + 1e-5 KL, random 32 x 32 crops for 90% of the steps
+  (no normalization layers, so a crop is just a smaller image), whole images for the rest.
+  Round trip on 500 validation images: mean |error| {rt_err:.2f} / 255 per channel.
+- UNet: {stats['unet_steps']} steps, batch 32, AdamW lr 6e-4 with warm-up and cosine decay, noise-prediction
+  MSE at uniform timesteps, the prompt (a random caption or paraphrase of the scene) replaced by
+  the empty prompt 10% of the time so that classifier-free guidance works; exported weights are an
+  EMA (0.999). On 2 CPU cores shared with other training.
+- A 3 x {z} linear map from latents to RGB (least squares on validation images, mean |error|
+  {preview_err:.1f} / 255 at latent resolution) gives the streamed previews without running the VAE.
+- Reproduce: `deno task world`, then `/usr/bin/python3 training/train_vae.py`,
+  `training/train_unet.py --batch 32`, `training/export_sd.py`.
+
+## Judge scores
+Generated images are read by the pixel judge (`world/judge.ts`: background, object count, and for
+each object colour, shape, size and grid position or left/right, above/below order), one image per
+prompt, prompts are canonical captions of fresh test scenes (held-out: scenes with a purple
+triangle or an orange circle), DDIM, through the service's pipeline:
+
+{scores}
+
+## Limits
+It draws the shapes world only, at 64 x 64 (32 to 128 accepted, but it was trained at 64).
+"""
+    open(f"{args.out}/README.md", "w").write(card)
     print(json.dumps(stats, indent=2))
 
 

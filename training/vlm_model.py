@@ -67,6 +67,12 @@ def rope(x, positions, theta: float):
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
+def repeat_kv(x, c: VlmConfig):
+    """Grouped-query attention: each key/value head serves heads / kv_heads query heads.
+    (expand + flatten rather than repeat_interleave, which exports with fixed shapes.)"""
+    return x.unsqueeze(2).expand(-1, -1, c.heads // c.kv_heads, -1, -1).flatten(1, 2)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, c: VlmConfig):
         super().__init__()
@@ -87,8 +93,7 @@ class SelfAttention(nn.Module):
         if past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
         present = (k, v)
-        rep = c.heads // c.kv_heads
-        kk, vv = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+        kk, vv = repeat_kv(k, c), repeat_kv(v, c)
         att = (q @ kk.transpose(-1, -2)) / math.sqrt(c.head_dim) + mask
         y = (att.softmax(-1) @ vv).transpose(1, 2).reshape(B, T, -1)
         return self.o(y), present
@@ -147,8 +152,7 @@ class CrossLayer(nn.Module):
         c = self.c
         B, T, _ = x.shape
         q = self.q(self.ln1(x)).view(B, T, c.heads, c.head_dim).transpose(1, 2)
-        rep = c.heads // c.kv_heads
-        k, v = kv[0].repeat_interleave(rep, 1), kv[1].repeat_interleave(rep, 1)
+        k, v = repeat_kv(kv[0], c), repeat_kv(kv[1], c)
         att = (q @ k.transpose(-1, -2)) / math.sqrt(c.head_dim)
         y = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, -1)
         x = x + torch.tanh(self.attn_gate) * self.o(y)

@@ -22,7 +22,7 @@ import {
   type Hypothesis,
   logSoftmax,
   type StepDecoder,
-} from "./decoding.ts";
+} from "../decoding.ts";
 
 export type CaptionOptions = Omit<DecodeOptions, "bos" | "eos" | "signal"> & {
   returnAttention: boolean;

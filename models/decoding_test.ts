@@ -6,7 +6,7 @@ import {
   sampleToken,
   type StepDecoder,
 } from "./decoding.ts";
-import { rng } from "../../core/random.ts";
+import { rng } from "../core/random.ts";
 
 /**
  * A toy decoder over tokens {0: BOS, 1: EOS, 2: "a", 3: "b"} whose next-token distribution

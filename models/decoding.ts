@@ -1,8 +1,8 @@
 /**
- * Decoding strategies over any step-wise decoder: greedy, beam search and sampling (temperature,
+ * Decoding strategies over any step-wise decoder (captioning and chat): greedy, beam search and sampling (temperature,
  * top-k, top-p, seeded), with per-token log-probabilities and the attention of every step.
  */
-import { rng } from "../../core/random.ts";
+import { rng } from "../core/random.ts";
 
 /** One decoder, driven a step at a time over a batch of hypotheses. */
 export interface StepDecoder<S> {
@@ -32,6 +32,8 @@ export interface DecodeOptions {
   bos: number;
   eos: number;
   signal?: AbortSignal;
+  /** Greedy and sampling: called with each new token of hypothesis `i`; true ends that one. */
+  onToken?: (i: number, id: number, logprob: number) => boolean | void | Promise<boolean | void>;
 }
 
 export interface Hypothesis {
@@ -95,6 +97,7 @@ async function decodeBatch<S>(d: StepDecoder<S>, o: DecodeOptions): Promise<Hypo
     o.signal?.throwIfAborted();
     const out = await d.step(state, tokens);
     state = out.state;
+    const fresh = new Array(n).fill(false);
     tokens = out.logprobs.map((lp, i) => {
       if (done[i]) return o.eos;
       const id = o.strategy === "greedy" ? topK(lp, 1)[0][0] : sampleToken(lp, o, r);
@@ -109,8 +112,16 @@ async function decodeBatch<S>(d: StepDecoder<S>, o: DecodeOptions): Promise<Hypo
       h.logprob += lp[id];
       if (o.topLogprobs > 0) h.top.push(topK(lp, o.topLogprobs));
       if (out.attention) h.attention.push(out.attention[i]);
+      fresh[i] = true;
       return id;
     });
+    if (o.onToken) {
+      for (let i = 0; i < n; i++) {
+        if (fresh[i] && await o.onToken(i, hyps[i].ids.at(-1)!, hyps[i].logprobs.at(-1)!)) {
+          done[i] = true;
+        }
+      }
+    }
   }
   return hyps;
 }

@@ -1,0 +1,397 @@
+/**
+ * The multimodal chat pipeline, for both architectures of the course:
+ *
+ * - unified embedding decoder (`model_type: "idefics3"`: vlm-tiny, SmolVLM): the chat template's
+ *   `<image>` becomes the processor's run of image tokens, and the vision encoder's features take
+ *   those tokens' places in the embedding sequence the decoder reads;
+ * - cross-attention decoder (`model_type: "mm_xattn"`: vlm-xattn-tiny): the prompt keeps one
+ *   `<image>` marker per image, and every decoder step also reads the image features
+ *   (`cross_attention_states`), which its cross-attention layers attend to.
+ *
+ * Prefill runs the prompt once; each new token then runs one decoder step over the KV cache
+ * (`past_key_values.*`), which stays in GPU buffers on WebGPU. Greedy or seeded sampling with
+ * temperature / top-k / top-p, stop strings, per-token log-probabilities, streaming callbacks.
+ */
+import { Template } from "@huggingface/jinja";
+import type { Tokenizer } from "@huggingface/tokenizers";
+import type { Tensor } from "../../core/backend.ts";
+import { ApiError } from "../../core/errors.ts";
+import type { RgbImage } from "../../core/image.ts";
+import { resize } from "../../core/preprocess.ts";
+import type { Session, SessionRegistry } from "../../core/sessions.ts";
+import { loadTokenizer } from "../../core/tokenizers.ts";
+import { decode, type Hypothesis, logSoftmax, type StepDecoder } from "../decoding.ts";
+import type { ModelEntry } from "../manifest.ts";
+
+export type Part = { type: "text"; text: string } | { type: "image"; image: RgbImage };
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: Part[];
+}
+
+export interface ChatOptions {
+  maxTokens: number;
+  /** 0: greedy. */
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed: number;
+  stop: string[];
+  topLogprobs: number;
+  /** Called with each new piece of text as it is decoded. */
+  onText?: (delta: string) => void | Promise<void>;
+  signal?: AbortSignal;
+}
+
+export interface ChatToken {
+  token: string;
+  logprob: number;
+  top_logprobs: Array<{ token: string; logprob: number }>;
+}
+
+export interface ChatResult {
+  text: string;
+  tokens: ChatToken[];
+  finishReason: "stop" | "length";
+  promptTokens: number;
+  completionTokens: number;
+  timings: { vision_ms: number; prefill_ms: number; decode_ms: number; tokens_per_second: number };
+}
+
+interface Processor {
+  longestEdge: number;
+  mean: number[];
+  std: number[];
+}
+
+interface State {
+  past: Tensor[];
+  length: number;
+}
+
+const now = () => performance.now();
+
+export class ChatPipeline {
+  private constructor(
+    readonly id: string,
+    readonly architecture: "unified" | "cross-attention",
+    private sessions: SessionRegistry,
+    private tokenizer: Tokenizer,
+    private template: Template,
+    private specialTokens: Record<string, string>,
+    private processor: Processor,
+    private vision: Session,
+    private embed: Session | null,
+    private decoder: Session,
+    private layers: number,
+    private kvHeads: number,
+    private headDim: number,
+    private hidden: number,
+    private imageTokenId: number,
+    private imageSeqLen: number,
+    private eos: number,
+    readonly maxPositions: number,
+  ) {}
+
+  static async load(entry: ModelEntry, sessions: SessionRegistry): Promise<ChatPipeline> {
+    const read = async (name: string) => JSON.parse(await Deno.readTextFile(entry.dir + name));
+    const optional = (name: string) => read(name).catch(() => ({}));
+    const [config, preprocessor, processorConfig, generation, tok, chatTemplate] = await Promise
+      .all([
+        read("config.json"),
+        read("preprocessor_config.json"),
+        optional("processor_config.json"),
+        optional("generation_config.json"),
+        loadTokenizer(entry.dir),
+        optional("chat_template.json"),
+      ]);
+    const files = entry.manifest.files;
+    const gpu = { gpuOutputs: true };
+    const [vision, embed, decoder] = await Promise.all([
+      sessions.load(entry.dir + files.vision),
+      files.embed ? sessions.load(entry.dir + files.embed) : null,
+      sessions.load(entry.dir + files.decoder, gpu),
+    ]);
+    const text = config.text_config ?? config;
+    const template = chatTemplate.chat_template ?? tok.config.chat_template;
+    if (typeof template !== "string") {
+      throw new Error(`${entry.manifest.id}: no chat template in tokenizer_config.json`);
+    }
+    const name = (t: unknown) =>
+      typeof t === "string" ? t : (t as { content?: string } | undefined)?.content ?? "";
+    const eos = [generation.eos_token_id ?? text.eos_token_id].flat()[0];
+    return new ChatPipeline(
+      entry.manifest.id,
+      config.model_type === "idefics3" ? "unified" : "cross-attention",
+      sessions,
+      tok.tokenizer,
+      new Template(template),
+      { bos_token: name(tok.config.bos_token), eos_token: name(tok.config.eos_token) },
+      {
+        longestEdge: preprocessor.max_image_size?.longest_edge ?? preprocessor.size?.longest_edge ??
+          512,
+        mean: preprocessor.image_mean ?? [0.5, 0.5, 0.5],
+        std: preprocessor.image_std ?? [0.5, 0.5, 0.5],
+      },
+      vision,
+      embed,
+      decoder,
+      text.num_hidden_layers,
+      text.num_key_value_heads ?? text.num_attention_heads,
+      text.head_dim ?? text.hidden_size / text.num_attention_heads,
+      text.hidden_size,
+      config.image_token_id,
+      processorConfig.image_seq_len ?? 64,
+      eos,
+      text.max_position_embeddings ?? 2048,
+    );
+  }
+
+  async warmup(): Promise<void> {
+    const image = { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3) };
+    await this.chat([{
+      role: "user",
+      content: [{ type: "image", image }, { type: "text", text: "what color is the background?" }],
+    }], { maxTokens: 2, temperature: 0, topP: 1, topK: 0, seed: 0, stop: [], topLogprobs: 0 });
+  }
+
+  /** The prompt text: the chat template, then `<image>` expanded as the processor does. */
+  prompt(messages: ChatMessage[]): string {
+    const text = this.template.render({
+      messages: messages.map((m) => ({
+        role: m.role,
+        content: m.content.map((p) => p.type === "text" ? p : { type: "image" }),
+      })),
+      add_generation_prompt: true,
+      ...this.specialTokens,
+    });
+    if (this.architecture !== "unified") return text;
+    const image = "<fake_token_around_image><global-img>" + "<image>".repeat(this.imageSeqLen) +
+      "<fake_token_around_image>";
+    return text.replaceAll("<image>", image);
+  }
+
+  /** Idefics3 without splitting: longest edge to the model's size, padded, with a pixel mask. */
+  async #pixels(images: RgbImage[]): Promise<{ values: Float32Array; mask: Uint8Array }> {
+    const S = this.processor.longestEdge, plane = S * S;
+    const values = new Float32Array(images.length * 3 * plane);
+    const mask = new Uint8Array(images.length * plane);
+    for (const [n, img] of images.entries()) {
+      const scale = S / Math.max(img.width, img.height);
+      const w = Math.max(1, Math.round(img.width * scale));
+      const h = Math.max(1, Math.round(img.height * scale));
+      const r = await resize(img, w, h, 2);
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          const i = y * S + x;
+          mask[n * plane + i] = 1;
+          for (let c = 0; c < 3; c++) {
+            values[(n * 3 + c) * plane + i] =
+              (r.data[(y * w + x) * 3 + c] / 255 - this.processor.mean[c]) / this.processor.std[c];
+          }
+        }
+      }
+      // Padding stays 0 after normalization, as the processor pads normalized pixels.
+    }
+    return { values, mask };
+  }
+
+  #emptyPast(): Tensor[] {
+    return Array.from(
+      { length: 2 * this.layers },
+      () =>
+        this.sessions.tensor("float32", new Float32Array(0), [1, this.kvHeads, 0, this.headDim]),
+    );
+  }
+
+  async chat(messages: ChatMessage[], o: ChatOptions): Promise<ChatResult> {
+    const images = messages.flatMap((m) =>
+      m.content.flatMap((p) => p.type === "image" ? [p.image] : [])
+    );
+    const ids = this.tokenizer.encode(this.prompt(messages), { add_special_tokens: false }).ids;
+    if (ids.length + o.maxTokens > this.maxPositions) {
+      throw new ApiError(
+        "invalid_request",
+        `The conversation is ${ids.length} tokens and max_tokens ${o.maxTokens}; ${this.id} reads at most ${this.maxPositions} tokens in all`,
+        "messages",
+      );
+    }
+    const S = this.processor.longestEdge;
+    let t0 = now();
+    // Image features: the unified model's replace image tokens; the cross-attention model's are
+    // the keys and values of every step (one zero state when there is no image: it contributes
+    // nothing, since its keys and values are zero).
+    let features: Tensor | null = null;
+    if (images.length) {
+      const { values, mask } = await this.#pixels(images);
+      const feeds: Record<string, Tensor> = {
+        pixel_values: this.sessions.tensor("float32", values, [1, images.length, 3, S, S]),
+      };
+      if (this.vision.inputNames.includes("pixel_attention_mask")) {
+        feeds.pixel_attention_mask = this.sessions.tensor("bool", mask, [1, images.length, S, S]);
+      }
+      const out = await this.vision.run(feeds, o.signal);
+      features = out[this.vision.outputNames[0]];
+    }
+    if (this.architecture === "unified" && images.length) {
+      const slots = ids.filter((t) => t === this.imageTokenId).length;
+      const rows = features!.dims.slice(0, -1).reduce((a, b) => a * b, 1);
+      if (slots !== rows) {
+        throw new ApiError(
+          "invalid_request",
+          `The prompt has ${slots} image tokens for ${rows} image features`,
+          "messages",
+        );
+      }
+    }
+    const cross = this.architecture === "cross-attention"
+      ? features ??
+        this.sessions.tensor("float32", new Float32Array(this.hidden), [1, 1, this.hidden])
+      : null;
+    const visionMs = now() - t0;
+
+    // Prefill everything but the last prompt token; decoding starts by feeding that one.
+    t0 = now();
+    const prefill = await this.#forward(ids.slice(0, -1), { past: this.#emptyPast(), length: 0 }, {
+      features: this.architecture === "unified" ? features : null,
+      cross,
+      signal: o.signal,
+    });
+    const prefillMs = now() - t0;
+
+    const decoder: StepDecoder<State> = {
+      start: () => Promise.resolve(prefill.state),
+      step: async (state, tokens) => {
+        const out = await this.#forward(tokens, state, { features: null, cross, signal: o.signal });
+        return { logprobs: [out.logprobs], attention: null, state: out.state };
+      },
+      select: (state) => state,
+    };
+    let emitted = "", stopped = false;
+    const generated: number[] = [];
+    const stopAt = (text: string) => {
+      let cut = -1;
+      for (const s of o.stop) {
+        const i = text.indexOf(s);
+        if (s && i >= 0 && (cut < 0 || i < cut)) cut = i;
+      }
+      return cut;
+    };
+    t0 = now();
+    const [h]: Hypothesis[] = await decode(decoder, {
+      strategy: o.temperature > 0 ? "sample" : "greedy",
+      maxTokens: o.maxTokens,
+      n: 1,
+      beamSize: 1,
+      temperature: o.temperature,
+      topK: o.topK,
+      topP: o.topP,
+      seed: o.seed,
+      topLogprobs: o.topLogprobs,
+      bos: ids.at(-1)!,
+      eos: this.eos,
+      signal: o.signal,
+      onToken: async (_i, id) => {
+        generated.push(id);
+        const text = this.#text(generated);
+        const cut = stopAt(text);
+        const visible = cut >= 0 ? text.slice(0, cut) : text;
+        // Hold back a tail that could still grow into a stop string.
+        const hold = cut >= 0 ? 0 : Math.max(0, ...o.stop.map((s) => s.length - 1));
+        const safe = visible.slice(0, Math.max(emitted.length, visible.length - hold));
+        if (safe.length > emitted.length) {
+          await o.onText?.(safe.slice(emitted.length));
+          emitted = safe;
+        }
+        if (cut >= 0) stopped = true;
+        return cut >= 0;
+      },
+    });
+    const decodeMs = now() - t0;
+    let text = this.#text(h.ids);
+    const cut = stopAt(text);
+    if (cut >= 0) text = text.slice(0, cut);
+    if (text.length > emitted.length) await o.onText?.(text.slice(emitted.length));
+    const finishedByEos = h.ids.length < o.maxTokens;
+    return {
+      text,
+      tokens: h.ids.map((id, i) => ({
+        token: this.tokenizer.id_to_token(id) ?? "",
+        logprob: h.logprobs[i],
+        top_logprobs: (h.top[i] ?? []).map(([t, lp]) => ({
+          token: this.tokenizer.id_to_token(t) ?? "",
+          logprob: lp,
+        })),
+      })),
+      finishReason: stopped || finishedByEos ? "stop" : "length",
+      promptTokens: ids.length,
+      completionTokens: h.ids.length,
+      timings: {
+        vision_ms: visionMs,
+        prefill_ms: prefillMs,
+        decode_ms: decodeMs,
+        tokens_per_second: h.ids.length / Math.max(decodeMs / 1000, 1e-9),
+      },
+    };
+  }
+
+  #text(ids: number[]): string {
+    return this.tokenizer.decode(ids, { skip_special_tokens: true }).trim();
+  }
+
+  /** One decoder run over `tokens` after `state`; returns the last position's log-probabilities. */
+  async #forward(
+    tokens: number[],
+    state: State,
+    x: { features: Tensor | null; cross: Tensor | null; signal?: AbortSignal },
+  ): Promise<{ logprobs: Float32Array; state: State }> {
+    const T = tokens.length, total = state.length + T;
+    const feeds: Record<string, Tensor> = {
+      attention_mask: this.sessions.tensor("int64", new BigInt64Array(total).fill(1n), [1, total]),
+      position_ids: this.sessions.tensor(
+        "int64",
+        BigInt64Array.from({ length: T }, (_, i) => BigInt(state.length + i)),
+        [1, T],
+      ),
+    };
+    const idsTensor = this.sessions.tensor("int64", BigInt64Array.from(tokens, BigInt), [1, T]);
+    if (this.embed) {
+      const out = await this.embed.run({ input_ids: idsTensor }, x.signal);
+      let embeds = out[this.embed.outputNames[0]];
+      if (x.features) embeds = this.#mergeImages(tokens, embeds, x.features);
+      feeds.inputs_embeds = embeds;
+    } else {
+      feeds.input_ids = idsTensor;
+    }
+    if (x.cross) feeds.cross_attention_states = x.cross;
+    for (let i = 0; i < this.layers; i++) {
+      feeds[`past_key_values.${i}.key`] = state.past[2 * i];
+      feeds[`past_key_values.${i}.value`] = state.past[2 * i + 1];
+    }
+    const out = await this.decoder.run(feeds, x.signal);
+    for (const t of state.past) t.dispose?.();
+    const logitsTensor = out.logits;
+    const V = logitsTensor.dims.at(-1)!;
+    const all = logitsTensor.location === "gpu-buffer"
+      ? await logitsTensor.getData(true) as Float32Array
+      : logitsTensor.data as Float32Array;
+    const last = all.subarray((T - 1) * V, T * V);
+    const past = Array.from(
+      { length: 2 * this.layers },
+      (_, j) => out[`present.${j >> 1}.${j % 2 ? "value" : "key"}`],
+    );
+    return { logprobs: logSoftmax(last), state: { past, length: total } };
+  }
+
+  /** Puts image feature rows in the places of the image tokens (in order). */
+  #mergeImages(tokens: number[], embeds: Tensor, features: Tensor): Tensor {
+    const data = (embeds.data as Float32Array).slice();
+    const H = embeds.dims.at(-1)!;
+    const f = features.data as Float32Array;
+    let row = 0;
+    tokens.forEach((t, i) => {
+      if (t === this.imageTokenId) data.set(f.subarray(row * H, ++row * H), i * H);
+    });
+    return this.sessions.tensor("float32", data, embeds.dims);
+  }
+}

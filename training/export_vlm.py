@@ -1,0 +1,241 @@
+"""Export the chat models.
+
+vlm-tiny (method A) in the layout and ONNX names of the public SmolVLM / Idefics3 exports that
+@huggingface/transformers runs (HuggingFaceTB/SmolVLM-256M-Instruct):
+    onnx/vision_encoder.onnx        pixel_values [B, N, 3, H, W], pixel_attention_mask [B, N, H, W]
+                                    -> image_features [B*N, 16, hidden]
+    onnx/embed_tokens.onnx          input_ids -> inputs_embeds
+    onnx/decoder_model_merged.onnx  inputs_embeds, attention_mask, position_ids,
+                                    past_key_values.{i}.key/value -> logits, present.{i}.key/value
+    config.json, preprocessor_config.json, processor_config.json, generation_config.json,
+    tokenizer.json, tokenizer_config.json (with the chat template), special_tokens_map.json
+
+vlm-xattn-tiny (method B, no public ONNX layout exists for the Llama 3.2 Vision family in
+transformers.js; this one follows the same naming):
+    onnx/vision_encoder.onnx        pixel_values [B, N, 3, H, W] -> cross_attention_states [B, N*64, hidden]
+    onnx/decoder_model_merged.onnx  input_ids, attention_mask, position_ids, cross_attention_states,
+                                    past_key_values.{i}.key/value -> logits, present.{i}.key/value
+    model.safetensors               the decoder's weights, for the WebGPU path's own kernels
+
+    /usr/bin/python3 training/export_vlm.py --run data/runs/vlm-tiny --out models/embedded/vlm-tiny
+"""
+import argparse
+import json
+import os
+import struct
+
+import torch
+import torch.nn as nn
+
+from clip_model import Clip, ClipConfig
+from common import SPECIAL, vocabulary
+from train_clip import MEAN, STD
+from train_vlm import CHAT, ChatTokenizer, Vlm
+from vlm_model import VlmConfig
+
+CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+class VisionA(nn.Module):
+    def __init__(self, clip: Clip, model: Vlm):
+        super().__init__()
+        self.vision, self.connector = clip.vision, model.image
+
+    def forward(self, pixel_values, pixel_attention_mask):
+        B, N = pixel_values.shape[:2]
+        x = pixel_values.reshape(B * N, *pixel_values.shape[2:])
+        # The mask marks real (unpadded) pixels; at one 64 x 64 tile per image it is all ones,
+        # and multiplying keeps it an input of the graph, as in the public exports.
+        x = x * pixel_attention_mask.reshape(B * N, 1, *pixel_attention_mask.shape[2:]).to(x.dtype)
+        patches = self.vision(x)[2][:, 1:]
+        return self.connector(patches)
+
+
+class VisionB(nn.Module):
+    def __init__(self, clip: Clip, model: Vlm):
+        super().__init__()
+        self.vision, self.adapter = clip.vision, model.image
+
+    def forward(self, pixel_values):
+        B, N = pixel_values.shape[:2]
+        patches = self.vision(pixel_values.reshape(B * N, *pixel_values.shape[2:]))[2][:, 1:]
+        return self.adapter(patches).reshape(B, N * patches.shape[1], -1)
+
+
+class Embed(nn.Module):
+    def __init__(self, model: Vlm):
+        super().__init__()
+        self.embed = model.decoder.embed
+
+    def forward(self, input_ids):
+        return self.embed(input_ids)
+
+
+class DecoderA(nn.Module):
+    def __init__(self, model: Vlm):
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, *past):
+        pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
+        logits, presents = self.decoder(inputs_embeds, attention_mask, position_ids, pairs)
+        return (logits, *[t for kv in presents for t in kv])
+
+
+class DecoderB(nn.Module):
+    def __init__(self, model: Vlm):
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, input_ids, attention_mask, position_ids, cross_attention_states, *past):
+        pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
+        emb = self.decoder.embed(input_ids)
+        logits, presents = self.decoder(emb, attention_mask, position_ids, pairs, image=cross_attention_states)
+        return (logits, *[t for kv in presents for t in kv])
+
+
+def export(module, args, path, inputs, outputs, dynamic):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
+                      dynamic_axes=dynamic, opset_version=17, do_constant_folding=True)
+
+
+def save_safetensors(tensors: dict, path: str):
+    """The safetensors format: a little-endian u64 header length, a JSON header, raw data."""
+    header, offset, blobs = {}, 0, []
+    for name, t in tensors.items():
+        data = t.detach().contiguous().float().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * ((8 - len(raw) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for b in blobs:
+            f.write(b)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--clip", default="data/runs/clip-tiny/last.pt")
+    ap.add_argument("--data", default="data/world")
+    ap.add_argument("--scores", help="the table `deno task eval chat` printed, for the model card")
+    args = ap.parse_args()
+
+    state = torch.load(f"{args.run}/last.pt", map_location="cpu")
+    kind = state["kind"]
+    c = VlmConfig(**state["config"])
+    tok = ChatTokenizer(vocabulary(args.data))
+    assert tok.tokens == state["vocab"], "the vocabulary changed since training"
+    model = Vlm(c, kind, tok.ids["<image>"])
+    model.load_state_dict(state["model"])
+    clip_state = torch.load(args.clip, map_location="cpu")
+    clip = Clip(ClipConfig(**clip_state["config"]))
+    clip.load_state_dict(clip_state["model"])
+    model.eval(), clip.eval()
+    os.makedirs(f"{args.out}/onnx", exist_ok=True)
+    write = lambda name, obj: json.dump(obj, open(f"{args.out}/{name}", "w"), indent=2)
+
+    L, kvh, hd = c.layers, c.kv_heads, c.head_dim
+    past_names = [f"past_key_values.{i}.{w}" for i in range(L) for w in ("key", "value")]
+    present_names = [f"present.{i}.{w}" for i in range(L) for w in ("key", "value")]
+    past = [torch.zeros(1, kvh, 3, hd) for _ in range(2 * L)]
+    dyn_past = {n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names}
+    dyn_present = {n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names}
+    px = torch.zeros(1, 1, 3, 64, 64)
+    mask = torch.ones(1, 5, dtype=torch.long)
+    pos = torch.arange(3, 5)[None]
+    if kind == "unified":
+        export(VisionA(clip, model), (px, torch.ones(1, 1, 64, 64, dtype=torch.bool)), f"{args.out}/onnx/vision_encoder.onnx",
+               ["pixel_values", "pixel_attention_mask"], ["image_features"],
+               {"pixel_values": {0: "batch_size", 1: "num_images"}, "pixel_attention_mask": {0: "batch_size", 1: "num_images"}})
+        export(Embed(model), (torch.zeros(1, 2, dtype=torch.long),), f"{args.out}/onnx/embed_tokens.onnx", ["input_ids"],
+               ["inputs_embeds"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
+        export(DecoderA(model), (torch.zeros(1, 2, c.hidden), mask, pos, *past), f"{args.out}/onnx/decoder_model_merged.onnx",
+               ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names],
+               {"inputs_embeds": {0: "batch_size", 1: "sequence_length"},
+                "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+                "position_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
+                **dyn_past, **dyn_present})
+    else:
+        export(VisionB(clip, model), (px,), f"{args.out}/onnx/vision_encoder.onnx", ["pixel_values"], ["cross_attention_states"],
+               {"pixel_values": {0: "batch_size", 1: "num_images"}, "cross_attention_states": {0: "batch_size", 1: "image_tokens"}})
+        xs = torch.zeros(1, 64, c.hidden)
+        export(DecoderB(model), (torch.zeros(1, 2, dtype=torch.long), mask, pos, xs, *past),
+               f"{args.out}/onnx/decoder_model_merged.onnx",
+               ["input_ids", "attention_mask", "position_ids", "cross_attention_states", *past_names],
+               ["logits", *present_names],
+               {"input_ids": {0: "batch_size", 1: "sequence_length"},
+                "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+                "position_ids": {0: "batch_size", 1: "sequence_length"},
+                "cross_attention_states": {0: "batch_size", 1: "image_tokens"},
+                "logits": {0: "batch_size", 1: "sequence_length"}, **dyn_past, **dyn_present})
+        save_safetensors(model.decoder.state_dict(), f"{args.out}/model.safetensors")
+
+    eou, image = tok.ids["<end_of_utterance>"], tok.ids["<image>"]
+    text_config = {"model_type": "llama", "hidden_size": c.hidden, "intermediate_size": c.intermediate,
+                   "num_hidden_layers": c.layers, "num_attention_heads": c.heads, "num_key_value_heads": c.kv_heads,
+                   "head_dim": c.head_dim, "vocab_size": c.vocab_size, "max_position_embeddings": c.max_positions,
+                   "rope_theta": c.rope_theta, "rms_norm_eps": 1e-5, "hidden_act": "silu",
+                   "bos_token_id": tok.ids["<|im_start|>"], "eos_token_id": eou, "pad_token_id": 1}
+    vision_config = {"model_type": "clip_vision_model", "image_size": 64, "patch_size": 8, "hidden_size": c.vision_width}
+    if kind == "unified":
+        write("config.json", {"architectures": ["Idefics3ForConditionalGeneration"], "model_type": "idefics3",
+                              "image_token_id": image, "scale_factor": c.scale_factor, "text_config": text_config,
+                              "vision_config": vision_config})
+    else:
+        cross = [i for i in range(c.layers) if (i + 1) % c.cross_every == 0]
+        write("config.json", {"architectures": ["MmXattnForConditionalGeneration"], "model_type": "mm_xattn",
+                              "image_token_id": image, "image_tokens_per_image": c.image_grid ** 2,
+                              "text_config": {**text_config, "cross_attention_layers": cross},
+                              "vision_config": vision_config})
+    write("preprocessor_config.json", {
+        "image_processor_type": "Idefics3ImageProcessor", "do_convert_rgb": True, "do_resize": True,
+        "size": {"longest_edge": 64}, "resample": 1, "do_image_splitting": False,
+        "max_image_size": {"longest_edge": 64}, "do_rescale": True, "rescale_factor": 1 / 255,
+        "do_normalize": True, "image_mean": MEAN.flatten().tolist(), "image_std": STD.flatten().tolist(),
+        "do_pad": True,
+    })
+    write("processor_config.json", {"processor_class": "Idefics3Processor",
+                                    "image_seq_len": c.image_tokens if kind == "unified" else 1})
+    write("generation_config.json", {"bos_token_id": tok.ids["<|im_start|>"], "eos_token_id": eou, "pad_token_id": 1})
+    write("tokenizer.json", tok.tokenizer_json())
+    write("tokenizer_config.json", {
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
+        "pad_token": SPECIAL[1], "unk_token": SPECIAL[2], "model_max_length": c.max_positions,
+        "additional_special_tokens": CHAT, "chat_template": CHAT_TEMPLATE,
+    })
+    write("special_tokens_map.json", {"bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
+                                      "pad_token": SPECIAL[1], "unk_token": SPECIAL[2],
+                                      "additional_special_tokens": CHAT})
+    files = ({"vision": "onnx/vision_encoder.onnx", "embed": "onnx/embed_tokens.onnx",
+              "decoder": "onnx/decoder_model_merged.onnx"} if kind == "unified" else
+             {"vision": "onnx/vision_encoder.onnx", "decoder": "onnx/decoder_model_merged.onnx",
+              "weights": "model.safetensors"})
+    model_id = os.path.basename(args.out.rstrip("/"))
+    write("manifest.json", {
+        "id": model_id, "family": "chat",
+        "description": ("Multimodal chat, unified embedding decoder (image patches projected into the token "
+                        "stream), SmolVLM layout, trained by this project on the shapes world") if kind == "unified" else
+                       ("Multimodal chat, cross-attention decoder (text queries attend to image keys/values, "
+                        "Llama 3.2 Vision design), trained by this project on the shapes world"),
+        "capabilities": ["chat", "visual-question-answering"],
+        "modalities": {"input": ["text", "image"], "output": ["text"]},
+        "files": files, "license": "MIT", "preload": True,
+        "settings": {"architecture": "unified" if kind == "unified" else "cross-attention"},
+    })
+    print(f"exported {model_id} ({kind}), {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, step {state['step']}")
+
+
+if __name__ == "__main__":
+    main()
