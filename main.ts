@@ -14,6 +14,7 @@ import { hubToApiError } from "./models/hub.ts";
 import { scanModels } from "./models/manifest.ts";
 import { ModelRegistry } from "./models/registry.ts";
 import { captionRoutes } from "./routes/captions.ts";
+import { chatRoutes } from "./routes/chat.ts";
 import { clipRoutes } from "./routes/clip.ts";
 import type { Env } from "./routes/http.ts";
 import { imageRoutes } from "./routes/images.ts";
@@ -62,6 +63,7 @@ export async function createApp(
   clipRoutes(app, deps);
   captionRoutes(app, deps);
   imageRoutes(app, deps);
+  chatRoutes(app, deps);
   staticRoutes(app);
 
   app.notFound((c) =>

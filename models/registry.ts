@@ -5,6 +5,7 @@
 import { ApiError } from "../core/errors.ts";
 import type { SessionRegistry } from "../core/sessions.ts";
 import { CaptionPipeline } from "./captioning/pipeline.ts";
+import { ChatPipeline } from "./chat/pipeline.ts";
 import { ClipPipeline } from "./clip/pipeline.ts";
 import { DiffusionPipeline } from "./diffusion/pipeline.ts";
 import type { CatalogEntry } from "./catalog.ts";
@@ -14,6 +15,7 @@ interface Pipelines {
   clip: ClipPipeline;
   captioning: CaptionPipeline;
   diffusion: DiffusionPipeline;
+  chat: ChatPipeline;
 }
 type ServedFamily = keyof Pipelines;
 
@@ -24,6 +26,7 @@ const LOADERS: {
   clip: ClipPipeline.load,
   captioning: CaptionPipeline.load,
   diffusion: DiffusionPipeline.load,
+  chat: ChatPipeline.load,
 };
 
 export interface ModelInfo {

@@ -204,18 +204,24 @@ export class ChatPipeline {
     );
   }
 
+  /** The prompt's token ids; a conversation too long for the model is a clear 400. */
+  validate(messages: ChatMessage[], maxTokens: number): number[] {
+    const ids = this.tokenizer.encode(this.prompt(messages), { add_special_tokens: false }).ids;
+    if (ids.length + maxTokens > this.maxPositions) {
+      throw new ApiError(
+        "invalid_request",
+        `The conversation is ${ids.length} tokens and max_tokens ${maxTokens}; ${this.id} reads at most ${this.maxPositions} tokens in all`,
+        "messages",
+      );
+    }
+    return ids;
+  }
+
   async chat(messages: ChatMessage[], o: ChatOptions): Promise<ChatResult> {
     const images = messages.flatMap((m) =>
       m.content.flatMap((p) => p.type === "image" ? [p.image] : [])
     );
-    const ids = this.tokenizer.encode(this.prompt(messages), { add_special_tokens: false }).ids;
-    if (ids.length + o.maxTokens > this.maxPositions) {
-      throw new ApiError(
-        "invalid_request",
-        `The conversation is ${ids.length} tokens and max_tokens ${o.maxTokens}; ${this.id} reads at most ${this.maxPositions} tokens in all`,
-        "messages",
-      );
-    }
+    const ids = this.validate(messages, o.maxTokens);
     const S = this.processor.longestEdge;
     let t0 = now();
     // Image features: the unified model's replace image tokens; the cross-attention model's are
