@@ -143,8 +143,11 @@ export function chatRoutes(app: App, { config, registry }: Deps): void {
     const messages = await toMessages(c, config, body);
     const id = `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
     const created = Math.floor(Date.now() / 1000);
+    const requested = body.max_completion_tokens ?? body.max_tokens;
+    // Without a limit, answer up to 64 tokens or what the context has left.
+    const promptLength = model.validate(messages, requested ?? 1).length;
     const options: ChatOptions = {
-      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? 64,
+      maxTokens: requested ?? Math.max(1, Math.min(64, model.maxPositions - promptLength)),
       temperature: body.temperature,
       topP: body.top_p,
       topK: body.top_k,

@@ -183,7 +183,7 @@ Deno.test({
         "messages.0.content.0.image_url.url",
       ],
       [{ messages: [{ role: "user", content: "hi" }], n: 2 }, 400, "n"],
-      [{ messages: [{ role: "user", content: "red ".repeat(200) }] }, 400, "messages"],
+      [{ messages: [{ role: "user", content: "red ".repeat(400) }] }, 400, "messages"],
       [{ messages: [{ role: "user", content: "hi" }], max_tokens: 0 }, 400, "max_tokens"],
     ];
     for (const [body, status, param] of cases) {

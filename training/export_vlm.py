@@ -185,7 +185,9 @@ def main():
     eou, image = tok.ids["<end_of_utterance>"], tok.ids["<image>"]
     text_config = {"model_type": "llama", "hidden_size": c.hidden, "intermediate_size": c.intermediate,
                    "num_hidden_layers": c.layers, "num_attention_heads": c.heads, "num_key_value_heads": c.kv_heads,
-                   "head_dim": c.head_dim, "vocab_size": c.vocab_size, "max_position_embeddings": c.max_positions,
+                   "head_dim": c.head_dim, "vocab_size": c.vocab_size,
+                   # Rotary positions have no table: the limit is a choice (training saw ~60 tokens).
+                   "max_position_embeddings": max(c.max_positions, 256),
                    "rope_theta": c.rope_theta, "rms_norm_eps": 1e-5, "hidden_act": "silu",
                    "bos_token_id": tok.ids["<|im_start|>"], "eos_token_id": eou, "pad_token_id": 1}
     vision_config = {"model_type": "clip_vision_model", "image_size": 64, "patch_size": 8, "hidden_size": c.vision_width}
