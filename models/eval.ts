@@ -5,6 +5,7 @@
  *   deno task eval clip [--backend cpu] [--count 500]
  *   deno task eval captions [--backend cpu] [--count 300] [--strategy greedy|beam]
  *   deno task eval images [--backend cpu] [--count 100] [--steps 20]
+ *   deno task eval chat [--backend cpu] [--count 100]
  */
 import { parseArgs } from "node:util";
 import { resolveBackend } from "../core/backend.ts";
@@ -14,6 +15,8 @@ import { retrieval, zeroShot } from "./clip/eval.ts";
 import { ClipPipeline } from "./clip/pipeline.ts";
 import { evaluateCaptions } from "./captioning/eval.ts";
 import { CaptionPipeline } from "./captioning/pipeline.ts";
+import { evaluateQa, QUESTION_TYPES } from "./chat/eval.ts";
+import { ChatPipeline } from "./chat/pipeline.ts";
 import { promptSets, scoreGenerator } from "./diffusion/eval.ts";
 import { DiffusionPipeline } from "./diffusion/pipeline.ts";
 import { scanModels } from "./manifest.ts";
@@ -31,7 +34,7 @@ const { values, positionals } = parseArgs({
   },
 });
 const family = positionals[0];
-const usage = `usage: deno task eval clip|captions|images [--backend ${
+const usage = `usage: deno task eval clip|captions|images|chat [--backend ${
   BACKENDS.join("|")
 }] [--count N]`;
 if (!BACKENDS.includes(values.backend as BackendChoice)) {
@@ -123,6 +126,28 @@ if (family === "clip") {
         `| ${entry.manifest.id} (${steps} steps, guidance ${guidance}) | ${set.name} | ${
           [r.background, r.count, r.colour, r.shape, r.size, r.layout, r.all].map(pct).join(" | ")
         } | ${r.secondsPerImage.toFixed(2)} |`,
+      );
+    }
+  }
+} else if (family === "chat") {
+  const count = Number(values.count ?? 100);
+  console.log(
+    `chat models on ${backend.name}; every question of ${count} scenes per split, greedy\n`,
+  );
+  console.log(`| model | split | ${QUESTION_TYPES.join(" | ")} | all |`);
+  console.log(`| --- | --- | ${QUESTION_TYPES.map(() => "---").join(" | ")} | --- |`);
+  for (const entry of entries.filter((e) => e.manifest.family === "chat")) {
+    const model = await ChatPipeline.load(entry, sessions);
+    for (const split of ["test", "heldout"] as const) {
+      const s = await evaluateQa(model, split, count);
+      const cell = (t: string) => {
+        const v = s.byType[t];
+        return v ? pct(v.correct / v.asked) : "—";
+      };
+      console.log(
+        `| ${entry.manifest.id} | ${split} | ${QUESTION_TYPES.map(cell).join(" | ")} | ${
+          pct(s.overall)
+        } |`,
       );
     }
   }

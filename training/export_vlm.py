@@ -216,6 +216,7 @@ def main():
         "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
         "pad_token": SPECIAL[1], "unk_token": SPECIAL[2], "model_max_length": c.max_positions,
         "additional_special_tokens": CHAT, "chat_template": CHAT_TEMPLATE,
+        "clean_up_tokenization_spaces": False,  # the world writes " , " apart
     })
     write("special_tokens_map.json", {"bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
                                       "pad_token": SPECIAL[1], "unk_token": SPECIAL[2],
