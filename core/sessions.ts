@@ -25,6 +25,11 @@ export class Session {
   get outputNames(): readonly string[] {
     return this.inner.outputNames;
   }
+  /** An input's declared dimensions (numbers, or names for dynamic ones), if the model says. */
+  inputDims(name: string): ReadonlyArray<number | string> | undefined {
+    const meta = this.inner.inputMetadata?.find((m) => m.name === name);
+    return meta?.isTensor ? meta.shape : undefined;
+  }
   /** The element type an input declares ("float32", "int64", ...), if the model says. */
   inputType(name: string): string | undefined {
     const meta = this.inner.inputMetadata?.find((m) => m.name === name);

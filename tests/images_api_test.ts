@@ -141,6 +141,21 @@ Deno.test("generations: a client that disconnects stops the job between steps", 
   }
 });
 
+Deno.test("generations: a long job does not hold up the health endpoint or other families", async () => {
+  let generated = false;
+  const job = generate({ num_inference_steps: 60 }).then(async (r) => {
+    await r.arrayBuffer();
+    generated = true;
+  });
+  await new Promise((r) => setTimeout(r, 50)); // the job is under way
+  const health = await app.request("/health");
+  assert.equal(health.status, 200);
+  const emb = await post("/v1/embeddings", { input: "a photo of a red circle" });
+  assert.equal(emb.status, 200);
+  assert.equal(generated, false, "answered while the generation was still running");
+  await job;
+});
+
 const scene: Scene = {
   background: "gray",
   objects: [

@@ -19,6 +19,9 @@ Writes
   a VAE that downsamples 8x, 512 x 512 images — at widths of 8 to 16. No component configs, as
   the pipeline must cope without them. Its tokenizer/vocab.json and merges.txt are derived from
   the public CLIP tokenizer.json by the test that serves them.
+- tests/fixtures/sd-inpaint-tiny (not a hub repo; a model folder with its manifest): a dedicated
+  inpainting UNet (in_channels = 2 x 4 + 1: latents, mask, masked-image latents), as SD's
+  inpainting checkpoints have, with sd-tiny's VAE shape and clip-tiny's tokenizer.
 """
 import argparse
 import json
@@ -68,6 +71,7 @@ def main():
     print(f"wrote {out}")
     vit_gpt2(args.out)
     sd_turbo(args.out)
+    sd_inpaint("tests/fixtures/sd-inpaint-tiny")
 
 
 def vit_gpt2(root: str) -> None:
@@ -160,6 +164,45 @@ def sd_turbo(root: str) -> None:
                                "unet": ["diffusers", "OnnxRuntimeModel"],
                                "vae_decoder": ["diffusers", "OnnxRuntimeModel"],
                                "vae_encoder": ["diffusers", "OnnxRuntimeModel"]})
+    print(f"wrote {out}")
+
+
+def sd_inpaint(out: str) -> None:
+    from clip_model import Clip, ClipConfig
+    from export_sd import TextEncoder, VaeDecoder, VaeEncoder
+    from export_sd import export as export_sd_part
+    from sd_model import SdConfig, UNet, Vae
+
+    torch.manual_seed(3)
+    c = SdConfig(unet_channels=(8, 16, 16), vae_channels=(8, 8, 8), text_width=16, heads=2)
+    clip = Clip(ClipConfig(text_width=16, text_layers=1, text_heads=2, vocab_size=64, embed_dim=16)).eval()
+    unet, vae = UNet(c, in_channels=9).eval(), Vae(c).eval()
+    ids = torch.ones(1, 32, dtype=torch.long)
+    export_sd_part(TextEncoder(clip), (ids,), f"{out}/text_encoder/model.onnx", ["input_ids"],
+                   ["last_hidden_state", "pooler_output"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
+    export_sd_part(unet, (torch.zeros(2, 9, 16, 16), torch.tensor([999.0, 999.0]), torch.zeros(2, 32, 16)),
+                   f"{out}/unet/model.onnx", ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
+                   {"sample": {0: "batch_size", 2: "height", 3: "width"}, "timestep": {0: "batch_size"},
+                    "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"}})
+    export_sd_part(VaeDecoder(vae), (torch.zeros(1, 4, 16, 16),), f"{out}/vae_decoder/model.onnx", ["latent_sample"],
+                   ["sample"], {"latent_sample": {0: "batch_size", 2: "height_latent", 3: "width_latent"}})
+    export_sd_part(VaeEncoder(vae), (torch.zeros(1, 3, 64, 64),), f"{out}/vae_encoder/model.onnx", ["sample"],
+                   ["latent_sample"], {"sample": {0: "batch_size", 2: "height", 3: "width"}})
+    write = lambda name, obj: json.dump(obj, open(f"{out}/{name}", "w"), indent=2)
+    os.makedirs(f"{out}/scheduler", exist_ok=True)
+    os.makedirs(f"{out}/tokenizer", exist_ok=True)
+    write("scheduler/scheduler_config.json", {"_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear",
+                                              "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000,
+                                              "steps_offset": 1, "timestep_spacing": "leading"})
+    write("unet/config.json", {"in_channels": 9, "out_channels": 4, "sample_size": 16, "block_out_channels": [8, 16, 16]})
+    write("vae_decoder/config.json", {"latent_channels": 4, "scaling_factor": 1.0, "block_out_channels": [8, 8, 8]})
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        open(f"{out}/tokenizer/{name}", "w").write(open(f"models/embedded/clip-tiny/{name}").read())
+    write("manifest.json", {"id": "sd-inpaint-tiny", "family": "diffusion", "description": "random weights (tests)",
+                            "capabilities": ["inpainting"], "modalities": {"input": ["text", "image"], "output": ["image"]},
+                            "files": {"text_encoder": "text_encoder/model.onnx", "unet": "unet/model.onnx",
+                                      "vae_decoder": "vae_decoder/model.onnx", "vae_encoder": "vae_encoder/model.onnx"},
+                            "settings": {"default_size": 64, "min_size": 32, "max_size": 128}})
     print(f"wrote {out}")
 
 

@@ -143,14 +143,17 @@ class CrossAttention(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, c: SdConfig):
+    """in_channels: the latent channels, or 2 x latent + 1 for an inpainting UNet, which also reads
+    the mask and the masked image's latents."""
+
+    def __init__(self, c: SdConfig, in_channels: int = 0):
         super().__init__()
         a, b, d = c.unet_channels
         z, ctx, heads = c.latent_channels, c.text_width, c.heads
         temb = 4 * a
         self.a = a
         self.time = nn.Sequential(nn.Linear(a, temb), nn.SiLU(), nn.Linear(temb, temb))
-        self.conv_in = nn.Conv2d(z, a, 3, padding=1)
+        self.conv_in = nn.Conv2d(in_channels or z, a, 3, padding=1)
         self.down1 = Res(a, a, temb)                      # 16x16
         self.att1 = CrossAttention(a, ctx, heads, self_attention=False)
         self.pool1 = nn.Conv2d(a, a, 3, stride=2, padding=1)

@@ -106,6 +106,16 @@ function toPlanar(img: RgbImage): Float32Array {
   return out;
 }
 
+/** Appends the same extra channels to every batch element's latents. */
+function withExtra(latents: Float32Array, extra: Float32Array, batch: number, per: number) {
+  const out = new Float32Array(batch * (per + extra.length));
+  for (let b = 0; b < batch; b++) {
+    out.set(latents.subarray(b * per, (b + 1) * per), b * (per + extra.length));
+    out.set(extra, b * (per + extra.length) + per);
+  }
+  return out;
+}
+
 function rgbaToRgb(rgba: Uint8Array, width: number, height: number): RgbImage {
   const data = new Uint8Array(width * height * 3);
   for (let i = 0; i < width * height; i++) data.set(rgba.subarray(i * 4, i * 4 + 3), i * 3);
@@ -128,6 +138,8 @@ export class DiffusionPipeline {
     private vaeFactor: number,
     private scalingFactor: number,
     private previewMap: ColourMap | null,
+    /** A dedicated inpainting UNet reads 2C + 1 channels: latents, mask, masked-image latents. */
+    private inpaintingUnet: boolean,
     readonly settings: DiffusionSettings,
   ) {}
 
@@ -169,6 +181,8 @@ export class DiffusionPipeline {
       vaeFactor,
       vaeConfig.scaling_factor ?? 0.18215,
       preview ?? null,
+      (unetConfig.in_channels ?? unet.inputDims("sample")?.[1]) ===
+        2 * (vaeConfig.latent_channels ?? 4) + 1,
       {
         defaultSize: Number(s.default_size ?? sample),
         minSize: Number(s.min_size ?? sample / 2),
@@ -236,6 +250,13 @@ export class DiffusionPipeline {
     if ((o.image || o.mask) && !this.vaeEncoder) {
       throw new ApiError("unsupported", `${this.id} has no VAE encoder: no img2img or inpainting`);
     }
+    if (this.inpaintingUnet && !(o.image && o.mask)) {
+      throw new ApiError(
+        "unsupported",
+        `${this.id} is an inpainting model: send an image and a mask to /v1/images/edits`,
+        o.image ? "mask" : "image",
+      );
+    }
     this.#tokens(o.prompt, "prompt");
     if (o.negativePrompt) this.#tokens(o.negativePrompt, "negative_prompt");
   }
@@ -290,9 +311,26 @@ export class DiffusionPipeline {
     t0 = now();
     let inpaint: Inpaint | undefined;
     const strength = o.image ? (o.strength ?? (o.mask ? 1 : 0.8)) : 1;
+    // An inpainting UNet's extra channels per image: the mask, then the masked image's latents.
+    let extra: Float32Array | null = null;
     if (o.image) {
-      const known = await this.#encode(await resize(o.image, o.width, o.height), signal);
-      inpaint = { known, mask: o.mask ? this.#maskLatent(o.mask, w, h) : undefined };
+      const image = await resize(o.image, o.width, o.height);
+      const known = await this.#encode(image, signal);
+      const mask = o.mask ? this.#maskLatent(o.mask, w, h) : undefined;
+      if (this.inpaintingUnet) {
+        const full = await resize(o.mask!, o.width, o.height);
+        const hidden = this.#maskLatent(full, o.width, o.height); // per pixel, 1 = repaint
+        const masked = {
+          ...image,
+          data: image.data.map((v, i) => hidden[Math.floor(i / 3)] ? 128 : v),
+        };
+        extra = new Float32Array((1 + C) * h * w);
+        extra.set(mask!);
+        extra.set(await this.#encode(masked, signal), h * w);
+      }
+      // The known latents start img2img; the blend keeps them outside the mask, unless the UNet
+      // does that itself.
+      inpaint = { known, mask: this.inpaintingUnet ? undefined : mask };
     }
     const vaeEncMs = o.image ? now() - t0 : 0;
 
@@ -308,7 +346,9 @@ export class DiffusionPipeline {
         : this.sessions.tensor("float32", new Float32Array(batch).fill(t), [batch]);
     const dims = [batch, C, h, w];
     const unetMs: number[] = [];
-    const gpu = o.hostLoop ? null : await this.sessions.gpuDevice();
+    // The GPU-resident loop feeds the UNet its own buffer: an inpainting UNet's wider input is
+    // assembled on the host instead.
+    const gpu = o.hostLoop || extra ? null : await this.sessions.gpuDevice();
     const previewEvery = o.previewEvery ?? 0;
     const wantsPreview = (i: number) =>
       previewEvery > 0 && this.previewMap && (i + 1) % previewEvery === 0 &&
@@ -378,7 +418,14 @@ export class DiffusionPipeline {
         const s = p.steps[i];
         t0 = now();
         const out: Outputs = await this.unet.run({
-          sample: this.sessions.tensor("float32", unetIn, dims),
+          sample: extra
+            ? this.sessions.tensor("float32", withExtra(unetIn, extra, batch, shape.perImage), [
+              batch,
+              C + extra.length / (h * w),
+              h,
+              w,
+            ])
+            : this.sessions.tensor("float32", unetIn, dims),
           timestep: timestep(s.timestep),
           encoder_hidden_states: contextTensor,
         }, signal);
