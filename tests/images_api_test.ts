@@ -143,7 +143,7 @@ Deno.test("generations: a client that disconnects stops the job between steps", 
 
 Deno.test("generations: a long job does not hold up the health endpoint or other families", async () => {
   let generated = false;
-  const job = generate({ num_inference_steps: 60 }).then(async (r) => {
+  const job = Promise.resolve(generate({ num_inference_steps: 60 })).then(async (r) => {
     await r.arrayBuffer();
     generated = true;
   });
