@@ -237,7 +237,45 @@ def main():
         "files": files, "license": "MIT", "preload": True,
         "settings": {"architecture": "unified" if kind == "unified" else "cross-attention"},
     })
-    print(f"exported {model_id} ({kind}), {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, step {state['step']}")
+    n_params = sum(p.numel() for p in model.parameters())
+    scores = open(args.scores).read().strip() if args.scores else "(run `deno task eval chat` and export with --scores)"
+    design = (f"""- Method A, unified embedding decoder (SmolVLM / Idefics3 design and ONNX layout): clip-tiny's
+  vision tower (frozen) gives 8 x 8 patch features; a 2 x 2 pixel shuffle makes 16 tokens of 4x
+  the width, a linear connector projects them to the LM's width, and they take the places of the
+  16 `<image>` tokens the processor writes into the prompt. The decoder reads one sequence.""" if kind == "unified" else
+              f"""- Method B, cross-modality attention (Llama 3.2 Vision design): clip-tiny's vision tower (frozen)
+  gives 8 x 8 patch features, projected to the decoder's width with learned positions; the prompt
+  keeps one `<image>` marker. After every {c.cross_every}nd decoder layer a gated cross-attention layer
+  (tanh gates from 0) lets the text's queries attend to the image's keys and values.""")
+    card = f"""# {model_id}
+
+A multimodal chat model trained by this project on the shapes world (`../../../shared/WORLD.md`)
+to answer its questions about an image.
+
+{design}
+- Decoder: Llama-style, {c.layers} layers, width {c.hidden}, {c.heads} query heads sharing {c.kv_heads} key/value heads
+  (head size {c.head_dim}), RMSNorm, rotary positions, SwiGLU MLP ({c.intermediate}); a word-level vocabulary of
+  {c.vocab_size} tokens with SmolVLM's chat tokens and chat template.
+- Parameters trained: {n_params / 1e6:.2f} M (the vision tower's 0.8 M frozen).
+
+## Training
+- `deno task world` (seed 0), 20,000 training scenes; for each sample one of the scene's
+  question/answer pairs (colour, shape, count, position, existence, background, describe).
+- Loss on the answer tokens and the closing `<end_of_utterance>` only. AdamW, lr 2e-3 with
+  warm-up and cosine decay, batch 64, {state['step']} steps on 2 CPU cores.
+- Reproduce: `/usr/bin/python3 training/train_vlm.py --kind {kind} --out data/runs/{model_id}`, then
+  `training/export_vlm.py --run data/runs/{model_id} --out models/embedded/{model_id}`.
+
+## Question answering (`deno task eval chat`, greedy, through the service's pipeline)
+
+{scores}
+
+## Limits
+It knows the shapes world only. Rotary positions have no table: the config declares 256
+positions, but training saw about 60 tokens, so long conversations leave what it learned.
+"""
+    open(f"{args.out}/README.md", "w").write(card)
+    print(f"exported {model_id} ({kind}), {n_params / 1e6:.2f} M parameters, step {state['step']}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import { resize } from "../../core/preprocess.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
 import { loadTokenizer } from "../../core/tokenizers.ts";
 import { decode, type Hypothesis, logSoftmax, type StepDecoder } from "../decoding.ts";
+import { type DecoderConfig, GpuDecoder, GpuWeights, readSafetensors } from "./gpu_decoder.ts";
 import type { ModelEntry } from "../manifest.ts";
 
 export type Part = { type: "text"; text: string } | { type: "image"; image: RgbImage };
@@ -38,6 +39,8 @@ export interface ChatOptions {
   seed: number;
   stop: string[];
   topLogprobs: number;
+  /** On WebGPU, run a decoder that has `model.safetensors` on our own kernels (default true). */
+  kernels?: boolean;
   /** Called with each new piece of text as it is decoded. */
   onText?: (delta: string) => void | Promise<void>;
   signal?: AbortSignal;
@@ -56,6 +59,8 @@ export interface ChatResult {
   promptTokens: number;
   completionTokens: number;
   timings: { vision_ms: number; prefill_ms: number; decode_ms: number; tokens_per_second: number };
+  /** What ran the decoder: ONNX Runtime, or our WGSL kernels. */
+  decoder: "onnxruntime" | "wgsl-kernels";
 }
 
 interface Processor {
@@ -68,6 +73,8 @@ interface State {
   past: Tensor[];
   length: number;
 }
+
+type Forward = (tokens: number[]) => Promise<Float32Array>;
 
 const now = () => performance.now();
 
@@ -91,7 +98,11 @@ export class ChatPipeline {
     private imageSeqLen: number,
     private eos: number,
     readonly maxPositions: number,
+    /** The cross-attention decoder's shape and weights file, for the WGSL path. */
+    private kernelDecoder: { config: DecoderConfig; weights: string } | null,
   ) {}
+
+  #gpuWeights: Promise<GpuWeights> | null = null;
 
   static async load(entry: ModelEntry, sessions: SessionRegistry): Promise<ChatPipeline> {
     const read = async (name: string) => JSON.parse(await Deno.readTextFile(entry.dir + name));
@@ -144,7 +155,35 @@ export class ChatPipeline {
       processorConfig.image_seq_len ?? 64,
       eos,
       text.max_position_embeddings ?? 2048,
+      files.weights && config.model_type === "mm_xattn"
+        ? {
+          weights: entry.dir + files.weights,
+          config: {
+            hidden: text.hidden_size,
+            layers: text.num_hidden_layers,
+            heads: text.num_attention_heads,
+            kvHeads: text.num_key_value_heads ?? text.num_attention_heads,
+            headDim: text.head_dim ?? text.hidden_size / text.num_attention_heads,
+            intermediate: text.intermediate_size,
+            vocab: text.vocab_size,
+            ropeTheta: text.rope_theta ?? 10000,
+            eps: text.rms_norm_eps ?? 1e-5,
+            crossLayers: text.cross_attention_layers ?? [],
+            capacity: text.max_position_embeddings ?? 2048,
+          },
+        }
+        : null,
     );
+  }
+
+  /** A WGSL decoder for one conversation, where the backend and the model allow one. */
+  async #kernelDecoder(o: ChatOptions): Promise<GpuDecoder | null> {
+    if (!this.kernelDecoder || o.kernels === false) return null;
+    const device = await this.sessions.gpuDevice();
+    if (!device) return null;
+    const { weights, config } = this.kernelDecoder;
+    this.#gpuWeights ??= readSafetensors(weights).then((w) => new GpuWeights(device, w));
+    return new GpuDecoder(await this.#gpuWeights, config);
   }
 
   async warmup(): Promise<void> {
@@ -257,19 +296,59 @@ export class ChatPipeline {
     const visionMs = now() - t0;
 
     // Prefill everything but the last prompt token; decoding starts by feeding that one.
+    const kernels = await this.#kernelDecoder(o);
+    let forward: Forward;
+    if (kernels) {
+      const image = features
+        ? features.data as Float32Array<ArrayBuffer>
+        : new Float32Array(this.hidden);
+      kernels.reset(image, features ? features.dims[1] : 1);
+      const logitsWanted = o.temperature > 0 || o.topLogprobs > 0;
+      forward = async (tokens) => {
+        const r = await this.sessions.schedule(() => kernels.step(tokens, logitsWanted));
+        if (r.logits) return logSoftmax(r.logits);
+        // Greedy without log-probabilities: only the token id came back from the GPU.
+        const oneHot = new Float32Array(this.kernelDecoder!.config.vocab).fill(-Infinity);
+        oneHot[r.token] = 0;
+        return oneHot;
+      };
+    } else {
+      let state: State = { past: this.#emptyPast(), length: 0 };
+      forward = async (tokens) => {
+        const out = await this.#forward(tokens, state, {
+          features: state.length === 0 && this.architecture === "unified" ? features : null,
+          cross,
+          signal: o.signal,
+        });
+        state = out.state;
+        return out.logprobs;
+      };
+    }
     t0 = now();
-    const prefill = await this.#forward(ids.slice(0, -1), { past: this.#emptyPast(), length: 0 }, {
-      features: this.architecture === "unified" ? features : null,
-      cross,
-      signal: o.signal,
-    });
-    const prefillMs = now() - t0;
+    try {
+      await forward(ids.slice(0, -1));
+      const prefillMs = now() - t0;
+      return await this.#generate(ids, forward, o, {
+        visionMs,
+        prefillMs,
+        decoder: kernels ? "wgsl-kernels" : "onnxruntime",
+      });
+    } finally {
+      kernels?.destroy();
+    }
+  }
 
-    const decoder: StepDecoder<State> = {
-      start: () => Promise.resolve(prefill.state),
+  async #generate(
+    ids: number[],
+    forward: Forward,
+    o: ChatOptions,
+    info: { visionMs: number; prefillMs: number; decoder: ChatResult["decoder"] },
+  ): Promise<ChatResult> {
+    const decoder: StepDecoder<null> = {
+      start: () => Promise.resolve(null),
       step: async (state, tokens) => {
-        const out = await this.#forward(tokens, state, { features: null, cross, signal: o.signal });
-        return { logprobs: [out.logprobs], attention: null, state: out.state };
+        o.signal?.throwIfAborted();
+        return { logprobs: [await forward(tokens)], attention: null, state };
       },
       select: (state) => state,
     };
@@ -283,7 +362,7 @@ export class ChatPipeline {
       }
       return cut;
     };
-    t0 = now();
+    const t0 = now();
     const [h]: Hypothesis[] = await decode(decoder, {
       strategy: o.temperature > 0 ? "sample" : "greedy",
       maxTokens: o.maxTokens,
@@ -333,11 +412,12 @@ export class ChatPipeline {
       promptTokens: ids.length,
       completionTokens: h.ids.length,
       timings: {
-        vision_ms: visionMs,
-        prefill_ms: prefillMs,
+        vision_ms: info.visionMs,
+        prefill_ms: info.prefillMs,
         decode_ms: decodeMs,
         tokens_per_second: h.ids.length / Math.max(decodeMs / 1000, 1e-9),
       },
+      decoder: info.decoder,
     };
   }
 
