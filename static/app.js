@@ -13,6 +13,10 @@ for (const m of models.filter((m) => m.family === "captioning" && m.installed)) 
   );
 }
 
+for (const m of models.filter((m) => m.family === "chat" && m.installed)) {
+  $("chat-model").append(new Option(`${m.id} — ${m.description.split(",")[0]}`, m.id));
+}
+
 $("image").addEventListener("change", () => {
   const file = $("image").files[0];
   if (!file) return;
@@ -176,3 +180,100 @@ $("gen-form").addEventListener("submit", async (event) => {
   }
 });
 $("gen-cancel").addEventListener("click", () => generation?.abort());
+
+// Chat: the conversation is kept here and sent whole each turn (the API is stateless); the image
+// goes with the first user message. Tokens stream in over SSE; Stop aborts the request.
+let conversation = [];
+let chatting = null;
+const readFile = (file) =>
+  new Promise((resolve) => {
+    const r = new FileReader();
+    r.onload = () => resolve(r.result);
+    r.readAsDataURL(file);
+  });
+function say(role, text) {
+  const p = document.createElement("p");
+  p.className = `msg ${role}`;
+  p.textContent = `${role === "user" ? "You" : "Model"}: ${text}`;
+  $("chat-log").append(p);
+  return p;
+}
+$("chat-clear").addEventListener("click", () => {
+  conversation = [];
+  $("chat-log").textContent = "";
+});
+$("chat-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("chat-error").textContent = "";
+  const text = $("chat-input").value.trim();
+  const file = $("image").files[0];
+  const content = [];
+  if (conversation.length === 0 && file) {
+    content.push({ type: "image_url", image_url: { url: await readFile(file) } });
+  }
+  if (text) content.push({ type: "text", text });
+  if (!content.length) {
+    $("chat-error").textContent = "Write a message or choose an image first.";
+    return;
+  }
+  conversation.push({ role: "user", content });
+  say("user", text || "(image)");
+  const reply = say("assistant", "");
+  chatting = new AbortController();
+  $("chat-stop").disabled = false;
+  $("chat-send").disabled = true;
+  let answer = "";
+  try {
+    const res = await fetch("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: $("chat-model").value,
+        messages: conversation,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+      signal: chatting.signal,
+    });
+    if (!res.ok) {
+      const body = await res.json().catch(() => ({}));
+      throw new Error(body.error?.message ?? res.statusText);
+    }
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const line = buffer.slice(0, cut).replace(/^data: /, "");
+        buffer = buffer.slice(cut + 2);
+        if (line === "[DONE]") continue;
+        const chunk = JSON.parse(line);
+        if (chunk.error) throw new Error(chunk.error.message);
+        const delta = chunk.choices?.[0]?.delta?.content;
+        if (delta) {
+          answer += delta;
+          reply.textContent = `Model: ${answer}`;
+        }
+        if (chunk.usage) {
+          const t = chunk.timings;
+          $("chat-timing").textContent = `Backend ${
+            health?.backend ?? "?"
+          } · ${chunk.usage.prompt_tokens} prompt + ${chunk.usage.completion_tokens} answer tokens · prefill ${
+            t.prefill_ms.toFixed(0)
+          } ms · ${t.tokens_per_second.toFixed(0)} tokens/s`;
+        }
+      }
+    }
+    conversation.push({ role: "assistant", content: answer });
+  } catch (e) {
+    $("chat-error").textContent = e.name === "AbortError" ? "Stopped." : `Error: ${e.message}`;
+    conversation.pop(); // the turn did not complete; send it again or change it
+  } finally {
+    $("chat-stop").disabled = true;
+    $("chat-send").disabled = false;
+  }
+});
+$("chat-stop").addEventListener("click", () => chatting?.abort());
