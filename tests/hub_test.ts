@@ -335,3 +335,45 @@ hubTest(
     }
   },
 );
+
+hubTest(
+  "a pulled public SmolVLM (Idefics3 layout) is served by the chat pipeline",
+  async ({ hub, dir }) => {
+    const entry = catalog.find((e) => e.id === "HuggingFaceTB/SmolVLM-256M-Instruct")!;
+    await pullModel(entry, { endpoint: hub.url, modelsDir: dir });
+    assert.deepEqual(await verifyModel(dir, entry.id), []);
+    const { app, registry } = await createApp(
+      loadConfig({ MM_BACKEND: "cpu", MM_MODELS_DIR: dir }),
+    );
+    await registry.preload();
+    const png = await sharp({
+      create: { width: 300, height: 200, channels: 3, background: "#2050d0" },
+    }).png().toBuffer();
+    const res = await app.request("/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: entry.id,
+        max_tokens: 5,
+        messages: [{
+          role: "user",
+          content: [
+            {
+              type: "image_url",
+              image_url: { url: `data:image/png;base64,${new Uint8Array(png).toBase64()}` },
+            },
+            { type: "text", text: "what color is the background?" },
+          ],
+        }],
+      }),
+    });
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(body));
+    assert.equal(body.model, entry.id);
+    assert.ok(
+      body.usage.prompt_tokens > 64,
+      "64 image tokens in the prompt, as Idefics3 expands <image>",
+    );
+    assert.ok(body.usage.completion_tokens <= 5);
+  },
+);

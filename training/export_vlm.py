@@ -123,6 +123,89 @@ def save_safetensors(tensors: dict, path: str):
             f.write(b)
 
 
+def export_model(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatTokenizer, out: str) -> None:
+    """The ONNX files and the configs of either layout (not the manifest or the card)."""
+    os.makedirs(f"{out}/onnx", exist_ok=True)
+    write = lambda name, obj: json.dump(obj, open(f"{out}/{name}", "w"), indent=2)
+
+    L, kvh, hd = c.layers, c.kv_heads, c.head_dim
+    past_names = [f"past_key_values.{i}.{w}" for i in range(L) for w in ("key", "value")]
+    present_names = [f"present.{i}.{w}" for i in range(L) for w in ("key", "value")]
+    past = [torch.zeros(1, kvh, 3, hd) for _ in range(2 * L)]
+    dyn_past = {n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names}
+    dyn_present = {n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names}
+    S, patch = clip.config.image_size, clip.config.patch_size
+    px = torch.zeros(1, 1, 3, S, S)
+    mask = torch.ones(1, 5, dtype=torch.long)
+    pos = torch.arange(3, 5)[None]
+    if kind == "unified":
+        export(VisionA(clip, model), (px, torch.ones(1, 1, S, S, dtype=torch.bool)), f"{out}/onnx/vision_encoder.onnx",
+               ["pixel_values", "pixel_attention_mask"], ["image_features"],
+               {"pixel_values": {0: "batch_size", 1: "num_images"}, "pixel_attention_mask": {0: "batch_size", 1: "num_images"}})
+        export(Embed(model), (torch.zeros(1, 2, dtype=torch.long),), f"{out}/onnx/embed_tokens.onnx", ["input_ids"],
+               ["inputs_embeds"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
+        export(DecoderA(model), (torch.zeros(1, 2, c.hidden), mask, pos, *past), f"{out}/onnx/decoder_model_merged.onnx",
+               ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names],
+               {"inputs_embeds": {0: "batch_size", 1: "sequence_length"},
+                "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+                "position_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
+                **dyn_past, **dyn_present})
+    else:
+        export(VisionB(clip, model), (px,), f"{out}/onnx/vision_encoder.onnx", ["pixel_values"], ["cross_attention_states"],
+               {"pixel_values": {0: "batch_size", 1: "num_images"}, "cross_attention_states": {0: "batch_size", 1: "image_tokens"}})
+        xs = torch.zeros(1, c.image_grid ** 2, c.hidden)
+        export(DecoderB(model), (torch.zeros(1, 2, dtype=torch.long), mask, pos, xs, *past),
+               f"{out}/onnx/decoder_model_merged.onnx",
+               ["input_ids", "attention_mask", "position_ids", "cross_attention_states", *past_names],
+               ["logits", *present_names],
+               {"input_ids": {0: "batch_size", 1: "sequence_length"},
+                "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+                "position_ids": {0: "batch_size", 1: "sequence_length"},
+                "cross_attention_states": {0: "batch_size", 1: "image_tokens"},
+                "logits": {0: "batch_size", 1: "sequence_length"}, **dyn_past, **dyn_present})
+        save_safetensors(model.decoder.state_dict(), f"{out}/model.safetensors")
+
+    eou, image = tok.ids["<end_of_utterance>"], tok.ids["<image>"]
+    text_config = {"model_type": "llama", "hidden_size": c.hidden, "intermediate_size": c.intermediate,
+                   "num_hidden_layers": c.layers, "num_attention_heads": c.heads, "num_key_value_heads": c.kv_heads,
+                   "head_dim": c.head_dim, "vocab_size": c.vocab_size,
+                   # Rotary positions have no table: the limit is a choice (training saw ~60 tokens).
+                   "max_position_embeddings": max(c.max_positions, 256),
+                   "rope_theta": c.rope_theta, "rms_norm_eps": 1e-5, "hidden_act": "silu",
+                   "bos_token_id": tok.ids["<|im_start|>"], "eos_token_id": eou, "pad_token_id": 1}
+    vision_config = {"model_type": "clip_vision_model", "image_size": S, "patch_size": patch, "hidden_size": c.vision_width}
+    if kind == "unified":
+        write("config.json", {"architectures": ["Idefics3ForConditionalGeneration"], "model_type": "idefics3",
+                              "image_token_id": image, "scale_factor": c.scale_factor, "text_config": text_config,
+                              "vision_config": vision_config})
+    else:
+        cross = [i for i in range(c.layers) if (i + 1) % c.cross_every == 0]
+        write("config.json", {"architectures": ["MmXattnForConditionalGeneration"], "model_type": "mm_xattn",
+                              "image_token_id": image, "image_tokens_per_image": c.image_grid ** 2,
+                              "text_config": {**text_config, "cross_attention_layers": cross},
+                              "vision_config": vision_config})
+    write("preprocessor_config.json", {
+        "image_processor_type": "Idefics3ImageProcessor", "do_convert_rgb": True, "do_resize": True,
+        "size": {"longest_edge": S}, "resample": 1, "do_image_splitting": False,
+        "max_image_size": {"longest_edge": S}, "do_rescale": True, "rescale_factor": 1 / 255,
+        "do_normalize": True, "image_mean": MEAN.flatten().tolist(), "image_std": STD.flatten().tolist(),
+        "do_pad": True,
+    })
+    write("processor_config.json", {"processor_class": "Idefics3Processor",
+                                    "image_seq_len": c.image_tokens if kind == "unified" else 1})
+    write("generation_config.json", {"bos_token_id": tok.ids["<|im_start|>"], "eos_token_id": eou, "pad_token_id": 1})
+    write("tokenizer.json", tok.tokenizer_json())
+    write("tokenizer_config.json", {
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
+        "pad_token": SPECIAL[1], "unk_token": SPECIAL[2], "model_max_length": c.max_positions,
+        "additional_special_tokens": CHAT, "chat_template": CHAT_TEMPLATE,
+        "clean_up_tokenization_spaces": False,  # the world writes " , " apart
+    })
+    write("special_tokens_map.json", {"bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
+                                      "pad_token": SPECIAL[1], "unk_token": SPECIAL[2],
+                                      "additional_special_tokens": CHAT})
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", required=True)
@@ -143,84 +226,8 @@ def main():
     clip = Clip(ClipConfig(**clip_state["config"]))
     clip.load_state_dict(clip_state["model"])
     model.eval(), clip.eval()
-    os.makedirs(f"{args.out}/onnx", exist_ok=True)
+    export_model(model, clip, c, kind, tok, args.out)
     write = lambda name, obj: json.dump(obj, open(f"{args.out}/{name}", "w"), indent=2)
-
-    L, kvh, hd = c.layers, c.kv_heads, c.head_dim
-    past_names = [f"past_key_values.{i}.{w}" for i in range(L) for w in ("key", "value")]
-    present_names = [f"present.{i}.{w}" for i in range(L) for w in ("key", "value")]
-    past = [torch.zeros(1, kvh, 3, hd) for _ in range(2 * L)]
-    dyn_past = {n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names}
-    dyn_present = {n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names}
-    px = torch.zeros(1, 1, 3, 64, 64)
-    mask = torch.ones(1, 5, dtype=torch.long)
-    pos = torch.arange(3, 5)[None]
-    if kind == "unified":
-        export(VisionA(clip, model), (px, torch.ones(1, 1, 64, 64, dtype=torch.bool)), f"{args.out}/onnx/vision_encoder.onnx",
-               ["pixel_values", "pixel_attention_mask"], ["image_features"],
-               {"pixel_values": {0: "batch_size", 1: "num_images"}, "pixel_attention_mask": {0: "batch_size", 1: "num_images"}})
-        export(Embed(model), (torch.zeros(1, 2, dtype=torch.long),), f"{args.out}/onnx/embed_tokens.onnx", ["input_ids"],
-               ["inputs_embeds"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
-        export(DecoderA(model), (torch.zeros(1, 2, c.hidden), mask, pos, *past), f"{args.out}/onnx/decoder_model_merged.onnx",
-               ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names],
-               {"inputs_embeds": {0: "batch_size", 1: "sequence_length"},
-                "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
-                "position_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
-                **dyn_past, **dyn_present})
-    else:
-        export(VisionB(clip, model), (px,), f"{args.out}/onnx/vision_encoder.onnx", ["pixel_values"], ["cross_attention_states"],
-               {"pixel_values": {0: "batch_size", 1: "num_images"}, "cross_attention_states": {0: "batch_size", 1: "image_tokens"}})
-        xs = torch.zeros(1, 64, c.hidden)
-        export(DecoderB(model), (torch.zeros(1, 2, dtype=torch.long), mask, pos, xs, *past),
-               f"{args.out}/onnx/decoder_model_merged.onnx",
-               ["input_ids", "attention_mask", "position_ids", "cross_attention_states", *past_names],
-               ["logits", *present_names],
-               {"input_ids": {0: "batch_size", 1: "sequence_length"},
-                "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
-                "position_ids": {0: "batch_size", 1: "sequence_length"},
-                "cross_attention_states": {0: "batch_size", 1: "image_tokens"},
-                "logits": {0: "batch_size", 1: "sequence_length"}, **dyn_past, **dyn_present})
-        save_safetensors(model.decoder.state_dict(), f"{args.out}/model.safetensors")
-
-    eou, image = tok.ids["<end_of_utterance>"], tok.ids["<image>"]
-    text_config = {"model_type": "llama", "hidden_size": c.hidden, "intermediate_size": c.intermediate,
-                   "num_hidden_layers": c.layers, "num_attention_heads": c.heads, "num_key_value_heads": c.kv_heads,
-                   "head_dim": c.head_dim, "vocab_size": c.vocab_size,
-                   # Rotary positions have no table: the limit is a choice (training saw ~60 tokens).
-                   "max_position_embeddings": max(c.max_positions, 256),
-                   "rope_theta": c.rope_theta, "rms_norm_eps": 1e-5, "hidden_act": "silu",
-                   "bos_token_id": tok.ids["<|im_start|>"], "eos_token_id": eou, "pad_token_id": 1}
-    vision_config = {"model_type": "clip_vision_model", "image_size": 64, "patch_size": 8, "hidden_size": c.vision_width}
-    if kind == "unified":
-        write("config.json", {"architectures": ["Idefics3ForConditionalGeneration"], "model_type": "idefics3",
-                              "image_token_id": image, "scale_factor": c.scale_factor, "text_config": text_config,
-                              "vision_config": vision_config})
-    else:
-        cross = [i for i in range(c.layers) if (i + 1) % c.cross_every == 0]
-        write("config.json", {"architectures": ["MmXattnForConditionalGeneration"], "model_type": "mm_xattn",
-                              "image_token_id": image, "image_tokens_per_image": c.image_grid ** 2,
-                              "text_config": {**text_config, "cross_attention_layers": cross},
-                              "vision_config": vision_config})
-    write("preprocessor_config.json", {
-        "image_processor_type": "Idefics3ImageProcessor", "do_convert_rgb": True, "do_resize": True,
-        "size": {"longest_edge": 64}, "resample": 1, "do_image_splitting": False,
-        "max_image_size": {"longest_edge": 64}, "do_rescale": True, "rescale_factor": 1 / 255,
-        "do_normalize": True, "image_mean": MEAN.flatten().tolist(), "image_std": STD.flatten().tolist(),
-        "do_pad": True,
-    })
-    write("processor_config.json", {"processor_class": "Idefics3Processor",
-                                    "image_seq_len": c.image_tokens if kind == "unified" else 1})
-    write("generation_config.json", {"bos_token_id": tok.ids["<|im_start|>"], "eos_token_id": eou, "pad_token_id": 1})
-    write("tokenizer.json", tok.tokenizer_json())
-    write("tokenizer_config.json", {
-        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
-        "pad_token": SPECIAL[1], "unk_token": SPECIAL[2], "model_max_length": c.max_positions,
-        "additional_special_tokens": CHAT, "chat_template": CHAT_TEMPLATE,
-        "clean_up_tokenization_spaces": False,  # the world writes " , " apart
-    })
-    write("special_tokens_map.json", {"bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
-                                      "pad_token": SPECIAL[1], "unk_token": SPECIAL[2],
-                                      "additional_special_tokens": CHAT})
     files = ({"vision": "onnx/vision_encoder.onnx", "embed": "onnx/embed_tokens.onnx",
               "decoder": "onnx/decoder_model_merged.onnx"} if kind == "unified" else
              {"vision": "onnx/vision_encoder.onnx", "decoder": "onnx/decoder_model_merged.onnx",

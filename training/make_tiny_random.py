@@ -19,6 +19,12 @@ Writes
   a VAE that downsamples 8x, 512 x 512 images — at widths of 8 to 16. No component configs, as
   the pipeline must cope without them. Its tokenizer/vocab.json and merges.txt are derived from
   the public CLIP tokenizer.json by the test that serves them.
+- HuggingFaceTB/SmolVLM-256M-Instruct (config, generation, preprocessor and processor configs,
+  chat_template.json, tokenizer files, onnx/vision_encoder.onnx, onnx/embed_tokens.onnx,
+  onnx/decoder_model_merged.onnx): Idefics3's shapes — 512 x 512 images in 16 x 16 patches,
+  pixel shuffle 4 to 64 image tokens, a Llama decoder with grouped-query attention and a KV
+  cache — at width 16, with the world's word-level chat tokenizer (SmolVLM's BPE files are not
+  in the mock hub).
 - tests/fixtures/sd-inpaint-tiny (not a hub repo; a model folder with its manifest): a dedicated
   inpainting UNet (in_channels = 2 x 4 + 1: latents, mask, masked-image latents), as SD's
   inpainting checkpoints have, with sd-tiny's VAE shape and clip-tiny's tokenizer.
@@ -72,6 +78,7 @@ def main():
     vit_gpt2(args.out)
     sd_turbo(args.out)
     sd_inpaint("tests/fixtures/sd-inpaint-tiny")
+    smolvlm(args.out)
 
 
 def vit_gpt2(root: str) -> None:
@@ -203,6 +210,26 @@ def sd_inpaint(out: str) -> None:
                             "files": {"text_encoder": "text_encoder/model.onnx", "unet": "unet/model.onnx",
                                       "vae_decoder": "vae_decoder/model.onnx", "vae_encoder": "vae_encoder/model.onnx"},
                             "settings": {"default_size": 64, "min_size": 32, "max_size": 128}})
+    print(f"wrote {out}")
+
+
+def smolvlm(root: str) -> None:
+    from clip_model import Clip, ClipConfig
+    from common import vocabulary
+    from export_vlm import CHAT_TEMPLATE, export_model
+    from train_vlm import ChatTokenizer, Vlm
+    from vlm_model import VlmConfig
+
+    torch.manual_seed(4)
+    tok = ChatTokenizer(vocabulary("data/world") if os.path.exists("data/world/world.json") else [])
+    clip = Clip(ClipConfig(image_size=512, patch_size=16, vision_width=16, vision_layers=1, vision_heads=2,
+                           text_layers=1, text_width=16, text_heads=2, embed_dim=16)).eval()
+    c = VlmConfig(vocab_size=len(tok.tokens), hidden=16, layers=2, heads=2, kv_heads=1, intermediate=32,
+                  vision_width=16, image_grid=32, scale_factor=4)
+    model = Vlm(c, "unified", tok.ids["<image>"]).eval()
+    out = f"{root}/HuggingFaceTB/SmolVLM-256M-Instruct"
+    export_model(model, clip, c, "unified", tok, out)
+    json.dump({"chat_template": CHAT_TEMPLATE}, open(f"{out}/chat_template.json", "w"), indent=2)
     print(f"wrote {out}")
 
 
