@@ -1,0 +1,150 @@
+"""dalle-tiny: DALL-E's two stages (Ramesh et al. 2021) at toy scale.
+
+1. A discrete VAE maps a 64 x 64 image to an 8 x 8 grid of codebook tokens and back. This one
+   is a VQ-VAE (van den Oord et al. 2017): nearest-codebook quantization with the
+   straight-through gradient, a commitment loss, and codebook entries updated as exponential
+   moving averages (with dead entries restarted from the batch). The paper relaxed the discrete
+   choice with Gumbel-softmax instead; on two CPU cores the VQ-VAE reaches a usable codebook in
+   far fewer steps (no temperature schedule, no KL term to balance), and the second stage only
+   needs the token grid, which both give.
+2. A decoder-only transformer models [text tokens ; image tokens] as one sequence with next-token
+   prediction (image tokens get their own embedding table and a 2-D position), so that
+   P(text, image) = P(text) P(image | text); generation samples the image tokens after a caption.
+"""
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sd_model import Res
+
+
+@dataclass
+class DalleConfig:
+    codebook: int = 512
+    code_dim: int = 64
+    vae_channels: tuple = (32, 64, 64)   # 64 -> 32 -> 16 -> 8
+    grid: int = 8
+    text_vocab: int = 64
+    text_length: int = 24
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+
+    def to_dict(self):
+        return asdict(self)
+
+    @property
+    def image_tokens(self):
+        return self.grid * self.grid
+
+
+class VqVae(nn.Module):
+    def __init__(self, c: DalleConfig, decay: float = 0.99):
+        super().__init__()
+        a, b, d = c.vae_channels
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, a, 4, 2, 1), Res(a, a, norm=False),          # 32
+            nn.Conv2d(a, b, 4, 2, 1), Res(b, b, norm=False),          # 16
+            nn.Conv2d(b, d, 4, 2, 1), Res(d, d, norm=False),          # 8
+            nn.Conv2d(d, c.code_dim, 1),
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv2d(c.code_dim, d, 3, padding=1), Res(d, d, norm=False),
+            nn.ConvTranspose2d(d, b, 4, 2, 1), Res(b, b, norm=False),
+            nn.ConvTranspose2d(b, a, 4, 2, 1), Res(a, a, norm=False),
+            nn.ConvTranspose2d(a, a, 4, 2, 1), nn.SiLU(), nn.Conv2d(a, 3, 3, padding=1),
+        )
+        self.decay = decay
+        self.register_buffer("codes", torch.randn(c.codebook, c.code_dim) * 0.1)
+        self.register_buffer("ema_count", torch.ones(c.codebook))
+        self.register_buffer("ema_sum", self.codes.clone())
+
+    def quantize(self, z):
+        """z [B, D, h, w] -> token ids [B, h, w] and their code vectors."""
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codes.T + self.codes.pow(2).sum(1)[None]
+        ids = dist.argmin(1)
+        q = self.codes[ids].view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
+        return ids.view(z.shape[0], z.shape[2], z.shape[3]), q, flat
+
+    def forward(self, x):
+        z = self.encoder(x)
+        ids, q, flat = self.quantize(z)
+        if self.training:
+            with torch.no_grad():
+                onehot = F.one_hot(ids.flatten(), self.codes.shape[0]).float()
+                self.ema_count.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
+                self.ema_sum.mul_(self.decay).add_(onehot.T @ flat, alpha=1 - self.decay)
+                n = self.ema_count.sum()
+                count = (self.ema_count + 1e-5) / (n + self.codes.shape[0] * 1e-5) * n
+                self.codes.copy_(self.ema_sum / count[:, None])
+                dead = self.ema_count < 1e-3  # restart unused entries from random encoder outputs
+                if dead.any():
+                    pick = flat[torch.randint(0, flat.shape[0], (int(dead.sum()),))]
+                    self.codes[dead] = pick
+                    self.ema_sum[dead] = pick
+                    self.ema_count[dead] = 1.0
+        commit = F.mse_loss(z, q.detach())
+        q = z + (q - z).detach()  # straight-through
+        return self.decoder(q), ids, commit
+
+    def decode_ids(self, ids):
+        q = self.codes[ids].permute(0, 3, 1, 2)
+        return self.decoder(q)
+
+
+class Block(nn.Module):
+    def __init__(self, c: DalleConfig):
+        super().__init__()
+        self.heads = c.heads
+        self.ln1 = nn.LayerNorm(c.width)
+        self.qkv = nn.Linear(c.width, 3 * c.width)
+        self.out = nn.Linear(c.width, c.width)
+        self.ln2 = nn.LayerNorm(c.width)
+        self.mlp = nn.Sequential(nn.Linear(c.width, 4 * c.width), nn.GELU(), nn.Linear(4 * c.width, c.width))
+
+    def forward(self, x, past=None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        P = k.shape[2] - T
+        i = torch.arange(T)[:, None] + P
+        j = torch.arange(k.shape[2])[None]
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(C // self.heads)
+        att = att.masked_fill(j > i, float("-inf"))
+        y = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
+        x = x + self.out(y)
+        return x + self.mlp(self.ln2(x)), (k, v)
+
+
+class Transformer(nn.Module):
+    """One sequence: text positions 0..L-1, then image tokens on the grid. Token ids: text ids as
+    they are, image ids offset by the text vocabulary; one output head over both."""
+
+    def __init__(self, c: DalleConfig):
+        super().__init__()
+        self.c = c
+        self.tok = nn.Embedding(c.text_vocab + c.codebook, c.width)
+        self.text_pos = nn.Parameter(torch.randn(c.text_length, c.width) * 0.02)
+        self.row = nn.Parameter(torch.randn(c.grid, c.width) * 0.02)
+        self.col = nn.Parameter(torch.randn(c.grid, c.width) * 0.02)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))
+        self.ln = nn.LayerNorm(c.width)
+        self.head = nn.Linear(c.width, c.text_vocab + c.codebook, bias=False)
+
+    def positions(self):
+        image = (self.row[:, None] + self.col[None]).reshape(-1, self.c.width)
+        return torch.cat([self.text_pos, image])  # [L + grid², width]
+
+    def forward(self, ids, start: int = 0, past=None):
+        """ids [B, T] at sequence positions start..start+T-1 -> logits [B, T, V], new past."""
+        x = self.tok(ids) + self.positions()[start:start + ids.shape[1]]
+        presents = []
+        for i, b in enumerate(self.blocks):
+            x, p = b(x, None if past is None else past[i])
+            presents.append(p)
+        return self.head(self.ln(x)), presents

@@ -1,0 +1,114 @@
+"""Train dalle-tiny in two stages; each resumes from its checkpoint.
+
+    /usr/bin/python3 training/train_dalle.py --stage vae --steps 3000
+    /usr/bin/python3 training/train_dalle.py --stage transformer --steps 4000
+
+Stage 1 trains the VQ-VAE on world images (MSE + 0.25 commitment). Stage 2 encodes the training
+images to 8 x 8 token grids once (cached), and trains the transformer on [caption ; image tokens]
+with next-token prediction, the caption drawn from the scene's reference set; as in the paper,
+the text positions weigh 1/8 of the loss and the image positions 7/8.
+"""
+import argparse
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common import EOS, Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary
+from dalle_model import DalleConfig, Transformer, VqVae
+from train_vae import to_unit
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stage", choices=["vae", "transformer"], required=True)
+    ap.add_argument("--data", default="data/world")
+    ap.add_argument("--out", default="data/runs/dalle-tiny")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    tok = WordTokenizer(vocabulary(args.data), max_length=24)
+    config = DalleConfig(text_vocab=len(tok.tokens))
+    train = World(args.data, "train")
+    vae = VqVae(config)
+    lr_at = lambda s: args.lr * min(1.0, (s + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+
+    if args.stage == "vae":
+        opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
+        ckpt = Checkpointer(f"{args.out}/vqvae.pt")
+        first = step = ckpt.load(vae, opt)
+        start = time.time()
+        while step < args.steps:
+            x = to_unit(train.images[np.random.randint(0, len(train), args.batch)])
+            y, ids, commit = vae(x)
+            rec = F.mse_loss(y, x)
+            loss = rec + 0.25 * commit
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % 20 == 0:
+                used = len(torch.unique(ids))
+                progress(step, args.steps, start, first, rec=rec.item(), commit=commit.item(), codes_used=used)
+            ckpt.maybe_save(vae, opt, step, config=config.to_dict())
+        ckpt.maybe_save(vae, opt, step, force=True, config=config.to_dict())
+        print("done", flush=True)
+        return
+
+    vae.load_state_dict(torch.load(f"{args.out}/vqvae.pt", map_location="cpu")["model"])
+    vae.eval()
+    cache = f"{args.out}/codes.pt"
+    if not os.path.exists(cache):
+        with torch.no_grad():
+            codes = torch.cat([vae.quantize(vae.encoder(to_unit(train.images[i:i + 500])))[0]
+                               for i in range(0, len(train), 500)])
+        torch.save(codes, cache)
+    codes = torch.load(cache).view(len(train), -1)  # [N, 64]
+    model = Transformer(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    ckpt = Checkpointer(f"{args.out}/transformer.pt")
+    first = step = ckpt.load(model, opt)
+    r = random.Random(args.seed + step)
+    L = config.text_length
+    weights = torch.cat([torch.full((L - 1,), 1 / 8 / (L - 1)), torch.full((config.image_tokens,), 7 / 8 / config.image_tokens)])
+    start = time.time()
+    model.train()
+    while step < args.steps:
+        idx = np.random.randint(0, len(train), args.batch)
+        text = torch.full((args.batch, L), EOS, dtype=torch.long)  # padded with <|endoftext|>
+        for j, i in enumerate(idx):
+            t = tok.encode(r.choice(train.meta[i]["references"]))[:L]
+            text[j, : len(t)] = torch.tensor(t)
+        seq = torch.cat([text, codes[idx] + config.text_vocab], 1)  # [B, L + 64]
+        logits, _ = model(seq[:, :-1])
+        loss_each = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), seq[:, 1:].reshape(-1), reduction="none")
+        loss = (loss_each.view(args.batch, -1) * weights).sum(1).mean()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 20 == 0:
+            image_loss = loss_each.view(args.batch, -1)[:, L - 1:].mean().item()
+            progress(step, args.steps, start, first, loss=loss.item(), image_ce=image_loss)
+        ckpt.maybe_save(model, opt, step, config=config.to_dict())
+    ckpt.maybe_save(model, opt, step, force=True, config=config.to_dict())
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()
