@@ -146,6 +146,48 @@ for (const model of chatModels) {
     assert.equal(await sample(5), await sample(5));
   });
 
+  Deno.test(`${model}: a client that disconnects stops the generation`, async () => {
+    const entry = registry.entries.find((e) => e.manifest.id === model)!;
+    const decoder = await registry.sessions.load(entry.dir + entry.manifest.files.decoder);
+    // Sampling at a high temperature rarely ends early: the whole answer is several tokens.
+    const request = {
+      model,
+      max_tokens: 150,
+      temperature: 2,
+      seed: 1,
+      messages: [{ role: "user" as const, content: "describe the image." }],
+    };
+    const whole = await client.chat.completions.create(request);
+    const full = whole.usage!.completion_tokens;
+    assert.ok(full >= 8, `the uninterrupted answer has ${full} tokens`);
+    let runs = 0;
+    const run = decoder.run.bind(decoder);
+    // Each step made slow, so that the client leaves long before the answer could end.
+    decoder.run = async (...args) => {
+      runs++;
+      await new Promise((r) => setTimeout(r, 50));
+      return run(...args);
+    };
+    try {
+      const res = await app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ ...request, stream: true }),
+      });
+      const reader = res.body!.getReader();
+      await reader.read(); // the role chunk
+      await reader.read(); // a first piece of text
+      await reader.cancel();
+      await new Promise((r) => setTimeout(r, 200));
+      const after = runs;
+      await new Promise((r) => setTimeout(r, 400));
+      assert.equal(runs, after, "no decoder run after the disconnect settled");
+      assert.ok(runs < full, `stopped after ${runs} decoder runs of ${full + 1}`);
+    } finally {
+      decoder.run = run;
+    }
+  });
+
   Deno.test(`${model}: concurrent chats are all answered`, async () => {
     const answers = await Promise.all(
       Array.from({ length: 4 }, () =>
