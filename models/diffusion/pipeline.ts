@@ -318,8 +318,7 @@ export class DiffusionPipeline {
       const known = await this.#encode(image, signal);
       const mask = o.mask ? this.#maskLatent(o.mask, w, h) : undefined;
       if (this.inpaintingUnet) {
-        const full = await resize(o.mask!, o.width, o.height);
-        const hidden = this.#maskLatent(full, o.width, o.height); // per pixel, 1 = repaint
+        const hidden = this.#maskLatent(o.mask!, o.width, o.height); // per pixel, 1 = repaint
         const masked = {
           ...image,
           data: image.data.map((v, i) => hidden[Math.floor(i / 3)] ? 128 : v),
