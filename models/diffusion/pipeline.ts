@@ -429,7 +429,8 @@ export class DiffusionPipeline {
           encoder_hidden_states: contextTensor,
         }, signal);
         const eps = out.out_sample ?? out[this.unet.outputNames[0]];
-        const modelOut = o.hostLoop && eps.location === "gpu-buffer"
+        // On WebGPU the UNet's output is in a GPU buffer: the host loop reads it back.
+        const modelOut = eps.location === "gpu-buffer"
           ? await eps.getData(true) as Float32Array
           : eps.data as Float32Array;
         stepReference(
