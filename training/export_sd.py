@@ -69,7 +69,7 @@ def main():
     ap.add_argument("--clip-dir", default="models/embedded/clip-tiny")
     ap.add_argument("--data", default="data/world")
     ap.add_argument("--out", default="models/embedded/sd-tiny")
-    ap.add_argument("--golden", default="tests/fixtures/sd-tiny-golden.json")
+    ap.add_argument("--golden", default="tests/fixtures/sd-tiny.golden.json")
     ap.add_argument("--scores", help="the table `deno task eval images` printed, for the model card")
     args = ap.parse_args()
 

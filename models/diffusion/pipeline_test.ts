@@ -30,3 +30,44 @@ Deno.test("a dedicated inpainting UNet (2C + 1 input channels) gets the mask and
   assert.equal(unet.inputDims("sample")?.[1], 9);
   await assert.rejects(sd.generate(base), (e) => e instanceof ApiError && e.param === "image");
 });
+
+Deno.test("sd-tiny's ONNX files reproduce PyTorch's outputs at export (golden fixture)", async () => {
+  const golden = JSON.parse(
+    await Deno.readTextFile(new URL("../../tests/fixtures/sd-tiny.golden.json", import.meta.url)),
+  );
+  const entry = (await scanModels([new URL("../embedded", import.meta.url).pathname])).find((e) =>
+    e.manifest.id === "sd-tiny"
+  )!;
+  const sessions = new SessionRegistry(await resolveBackend("cpu"));
+  const load = (role: string) => sessions.load(entry.dir + entry.manifest.files[role]);
+  const [text, unet, vae] = await Promise.all([
+    load("text_encoder"),
+    load("unet"),
+    load("vae_decoder"),
+  ]);
+  const ids = golden.input_ids as number[];
+  const hidden = (await text.run({
+    input_ids: sessions.tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]),
+  })).last_hidden_state;
+  const near = (a: ArrayLike<number>, b: number[], tol: number) =>
+    b.forEach((v, i) => assert.ok(Math.abs(a[i] - v) < tol, `${i}: ${a[i]} vs ${v}`));
+  near(hidden.data as Float32Array, golden.hidden_first, 1e-4);
+  const C = 4, n = golden.latents.length / C, side = Math.sqrt(n);
+  const latents = sessions.tensor("float32", Float32Array.from(golden.latents), [1, C, side, side]);
+  const out = await unet.run({
+    sample: latents,
+    timestep: sessions.tensor("float32", new Float32Array([golden.timestep]), [1]),
+    encoder_hidden_states: hidden,
+  });
+  near(out.out_sample.data as Float32Array, golden.out_sample, 1e-3);
+  const scale = JSON.parse(await Deno.readTextFile(entry.dir + "vae_decoder/config.json"))
+    .scaling_factor;
+  const decoded = await vae.run({
+    latent_sample: sessions.tensor(
+      "float32",
+      Float32Array.from(golden.latents, (v: number) => v / scale),
+      [1, C, side, side],
+    ),
+  });
+  near(decoded.sample.data as Float32Array, golden.decoded, 1e-3);
+});
