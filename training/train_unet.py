@@ -55,6 +55,8 @@ def main():
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--drop", type=float, default=0.1)
     ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--offset-noise", type=float, default=0.0,
+                    help="add this much per-image, per-channel constant noise (Guttenberg 2023)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -97,6 +99,11 @@ def main():
         ctx = encode_prompts(text, tok, prompts)
         t = torch.randint(0, config.num_train_timesteps, (args.batch,))
         eps = torch.randn_like(x0)
+        if args.offset_noise:
+            # SD's schedule keeps ~7% of the signal at t = T, so without this the model learns to
+            # read each image's mean brightness off the noise, and from pure noise at inference
+            # draws mid-grey backgrounds; offset noise lets it move the mean itself.
+            eps = eps + args.offset_noise * torch.randn(x0.shape[0], x0.shape[1], 1, 1)
         a = ac[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         loss = F.mse_loss(unet(xt, t.float(), ctx), eps)
