@@ -70,6 +70,7 @@ def main():
     ap.add_argument("--data", default="data/world")
     ap.add_argument("--out", default="models/embedded/sd-tiny")
     ap.add_argument("--golden", default="tests/fixtures/sd-tiny.golden.json")
+    ap.add_argument("--raw", action="store_true", help="export the trained weights, not their EMA")
     ap.add_argument("--scores", help="the table `deno task eval images` printed, for the model card")
     args = ap.parse_args()
 
@@ -77,7 +78,7 @@ def main():
     vae_state = torch.load(f"{args.run}/vae.pt", map_location="cpu")
     config = SdConfig()
     unet, vae = UNet(config), Vae(config)
-    unet.load_state_dict(unet_state["ema"])
+    unet.load_state_dict(unet_state["model" if args.raw else "ema"])
     vae.load_state_dict(vae_state["model"])
     clip_state = torch.load(args.clip, map_location="cpu")
     clip = Clip(ClipConfig(**clip_state["config"]))
@@ -178,7 +179,7 @@ def main():
                "hidden_first": g_hid[0, :2].flatten().tolist(), "out_sample": g_out.flatten().tolist(),
                "decoded": g_img.flatten().tolist()}, open(args.golden, "w"))
 
-    stats = {"unet_steps": unet_state["step"], "vae_steps": vae_state["step"], "scaling_factor": scale,
+    stats = {"unet_steps": unet_state["step"], "unet_weights": "final" if args.raw else "ema", "vae_steps": vae_state["step"], "scaling_factor": scale,
              "vae_roundtrip_mean_abs": rt_err, "vae_roundtrip_max_abs_mean": rt_max,
              "preview_mean_abs": preview_err,
              "unet_parameters": sum(p.numel() for p in unet.parameters()),
@@ -212,8 +213,8 @@ input and output names, so that a public SD-Turbo or SD 1.5 export runs through 
   Round trip on 500 validation images: mean |error| {rt_err:.2f} / 255 per channel.
 - UNet: {stats['unet_steps']} steps, batch 32, AdamW lr 6e-4 with warm-up and cosine decay, noise-prediction
   MSE at uniform timesteps, the prompt (a random caption or paraphrase of the scene) replaced by
-  the empty prompt 10% of the time so that classifier-free guidance works; exported weights are an
-  EMA (0.999). On 2 CPU cores shared with other training.
+  the empty prompt 10% of the time so that classifier-free guidance works. Exported:
+  {"the final weights (their EMA still carried much of the pre-fine-tune model)" if args.raw else "an EMA (0.999) of the weights"}. 2 CPU cores, shared with other training.
 - Steps 0-5,000 used plain Gaussian noise, and the model then drew mid-grey backgrounds for
   "black" and "white" prompts (judge: background right 43% of the time). SD's schedule leaves
   sqrt(alpha_bar_T) = 0.07 of the signal at t = T, enough for the UNet to read an image's mean
