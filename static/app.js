@@ -44,6 +44,36 @@ async function call(path, fields, errorEl) {
   return { body, timing: res.headers.get("server-timing") ?? "n/a" };
 }
 
+/**
+ * POSTs JSON to an endpoint that answers with Server-Sent Events and calls `onData` with each
+ * event's parsed data (the closing "[DONE]" skipped); API errors become thrown Errors.
+ */
+async function streamEvents(path, body, signal, onData) {
+  const res = await fetch(path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    signal,
+  });
+  if (!res.ok) {
+    const answer = await res.json().catch(() => ({}));
+    throw new Error(answer.error?.message ?? res.statusText);
+  }
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const data = buffer.slice(0, cut).match(/^data: (.*)$/m)?.[1];
+      buffer = buffer.slice(cut + 2);
+      if (data && data !== "[DONE]") onData(JSON.parse(data));
+    }
+  }
+}
+
 $("clip-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("clip-results").textContent = "";
@@ -124,54 +154,32 @@ $("gen-form").addEventListener("submit", async (event) => {
     partial_images: 3,
   };
   try {
-    const res = await fetch("/v1/images/generations", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(request),
-      signal: generation.signal,
-    });
-    if (!res.ok) {
-      const body = await res.json().catch(() => ({}));
-      throw new Error(body.error?.message ?? res.statusText);
-    }
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const chunk = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        const data = JSON.parse(chunk.match(/^data: (.*)$/m)?.[1] ?? "null");
-        if (!data) continue;
-        if (data.type === "image_generation.progress") {
-          $("gen-progress").value = data.percent;
-          $("gen-percent").textContent = `${data.percent}% (step ${data.step} of ${data.total})`;
-        } else if (data.type === "image_generation.partial_image") {
-          $("gen-image").src = `data:image/png;base64,${data.b64_json}`;
-          $("gen-image").hidden = false;
-        } else if (data.type === "image_generation.completed") {
-          const [image] = data.data;
-          $("gen-image").src = `data:image/png;base64,${image.b64_json}`;
-          $("gen-image").hidden = false;
-          $("gen-progress").value = 100;
-          $("gen-percent").textContent = "100%";
-          $("gen-seed-used").textContent =
-            `Seed used: ${image.seed} (put it in Seed to get this image again)`;
-          const t = data.timings;
-          const unet = t.unet_ms.reduce((a, b) => a + b, 0);
-          $("gen-timing").textContent = `Backend ${health?.backend ?? "?"} · text encoder ${
-            t.text_encoder_ms.toFixed(0)
-          } ms · UNet ${unet.toFixed(0)} ms (${data.steps} steps) · VAE ${
-            t.vae_decoder_ms.toFixed(0)
-          } ms`;
-        } else if (data.error) {
-          throw new Error(data.error.message);
-        }
+    await streamEvents("/v1/images/generations", request, generation.signal, (data) => {
+      if (data.type === "image_generation.progress") {
+        $("gen-progress").value = data.percent;
+        $("gen-percent").textContent = `${data.percent}% (step ${data.step} of ${data.total})`;
+      } else if (data.type === "image_generation.partial_image") {
+        $("gen-image").src = `data:image/png;base64,${data.b64_json}`;
+        $("gen-image").hidden = false;
+      } else if (data.type === "image_generation.completed") {
+        const [image] = data.data;
+        $("gen-image").src = `data:image/png;base64,${image.b64_json}`;
+        $("gen-image").hidden = false;
+        $("gen-progress").value = 100;
+        $("gen-percent").textContent = "100%";
+        $("gen-seed-used").textContent =
+          `Seed used: ${image.seed} (put it in Seed to get this image again)`;
+        const t = data.timings;
+        const unet = t.unet_ms.reduce((a, b) => a + b, 0);
+        $("gen-timing").textContent = `Backend ${health?.backend ?? "?"} · text encoder ${
+          t.text_encoder_ms.toFixed(0)
+        } ms · UNet ${unet.toFixed(0)} ms (${data.steps} steps) · VAE ${
+          t.vae_decoder_ms.toFixed(0)
+        } ms`;
+      } else if (data.error) {
+        throw new Error(data.error.message);
       }
-    }
+    });
   } catch (e) {
     $("gen-error").textContent = e.name === "AbortError" ? "Cancelled." : `Error: ${e.message}`;
   } finally {
@@ -224,49 +232,28 @@ $("chat-form").addEventListener("submit", async (event) => {
   $("chat-send").disabled = true;
   let answer = "";
   try {
-    const res = await fetch("/v1/chat/completions", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        model: $("chat-model").value,
-        messages: conversation,
-        stream: true,
-        stream_options: { include_usage: true },
-      }),
-      signal: chatting.signal,
-    });
-    if (!res.ok) {
-      const body = await res.json().catch(() => ({}));
-      throw new Error(body.error?.message ?? res.statusText);
-    }
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const line = buffer.slice(0, cut).replace(/^data: /, "");
-        buffer = buffer.slice(cut + 2);
-        if (line === "[DONE]") continue;
-        const chunk = JSON.parse(line);
-        if (chunk.error) throw new Error(chunk.error.message);
-        const delta = chunk.choices?.[0]?.delta?.content;
-        if (delta) {
-          answer += delta;
-          reply.textContent = `Model: ${answer}`;
-        }
-        if (chunk.usage) {
-          const t = chunk.timings;
-          $("chat-timing").textContent = `Backend ${
-            health?.backend ?? "?"
-          } · ${chunk.usage.prompt_tokens} prompt + ${chunk.usage.completion_tokens} answer tokens · prefill ${
-            t.prefill_ms.toFixed(0)
-          } ms · ${t.tokens_per_second.toFixed(0)} tokens/s`;
-        }
+    const request = {
+      model: $("chat-model").value,
+      messages: conversation,
+      stream: true,
+      stream_options: { include_usage: true },
+    };
+    await streamEvents("/v1/chat/completions", request, chatting.signal, (chunk) => {
+      if (chunk.error) throw new Error(chunk.error.message);
+      const delta = chunk.choices?.[0]?.delta?.content;
+      if (delta) {
+        answer += delta;
+        reply.textContent = `Model: ${answer}`;
       }
-    }
+      if (chunk.usage) {
+        const t = chunk.timings;
+        $("chat-timing").textContent = `Backend ${
+          health?.backend ?? "?"
+        } · ${chunk.usage.prompt_tokens} prompt + ${chunk.usage.completion_tokens} answer tokens · prefill ${
+          t.prefill_ms.toFixed(0)
+        } ms · ${t.tokens_per_second.toFixed(0)} tokens/s`;
+      }
+    });
     conversation.push({ role: "assistant", content: answer });
   } catch (e) {
     $("chat-error").textContent = e.name === "AbortError" ? "Stopped." : `Error: ${e.message}`;
