@@ -247,29 +247,39 @@ hubTest("verifyModel() finds a file changed after the pull", async ({ hub, dir }
   assert.deepEqual(problems.map((p) => p.path), ["onnx/vision_model.onnx"]);
 });
 
+/** Pulls a catalogue model from `endpoint`, checks it, and serves it as the server would. */
+async function servePulled(id: string, endpoint: string, dir: string) {
+  const entry = catalog.find((e) => e.id === id)!;
+  await pullModel(entry, { endpoint, modelsDir: dir });
+  assert.deepEqual(await verifyModel(dir, id), []);
+  const { app, registry } = await createApp(loadConfig({ MM_BACKEND: "cpu", MM_MODELS_DIR: dir }));
+  await registry.preload();
+  const post = (path: string, body: Record<string, unknown>) =>
+    Promise.resolve(app.request(path, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    }));
+  return { entry, post };
+}
+
+/** A plain 300 × 200 blue PNG, as base64. */
+const bluePng = async () =>
+  new Uint8Array(
+    await sharp({ create: { width: 300, height: 200, channels: 3, background: "#2050d0" } }).png()
+      .toBuffer(),
+  ).toBase64();
+
 hubTest(
   "a pulled public ViT-GPT2 captioner is served by the captioning pipeline",
   async ({ hub, dir }) => {
-    const entry = catalog.find((e) => e.id === "Xenova/vit-gpt2-image-captioning")!;
-    await pullModel(entry, { endpoint: hub.url, modelsDir: dir });
-    assert.deepEqual(await verifyModel(dir, entry.id), []);
-    const { app, registry } = await createApp(
-      loadConfig({ MM_BACKEND: "cpu", MM_MODELS_DIR: dir }),
-    );
-    await registry.preload();
-    const png = await sharp({
-      create: { width: 300, height: 200, channels: 3, background: "#2050d0" },
-    }).png().toBuffer();
-    const res = await app.request("/v1/captions", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        model: entry.id,
-        image: new Uint8Array(png).toBase64(),
-        strategy: "beam",
-        n: 2,
-        max_tokens: 6,
-      }),
+    const { entry, post } = await servePulled("Xenova/vit-gpt2-image-captioning", hub.url, dir);
+    const res = await post("/v1/captions", {
+      model: entry.id,
+      image: await bluePng(),
+      strategy: "beam",
+      n: 2,
+      max_tokens: 6,
     });
     const body = await res.json();
     assert.equal(res.status, 200, JSON.stringify(body));
@@ -302,16 +312,11 @@ hubTest(
       },
     });
     try {
-      const entry = catalog.find((e) => e.id === repo)!;
-      await pullModel(entry, { endpoint: hub.url, modelsDir: dir });
-      const { app, registry } = await createApp(
-        loadConfig({ MM_BACKEND: "cpu", MM_MODELS_DIR: dir }),
-      );
-      await registry.preload();
-      const res = await app.request("/v1/images/generations", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: repo, prompt: "an astronaut riding a horse", seed: 1 }),
+      const { post } = await servePulled(repo, hub.url, dir);
+      const res = await post("/v1/images/generations", {
+        model: repo,
+        prompt: "an astronaut riding a horse",
+        seed: 1,
       });
       const body = await res.json();
       assert.equal(res.status, 200, JSON.stringify(body));
@@ -322,10 +327,10 @@ hubTest(
         resolveWithObject: true,
       });
       assert.deepEqual([info.width, info.height], [512, 512]);
-      const small = await app.request("/v1/images/generations", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: repo, prompt: "a cat", size: "300x300" }),
+      const small = await post("/v1/images/generations", {
+        model: repo,
+        prompt: "a cat",
+        size: "300x300",
       });
       assert.equal(small.status, 400);
       assert.match((await small.json()).error.message, /multiple of 64/);
@@ -339,33 +344,17 @@ hubTest(
 hubTest(
   "a pulled public SmolVLM (Idefics3 layout) is served by the chat pipeline",
   async ({ hub, dir }) => {
-    const entry = catalog.find((e) => e.id === "HuggingFaceTB/SmolVLM-256M-Instruct")!;
-    await pullModel(entry, { endpoint: hub.url, modelsDir: dir });
-    assert.deepEqual(await verifyModel(dir, entry.id), []);
-    const { app, registry } = await createApp(
-      loadConfig({ MM_BACKEND: "cpu", MM_MODELS_DIR: dir }),
-    );
-    await registry.preload();
-    const png = await sharp({
-      create: { width: 300, height: 200, channels: 3, background: "#2050d0" },
-    }).png().toBuffer();
-    const res = await app.request("/v1/chat/completions", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        model: entry.id,
-        max_tokens: 5,
-        messages: [{
-          role: "user",
-          content: [
-            {
-              type: "image_url",
-              image_url: { url: `data:image/png;base64,${new Uint8Array(png).toBase64()}` },
-            },
-            { type: "text", text: "what color is the background?" },
-          ],
-        }],
-      }),
+    const { entry, post } = await servePulled("HuggingFaceTB/SmolVLM-256M-Instruct", hub.url, dir);
+    const res = await post("/v1/chat/completions", {
+      model: entry.id,
+      max_tokens: 5,
+      messages: [{
+        role: "user",
+        content: [
+          { type: "image_url", image_url: { url: `data:image/png;base64,${await bluePng()}` } },
+          { type: "text", text: "what color is the background?" },
+        ],
+      }],
     });
     const body = await res.json();
     assert.equal(res.status, 200, JSON.stringify(body));
