@@ -3,8 +3,9 @@
     /usr/bin/python3 training/train_dalle.py --stage vae --steps 3000
     /usr/bin/python3 training/train_dalle.py --stage transformer --steps 4000
 
-Stage 1 trains the VQ-VAE on world images (MSE + 0.25 commitment). Stage 2 encodes the training
-images to 8 x 8 token grids once (cached), and trains the transformer on [caption ; image tokens]
+Stage 1 trains the VQ-VAE on sd-tiny's latents of the training images (data/runs/sd-tiny/latents.pt,
+written by train_unet.py; MSE + 0.25 commitment). Stage 2 encodes them to 8 x 8 token grids once
+(cached), and trains the transformer on [caption ; image tokens]
 with next-token prediction, the caption drawn from the scene's reference set; as in the paper,
 the text positions weigh 1/8 of the loss and the image positions 7/8.
 """
@@ -20,13 +21,13 @@ import torch.nn.functional as F
 
 from common import EOS, Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary
 from dalle_model import DalleConfig, Transformer, VqVae
-from train_vae import to_unit
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--stage", choices=["vae", "transformer"], required=True)
     ap.add_argument("--data", default="data/world")
+    ap.add_argument("--sd", default="data/runs/sd-tiny", help="run with latents.pt (sd-tiny's first stage)")
     ap.add_argument("--out", default="data/runs/dalle-tiny")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
@@ -41,6 +42,9 @@ def main():
     config = DalleConfig(text_vocab=len(tok.tokens))
     train = World(args.data, "train")
     vae = VqVae(config)
+    cached = torch.load(f"{args.sd}/latents.pt")
+    latents = cached["latents"] * cached["scaling_factor"]  # [N, 4, 16, 16], unit variance
+    assert len(latents) == len(train), "latents.pt was written for another dataset"
     lr_at = lambda s: args.lr * min(1.0, (s + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
 
     if args.stage == "vae":
@@ -49,7 +53,7 @@ def main():
         first = step = ckpt.load(vae, opt)
         start = time.time()
         while step < args.steps:
-            x = to_unit(train.images[np.random.randint(0, len(train), args.batch)])
+            x = latents[np.random.randint(0, len(train), args.batch)]
             y, ids, commit = vae(x)
             rec = F.mse_loss(y, x)
             loss = rec + 0.25 * commit
@@ -72,8 +76,7 @@ def main():
     cache = f"{args.out}/codes.pt"
     if not os.path.exists(cache):
         with torch.no_grad():
-            codes = torch.cat([vae.quantize(vae.encoder(to_unit(train.images[i:i + 500])))[0]
-                               for i in range(0, len(train), 500)])
+            codes = torch.cat([vae.encode_ids(latents[i:i + 500]) for i in range(0, len(train), 500)])
         torch.save(codes, cache)
     codes = torch.load(cache).view(len(train), -1)  # [N, 64]
     model = Transformer(config)
