@@ -19,6 +19,7 @@ import { clipRoutes } from "./routes/clip.ts";
 import type { Env } from "./routes/http.ts";
 import { imageRoutes } from "./routes/images.ts";
 import { opsRoutes } from "./routes/ops.ts";
+import { worldRoutes } from "./routes/world.ts";
 import { staticRoutes } from "./routes/static.ts";
 
 export async function createApp(
@@ -64,6 +65,7 @@ export async function createApp(
   captionRoutes(app, deps);
   imageRoutes(app, deps);
   chatRoutes(app, deps);
+  worldRoutes(app);
   staticRoutes(app);
 
   app.notFound((c) =>

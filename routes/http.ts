@@ -113,6 +113,8 @@ interface RouteSpec<B extends z.ZodType, R extends z.ZodType> {
   tags: string[];
   description?: string;
   body?: B;
+  /** GET endpoints: the query string parsed with this schema is passed as the body. */
+  query?: B;
   /** Also accept multipart/form-data with the same fields. */
   multipart?: boolean;
   response: R;
@@ -136,14 +138,16 @@ export function route<B extends z.ZodType, R extends z.ZodType>(
     description: spec.description,
     tags: spec.tags,
     ...(spec.body ? { request: { body: { content, required: true } } } : {}),
+    ...(spec.query ? { request: { query: spec.query as unknown as z.ZodObject } } : {}),
     responses: {
       200: { description: "OK", content: { "application/json": { schema: spec.response } } },
       ...errorResponses,
     },
   });
   app.on(spec.method.toUpperCase(), spec.path, async (c) => {
-    if (!spec.body) return handler(c, undefined as z.infer<B>);
-    const parsed = spec.body.safeParse(await readBody(c));
+    const schema = spec.body ?? spec.query;
+    if (!schema) return handler(c, undefined as z.infer<B>);
+    const parsed = schema.safeParse(spec.body ? await readBody(c) : c.req.query());
     if (!parsed.success) throw validationError(parsed.error);
     return handler(c, parsed.data);
   });

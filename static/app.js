@@ -1,47 +1,39 @@
 // The playground calls the public API exactly as a user's front-end would.
 const $ = (id) => document.getElementById(id);
 
+// ---------------------------------------------------------------- status bar and API calls
+
 const health = await fetch("/health").then((r) => r.json()).catch(() => null);
-$("backend").textContent = health?.backend
+$("status-backend").textContent = health?.backend
   ? `Backend: ${health.backend} (${health.execution_provider}, ${health.device})`
   : `Backend: not ready (${health?.error?.message ?? "no answer"})`;
 
-const models = (await fetch("/v1/models").then((r) => r.json()).catch(() => ({ data: [] }))).data;
-for (const m of models.filter((m) => m.family === "captioning" && m.installed)) {
-  $("cap-model").append(
-    new Option(`${m.id}${m.capabilities.includes("attention-maps") ? " (attention)" : ""}`, m.id),
-  );
+/** Shows which endpoint answered and its per-stage timings, whatever the tab. */
+function showTiming(path, stages) {
+  $("status-timing").textContent = `${path}: ${stages || "no timings"}`;
 }
+/** Server-Timing "decode;dur=1.2, infer;dur=30" → "decode 1 ms · infer 30 ms". */
+const serverTiming = (header) =>
+  (header ?? "").split(",").map((m) => m.trim().match(/^([\w-]+).*dur=([\d.]+)/))
+    .filter(Boolean).map(([, name, ms]) => `${name} ${Number(ms).toFixed(0)} ms`).join(" · ");
 
-for (const m of models.filter((m) => m.family === "chat" && m.installed)) {
-  $("chat-model").append(new Option(`${m.id} — ${m.description.split(",")[0]}`, m.id));
-}
-
-$("image").addEventListener("change", () => {
-  const file = $("image").files[0];
-  if (!file) return;
-  $("preview").src = URL.createObjectURL(file);
-  $("preview").hidden = false;
-});
-
-/** Posts the chosen image with `fields` as multipart; shows API errors in plain words. */
-async function call(path, fields, errorEl) {
-  errorEl.textContent = "";
-  const file = $("image").files[0];
-  if (!file) {
-    errorEl.textContent = "Choose an image first.";
-    return null;
-  }
-  const form = new FormData();
-  form.append("image", file);
-  for (const [k, v] of fields) form.append(k, v);
-  const res = await fetch(path, { method: "POST", body: form });
+/** An API error in plain words: the envelope's message, else the HTTP status. */
+async function apiError(res) {
   const body = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    errorEl.textContent = `Error: ${body.error?.message ?? res.statusText}`;
-    return null;
-  }
-  return { body, timing: res.headers.get("server-timing") ?? "n/a" };
+  return new Error(body.error?.message ?? `${res.status} ${res.statusText}`);
+}
+
+/** POSTs JSON (or FormData) and returns the parsed answer; shows its timings. */
+async function post(path, body) {
+  const res = await fetch(path, {
+    method: "POST",
+    ...(body instanceof FormData
+      ? { body }
+      : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+  });
+  if (!res.ok) throw await apiError(res);
+  showTiming(path, serverTiming(res.headers.get("server-timing")));
+  return res.json();
 }
 
 /**
@@ -55,10 +47,7 @@ async function streamEvents(path, body, signal, onData) {
     body: JSON.stringify(body),
     signal,
   });
-  if (!res.ok) {
-    const answer = await res.json().catch(() => ({}));
-    throw new Error(answer.error?.message ?? res.statusText);
-  }
+  if (!res.ok) throw await apiError(res);
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
@@ -69,92 +58,423 @@ async function streamEvents(path, body, signal, onData) {
     while ((cut = buffer.indexOf("\n\n")) >= 0) {
       const data = buffer.slice(0, cut).match(/^data: (.*)$/m)?.[1];
       buffer = buffer.slice(cut + 2);
-      if (data && data !== "[DONE]") onData(JSON.parse(data));
+      if (!data || data === "[DONE]") continue;
+      const event = JSON.parse(data);
+      if (event.error) throw new Error(event.error.message);
+      onData(event);
     }
   }
 }
 
-$("clip-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  $("clip-results").textContent = "";
-  const labels = $("clip-labels").value.split("\n").map((s) => s.trim()).filter(Boolean);
-  const out = await call("/v1/clip/classify", [
-    ...labels.map((l) => ["candidate_labels[]", l]),
-    ["hypothesis_template", $("clip-template").value],
-  ], $("clip-error"));
-  if (!out) return;
-  for (const { label, score } of out.body.results) {
-    const row = document.createElement("div");
-    row.className = "row";
-    row.innerHTML = `<span></span><div class="bar"></div><span>${(score * 100).toFixed(1)}%</span>`;
-    row.firstChild.textContent = label;
-    row.children[1].style.width = `${Math.max(1, score * 100)}%`;
-    $("clip-results").append(row);
+/** Runs `task`, showing a thrown error under the form (a cancelled request in gentler words). */
+async function guarded(errorEl, task, cancelled = "Cancelled.") {
+  errorEl.textContent = "";
+  try {
+    await task();
+  } catch (e) {
+    errorEl.textContent = e.name === "AbortError" ? cancelled : `Error: ${e.message}`;
   }
-  $("clip-timing").textContent = `Server-Timing: ${out.timing}`;
-});
+}
 
-$("cap-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  $("cap-text").textContent = "Captioning…";
-  $("cap-overlay").hidden = $("cap-hint").hidden = true;
-  const model = $("cap-model").value;
-  const attention = models.find((m) => m.id === model)?.capabilities.includes("attention-maps");
-  const strategy = $("cap-strategy").value;
-  const out = await call("/v1/captions", [
-    ["model", model],
-    ["strategy", strategy],
-    ["return_attention", String(Boolean(attention))],
-  ], $("cap-error"));
-  $("cap-text").textContent = "";
-  if (!out) return;
-  const [caption] = out.body.captions;
-  caption.tokens.forEach((t, i) => {
-    const word = document.createElement("button");
-    word.type = "button";
-    word.className = "word";
-    word.textContent = t.token;
-    word.title = `log-probability ${t.logprob}`;
-    const overlay = caption.attention?.words[i]?.overlay_png;
-    if (overlay) {
-      const show = () => {
-        $("cap-overlay").src = `data:image/png;base64,${overlay}`;
-        $("cap-overlay").hidden = false;
-      };
-      word.addEventListener("mouseenter", show);
-      word.addEventListener("focus", show);
-    }
-    $("cap-text").append(word, " ");
+const models = (await fetch("/v1/models").then((r) => r.json()).catch(() => ({ data: [] }))).data;
+function fillModels(select, family, label = (m) => m.id) {
+  for (const m of models.filter((m) => m.family === family && m.installed)) {
+    select.append(new Option(label(m), m.id));
+  }
+}
+fillModels(
+  $("cap-model"),
+  "captioning",
+  (m) => `${m.id}${m.capabilities.includes("attention-maps") ? " (attention)" : ""}`,
+);
+fillModels($("gen-model"), "diffusion");
+fillModels($("chat-model"), "chat", (m) => `${m.id} — ${m.description.split(",")[0]}`);
+
+// ---------------------------------------------------------------- tabs
+
+const tabs = [...document.querySelectorAll('[role="tab"]')];
+function selectTab(tab, focus = false) {
+  for (const t of tabs) {
+    const on = t === tab;
+    t.setAttribute("aria-selected", String(on));
+    t.tabIndex = on ? 0 : -1;
+    $(t.getAttribute("aria-controls")).hidden = !on;
+  }
+  if (focus) tab.focus();
+  history.replaceState(null, "", `#${tab.id.slice(4)}`);
+}
+for (const [i, t] of tabs.entries()) {
+  t.addEventListener("click", () => selectTab(t));
+  t.addEventListener("keydown", (e) => {
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
+    if (step) selectTab(tabs[(i + step + tabs.length) % tabs.length], true);
   });
-  $("cap-hint").hidden = !caption.attention;
-  $("cap-timing").textContent = `Server-Timing: ${out.timing}`;
+}
+selectTab($(`tab-${location.hash.slice(1)}`) ?? tabs[0]);
+
+// ---------------------------------------------------------------- images in
+
+/** The chosen images ({ blob, url, caption?, questions? }); `current` is the one used. */
+const images = [];
+let current = -1;
+const MAX_CHOSEN = 8;
+
+function choose(i) {
+  current = i;
+  const image = images[i];
+  $("current").hidden = !image;
+  if (image) {
+    $("preview").src = image.url;
+    $("preview-caption").textContent = image.caption ? `Scene: ${image.caption}` : image.name ?? "";
+  }
+  [...$("thumbs").children].forEach((b, j) => b.setAttribute("aria-pressed", String(j === i)));
+  showSuggestions();
+  drawMaskBase();
+}
+
+function addImage(blob, extra = {}) {
+  if (!blob.type.startsWith("image/")) {
+    $("image-error").textContent = `Error: ${blob.name ?? "that file"} is not an image`;
+    return;
+  }
+  $("image-error").textContent = "";
+  if (images.length === MAX_CHOSEN) removeImage(0);
+  images.push({ blob, url: URL.createObjectURL(blob), ...extra });
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "thumb";
+  b.setAttribute(
+    "aria-label",
+    `Use image ${images.length}${extra.caption ? `: ${extra.caption}` : ""}`,
+  );
+  b.innerHTML = '<img alt="">';
+  b.firstChild.src = images.at(-1).url;
+  b.addEventListener("click", () => choose([...$("thumbs").children].indexOf(b)));
+  $("thumbs").append(b);
+  choose(images.length - 1);
+}
+function removeImage(i) {
+  URL.revokeObjectURL(images[i].url);
+  images.splice(i, 1);
+  $("thumbs").children[i].remove();
+}
+
+$("image").addEventListener("change", () => {
+  for (const f of $("image").files) addImage(f, { name: f.name });
+  $("image").value = "";
+});
+const drop = $("drop");
+drop.addEventListener("dragover", (e) => {
+  e.preventDefault();
+  drop.classList.add("over");
+});
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  for (const f of e.dataTransfer.files) addImage(f, { name: f.name });
+});
+document.addEventListener("paste", (e) => {
+  const files = [...e.clipboardData.files];
+  if (files.length === 0) return;
+  e.preventDefault();
+  for (const f of files) addImage(f, { name: "pasted image" });
 });
 
-// Generate: SSE over fetch (POST), so progress, previews and the final image stream in; Cancel
-// aborts the request, and the server stops the job between steps.
-let generation = null;
-$("gen-form").addEventListener("submit", async (event) => {
+const fromBase64 = (b64, type = "image/png") =>
+  new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], { type });
+
+$("random-scene").addEventListener("click", () =>
+  guarded($("image-error"), async () => {
+    const split = $("random-heldout").checked ? "heldout" : "test";
+    const res = await fetch(`/v1/world/scene?split=${split}`);
+    if (!res.ok) throw await apiError(res);
+    const scene = await res.json();
+    addImage(fromBase64(scene.b64_json), { caption: scene.caption, questions: scene.questions });
+  }));
+
+/** The current image, or an error the form shows. */
+function currentImage() {
+  if (!images[current]) throw new Error("Choose an image first (upload, drop, paste or random).");
+  return images[current];
+}
+const dataUrl = (blob) =>
+  new Promise((resolve) => {
+    const r = new FileReader();
+    r.onload = () => resolve(r.result);
+    r.readAsDataURL(blob);
+  });
+const loadImage = (url) =>
+  new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("The browser could not read that image"));
+    img.src = url;
+  });
+
+// ---------------------------------------------------------------- heatmaps
+
+/**
+ * Paints `values` (a rows × cols grid) over the image as a translucent heat layer, by magnitude:
+ * attention weights are positive, and an occlusion map's sign only says which way a patch moved
+ * the match.
+ */
+async function paintHeatmap(canvas, imageUrl, values, rows, cols) {
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(await loadImage(imageUrl), 0, 0, canvas.width, canvas.height);
+  const hi = Math.max(...values.map(Math.abs));
+  const grid = new OffscreenCanvas(cols, rows);
+  const g = grid.getContext("2d");
+  const px = g.createImageData(cols, rows);
+  values.forEach((v, i) => {
+    const t = hi > 0 ? Math.abs(v) / hi : 0;
+    px.data.set([255, Math.round(255 * t), 0, Math.round(200 * t)], i * 4);
+  });
+  g.putImageData(px, 0, 0);
+  ctx.imageSmoothingEnabled = true;
+  ctx.drawImage(grid, 0, 0, canvas.width, canvas.height);
+  canvas.hidden = false;
+  canvas.dataset.painted = "true";
+}
+
+// ---------------------------------------------------------------- caption
+
+let captionWords = [];
+function focusWord(i) {
+  captionWords[Math.max(0, Math.min(captionWords.length - 1, i))]?.focus();
+}
+$("cap-prev").addEventListener("click", () => focusWord(captionWords.indexOf(lastWord) - 1));
+$("cap-next").addEventListener("click", () => focusWord(captionWords.indexOf(lastWord) + 1));
+let lastWord = null;
+
+$("cap-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  $("gen-error").textContent = $("gen-seed-used").textContent = $("gen-timing").textContent = "";
+  guarded($("cap-error"), async () => {
+    $("cap-text").textContent = "Captioning…";
+    $("cap-heatmap").hidden = $("cap-steps").hidden = true;
+    $("cap-score").textContent = $("cap-alternatives").textContent = "";
+    captionWords = [];
+    const image = currentImage();
+    const model = $("cap-model").value;
+    const attention = models.find((m) => m.id === model)?.capabilities.includes("attention-maps");
+    const form = new FormData();
+    form.append("image", image.blob);
+    form.append("model", model);
+    form.append("strategy", $("cap-strategy").value);
+    form.append("return_attention", String(Boolean(attention)));
+    const out = await post("/v1/captions", form).finally(() => $("cap-text").textContent = "");
+    const [caption] = out.captions;
+    const att = caption.attention;
+    caption.tokens.forEach((t, i) => {
+      const word = document.createElement("button");
+      word.type = "button";
+      word.className = "word";
+      word.textContent = t.token;
+      word.title = `log-probability ${t.logprob.toFixed(3)}`;
+      const weights = att?.words[i]?.weights;
+      if (weights) {
+        const show = () => {
+          lastWord = word;
+          paintHeatmap($("cap-heatmap"), image.url, weights, att.rows, att.cols);
+        };
+        word.addEventListener("mouseenter", show);
+        word.addEventListener("focus", show);
+      }
+      captionWords.push(word);
+      $("cap-text").append(word, " ");
+    });
+    $("cap-score").textContent = `log-probability ${caption.logprob.toFixed(2)} (${
+      (caption.logprob / Math.max(1, caption.tokens.length)).toFixed(2)
+    } per word)`;
+    for (const alt of out.alternatives ?? []) {
+      const li = document.createElement("li");
+      li.textContent = `${alt.text} (log-probability ${alt.logprob.toFixed(2)})`;
+      $("cap-alternatives").append(li);
+    }
+    $("cap-steps").hidden = !att;
+    if (att) focusWord(0);
+  });
+});
+
+// ---------------------------------------------------------------- CLIP
+
+const lines = (el) => el.value.split("\n").map((s) => s.trim()).filter(Boolean);
+
+$("clip-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  guarded($("clip-error"), async () => {
+    $("clip-results").textContent = "";
+    $("clip-patch-box").hidden = true;
+    const image = currentImage();
+    const out = await post("/v1/clip/classify", {
+      image: await dataUrl(image.blob),
+      candidate_labels: lines($("clip-labels")),
+      hypothesis_template: lines($("clip-template")),
+      return_patch_maps: true,
+    });
+    const showMap = (r) => {
+      if (!r.patch_map) return;
+      $("clip-patch-box").hidden = false;
+      $("clip-patch-label").textContent =
+        `Where "${r.label}" is seen: how much blanking each patch changes the match`;
+      const { values, rows, cols } = r.patch_map;
+      paintHeatmap($("clip-patch"), image.url, values, rows, cols);
+    };
+    for (const r of out.results) {
+      const row = document.createElement("button");
+      row.type = "button";
+      row.className = "row";
+      row.title = "Show where this label matches";
+      row.innerHTML = `<span></span><div class="bar"></div><span>${
+        (r.score * 100).toFixed(1)
+      }%</span>`;
+      row.firstChild.textContent = r.label;
+      row.children[1].style.width = `${Math.max(1, r.score * 100)}%`;
+      row.addEventListener("click", () => showMap(r));
+      $("clip-results").append(row);
+    }
+    showMap(out.results[0]);
+  });
+});
+
+$("sim-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  guarded($("sim-error"), async () => {
+    $("sim-results").textContent = "";
+    if (images.length === 0) currentImage();
+    const texts = lines($("sim-texts"));
+    const out = await post("/v1/clip/similarity", {
+      images: await Promise.all(images.map((i) => dataUrl(i.blob))),
+      texts,
+    });
+    // Rows: images; columns: texts; each cell coloured by its softmax over the row's texts.
+    const table = document.createElement("table");
+    table.className = "heatmap";
+    table.innerHTML = "<caption>Cosine similarity (colour: probability over the texts)</caption>";
+    const head = table.createTHead().insertRow();
+    head.append(document.createElement("th"));
+    for (const t of texts) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = t;
+      head.append(th);
+    }
+    const body = table.createTBody();
+    out.cosine.forEach((row, i) => {
+      const tr = body.insertRow();
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.innerHTML = `<img class="thumb-img" alt="image ${i + 1}">`;
+      th.firstChild.src = images[i].url;
+      tr.append(th);
+      row.forEach((cos, j) => {
+        const td = tr.insertCell();
+        const p = out.probabilities[i][j];
+        td.textContent = cos.toFixed(2);
+        td.style.background = `rgb(59 130 246 / ${(p * 100).toFixed(0)}%)`;
+        td.title = `probability ${(p * 100).toFixed(1)}%`;
+      });
+    });
+    $("sim-results").append(table);
+  });
+});
+
+// ---------------------------------------------------------------- generate
+
+// The inpainting mask lives in its own canvas at the image's resolution (white = redraw); the
+// visible canvas shows the image with the painted strokes over it.
+const maskCanvas = document.createElement("canvas");
+async function drawMaskBase() {
+  const image = images[current];
+  const view = $("gen-mask");
+  const ctx = view.getContext("2d");
+  ctx.clearRect(0, 0, view.width, view.height);
+  if (!image) return;
+  const img = await loadImage(image.url).catch(() => null);
+  if (!img) return; // not an image the browser can read; the API will say so in words
+  maskCanvas.width = img.naturalWidth;
+  maskCanvas.height = img.naturalHeight;
+  const m = maskCanvas.getContext("2d");
+  m.fillStyle = "black";
+  m.fillRect(0, 0, maskCanvas.width, maskCanvas.height);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(img, 0, 0, view.width, view.height);
+  view.dataset.painted = "false";
+}
+function paintMask(e) {
+  const view = $("gen-mask");
+  const box = view.getBoundingClientRect();
+  const x = (e.clientX - box.left) / box.width, y = (e.clientY - box.top) / box.height;
+  const r = Number($("gen-brush").value) / 2 / 64; // brush size in 64-pixel units of the image
+  const ctx = view.getContext("2d");
+  ctx.fillStyle = "rgb(255 0 128 / 60%)";
+  ctx.beginPath();
+  ctx.arc(x * view.width, y * view.height, r * view.width, 0, 2 * Math.PI);
+  ctx.fill();
+  const m = maskCanvas.getContext("2d");
+  m.fillStyle = "white";
+  m.beginPath();
+  m.arc(x * maskCanvas.width, y * maskCanvas.height, r * maskCanvas.width, 0, 2 * Math.PI);
+  m.fill();
+  view.dataset.painted = "true";
+}
+$("gen-mask").addEventListener("pointerdown", (e) => {
+  $("gen-mask").setPointerCapture(e.pointerId);
+  paintMask(e);
+});
+$("gen-mask").addEventListener("pointermove", (e) => {
+  if (e.buttons) paintMask(e);
+});
+$("gen-mask-clear").addEventListener("click", drawMaskBase);
+$("gen-strength").addEventListener("input", () => {
+  $("gen-strength-value").textContent = $("gen-strength").value;
+});
+$("gen-mode").addEventListener("change", () => {
+  $("gen-img2img").hidden = $("gen-mode").value !== "img2img";
+  $("gen-inpaint").hidden = $("gen-mode").value !== "inpaint";
+});
+
+// SSE over fetch (POST), so progress, previews and the final image stream in; Cancel aborts the
+// request, and the server stops the job between steps.
+let generation = null;
+let lastGenerated = null;
+$("gen-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  $("gen-seed-used").textContent = "";
+  $("gen-reuse").hidden = $("gen-keep").hidden = true;
   $("gen-progress").value = 0;
   $("gen-percent").textContent = "0%";
   generation = new AbortController();
   $("gen-cancel").disabled = false;
   $("gen-go").disabled = true;
-  const seed = $("gen-seed").value;
-  const request = {
-    prompt: $("gen-prompt").value,
-    negative_prompt: $("gen-negative").value || undefined,
-    num_inference_steps: Number($("gen-steps").value),
-    guidance_scale: Number($("gen-guidance").value),
-    scheduler: $("gen-scheduler").value,
-    size: $("gen-size").value,
-    seed: seed === "" ? undefined : Number(seed),
-    stream: true,
-    partial_images: 3,
-  };
-  try {
-    await streamEvents("/v1/images/generations", request, generation.signal, (data) => {
+  guarded($("gen-error"), async () => {
+    const mode = $("gen-mode").value;
+    const seed = $("gen-seed").value;
+    const request = {
+      model: $("gen-model").value || undefined,
+      prompt: $("gen-prompt").value,
+      negative_prompt: $("gen-negative").value || undefined,
+      num_inference_steps: Number($("gen-steps").value),
+      guidance_scale: Number($("gen-guidance").value),
+      scheduler: $("gen-scheduler").value,
+      size: $("gen-size").value,
+      seed: seed === "" ? undefined : Number(seed),
+      stream: true,
+      partial_images: 3,
+    };
+    let path = "/v1/images/generations";
+    if (mode !== "text") {
+      path = "/v1/images/edits";
+      request.image = await dataUrl(currentImage().blob);
+      delete request.size; // edits keep the input image's size
+      if (mode === "img2img") request.strength = Number($("gen-strength").value);
+      else {
+        if ($("gen-mask").dataset.painted !== "true") throw new Error("Paint the mask first.");
+        request.mask = maskCanvas.toDataURL("image/png");
+      }
+    }
+    await streamEvents(path, request, generation.signal, (data) => {
       if (data.type === "image_generation.progress") {
         $("gen-progress").value = data.percent;
         $("gen-percent").textContent = `${data.percent}% (step ${data.step} of ${data.total})`;
@@ -163,42 +483,47 @@ $("gen-form").addEventListener("submit", async (event) => {
         $("gen-image").hidden = false;
       } else if (data.type === "image_generation.completed") {
         const [image] = data.data;
+        lastGenerated = image;
         $("gen-image").src = `data:image/png;base64,${image.b64_json}`;
         $("gen-image").hidden = false;
         $("gen-progress").value = 100;
         $("gen-percent").textContent = "100%";
-        $("gen-seed-used").textContent =
-          `Seed used: ${image.seed} (put it in Seed to get this image again)`;
+        $("gen-seed-used").textContent = `Seed used: ${image.seed}`;
+        $("gen-reuse").hidden = $("gen-keep").hidden = false;
         const t = data.timings;
         const unet = t.unet_ms.reduce((a, b) => a + b, 0);
-        $("gen-timing").textContent = `Backend ${health?.backend ?? "?"} · text encoder ${
-          t.text_encoder_ms.toFixed(0)
-        } ms · UNet ${unet.toFixed(0)} ms (${data.steps} steps) · VAE ${
-          t.vae_decoder_ms.toFixed(0)
-        } ms`;
-      } else if (data.error) {
-        throw new Error(data.error.message);
+        showTiming(
+          path,
+          `${data.backend} (${data.loop} loop) · text encoder ${
+            t.text_encoder_ms.toFixed(0)
+          } ms · ${
+            t.vae_encoder_ms ? `VAE encoder ${t.vae_encoder_ms.toFixed(0)} ms · ` : ""
+          }UNet ${unet.toFixed(0)} ms (${data.steps} steps) · VAE decoder ${
+            t.vae_decoder_ms.toFixed(0)
+          } ms`,
+        );
       }
     });
-  } catch (e) {
-    $("gen-error").textContent = e.name === "AbortError" ? "Cancelled." : `Error: ${e.message}`;
-  } finally {
+  }).finally(() => {
     $("gen-cancel").disabled = true;
     $("gen-go").disabled = false;
-  }
+  });
 });
 $("gen-cancel").addEventListener("click", () => generation?.abort());
+$("gen-reuse").addEventListener("click", () => $("gen-seed").value = lastGenerated.seed);
+$("gen-keep").addEventListener(
+  "click",
+  () =>
+    addImage(fromBase64(lastGenerated.b64_json), { name: `generated, seed ${lastGenerated.seed}` }),
+);
 
-// Chat: the conversation is kept here and sent whole each turn (the API is stateless); the image
-// goes with the first user message. Tokens stream in over SSE; Stop aborts the request.
+// ---------------------------------------------------------------- chat
+
+// The conversation is kept here and sent whole each turn (the API is stateless); the chosen image
+// goes with a user message whenever it differs from the last one sent.
 let conversation = [];
+let sentImage = null;
 let chatting = null;
-const readFile = (file) =>
-  new Promise((resolve) => {
-    const r = new FileReader();
-    r.onload = () => resolve(r.result);
-    r.readAsDataURL(file);
-  });
 function say(role, text) {
   const p = document.createElement("p");
   p.className = `msg ${role}`;
@@ -206,61 +531,77 @@ function say(role, text) {
   $("chat-log").append(p);
   return p;
 }
+function showSuggestions() {
+  $("chat-suggestions").textContent = "";
+  for (const qa of images[current]?.questions?.slice(0, 4) ?? []) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "chip";
+    b.textContent = qa.question;
+    b.title = `Expected answer: ${qa.answer}`;
+    b.addEventListener("click", () => {
+      $("chat-input").value = qa.question;
+      $("chat-form").requestSubmit();
+    });
+    $("chat-suggestions").append(b);
+  }
+}
 $("chat-clear").addEventListener("click", () => {
   conversation = [];
+  sentImage = null;
   $("chat-log").textContent = "";
 });
-$("chat-form").addEventListener("submit", async (event) => {
+$("chat-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  $("chat-error").textContent = "";
-  const text = $("chat-input").value.trim();
-  const file = $("image").files[0];
-  const content = [];
-  if (conversation.length === 0 && file) {
-    content.push({ type: "image_url", image_url: { url: await readFile(file) } });
-  }
-  if (text) content.push({ type: "text", text });
-  if (!content.length) {
-    $("chat-error").textContent = "Write a message or choose an image first.";
-    return;
-  }
-  conversation.push({ role: "user", content });
-  say("user", text || "(image)");
-  const reply = say("assistant", "");
-  chatting = new AbortController();
-  $("chat-stop").disabled = false;
-  $("chat-send").disabled = true;
-  let answer = "";
-  try {
+  let reply = null;
+  guarded($("chat-error"), async () => {
+    const text = $("chat-input").value.trim();
+    const image = images[current];
+    const content = [];
+    if (image && image !== sentImage) {
+      content.push({ type: "image_url", image_url: { url: await dataUrl(image.blob) } });
+    }
+    if (text) content.push({ type: "text", text });
+    if (!content.length) throw new Error("Write a message or choose an image first.");
+    conversation.push({ role: "user", content });
+    say("user", `${content[0].type === "image_url" ? "(image) " : ""}${text}`);
+    reply = say("assistant", "");
+    chatting = new AbortController();
+    $("chat-stop").disabled = false;
+    $("chat-send").disabled = true;
+    let answer = "";
     const request = {
       model: $("chat-model").value,
       messages: conversation,
       stream: true,
       stream_options: { include_usage: true },
     };
-    await streamEvents("/v1/chat/completions", request, chatting.signal, (chunk) => {
-      if (chunk.error) throw new Error(chunk.error.message);
-      const delta = chunk.choices?.[0]?.delta?.content;
-      if (delta) {
-        answer += delta;
-        reply.textContent = `Model: ${answer}`;
-      }
-      if (chunk.usage) {
-        const t = chunk.timings;
-        $("chat-timing").textContent = `Backend ${
-          health?.backend ?? "?"
-        } · ${chunk.usage.prompt_tokens} prompt + ${chunk.usage.completion_tokens} answer tokens · prefill ${
-          t.prefill_ms.toFixed(0)
-        } ms · ${t.tokens_per_second.toFixed(0)} tokens/s`;
-      }
-    });
+    try {
+      await streamEvents("/v1/chat/completions", request, chatting.signal, (chunk) => {
+        const delta = chunk.choices?.[0]?.delta?.content;
+        if (delta) {
+          answer += delta;
+          reply.textContent = `Model: ${answer}`;
+        }
+        if (chunk.usage) {
+          const t = chunk.timings;
+          showTiming(
+            "/v1/chat/completions",
+            `${chunk.usage.prompt_tokens} prompt + ${chunk.usage.completion_tokens} answer tokens · prefill ${
+              t.prefill_ms.toFixed(0)
+            } ms · ${t.tokens_per_second.toFixed(0)} tokens/s`,
+          );
+        }
+      });
+    } catch (e) {
+      conversation.pop(); // the turn did not complete; send it again or change it
+      throw e;
+    }
+    if (image) sentImage = image;
     conversation.push({ role: "assistant", content: answer });
-  } catch (e) {
-    $("chat-error").textContent = e.name === "AbortError" ? "Stopped." : `Error: ${e.message}`;
-    conversation.pop(); // the turn did not complete; send it again or change it
-  } finally {
+  }, "Stopped.").finally(() => {
     $("chat-stop").disabled = true;
     $("chat-send").disabled = false;
-  }
+  });
 });
 $("chat-stop").addEventListener("click", () => chatting?.abort());

@@ -309,3 +309,35 @@ Deno.test("a body over the limit is 413 body_too_large", async () => {
   );
   await stillServing();
 });
+
+Deno.test("GET /v1/world/scene: a seeded scene with captions and questions; bad query is a 400", async () => {
+  const get = async (q: string) => {
+    const res = await app.request(`/v1/world/scene${q}`);
+    assert.equal(res.status, 200);
+    return await res.json();
+  };
+  const a = await get("?seed=5&split=heldout&objects=2");
+  assert.equal(a.seed, 5);
+  assert.equal(a.split, "heldout");
+  assert.match(a.caption, / background$/);
+  assert.ok(a.questions.length > 0 && a.references.includes(a.caption));
+  const { data, info } = await sharp(Uint8Array.fromBase64(a.b64_json)).raw().toBuffer({
+    resolveWithObject: true,
+  });
+  assert.deepEqual([info.width, info.height, data.length], [64, 64, 64 * 64 * 3]);
+  assert.deepEqual(await get("?seed=5&split=heldout&objects=2"), a, "same seed, same scene");
+  assert.notEqual((await get("?seed=6&split=heldout&objects=2")).b64_json, a.b64_json);
+  assert.equal(typeof (await get("")).seed, "number", "a random seed is returned");
+  await expectError(
+    await app.request("/v1/world/scene?split=nope"),
+    400,
+    "invalid_request",
+    "split",
+  );
+  await expectError(
+    await app.request("/v1/world/scene?objects=9"),
+    400,
+    "invalid_request",
+    "objects",
+  );
+});

@@ -1,0 +1,294 @@
+/**
+ * The playground end to end: the real server with the embedded models, Debian's Chromium driven
+ * by playwright-core, real clicks, uploads and drags, and assertions on what the user sees. A
+ * screenshot of each tab is saved in tests/artifacts/ (look at them).
+ *
+ * Skipped, with the reason printed, where /usr/bin/chromium is missing (`.ci/run` installs it).
+ */
+/// <reference lib="dom" />
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { type Browser, chromium, type Page } from "playwright-core";
+import sharp from "sharp";
+import { loadConfig } from "../core/config.ts";
+import { createApp } from "../main.ts";
+import { renderScene } from "../world/world.ts";
+
+const CHROMIUM = Deno.env.get("MM_CHROMIUM") ?? "/usr/bin/chromium";
+const haveChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
+if (!haveChromium) {
+  console.log(`playground_test: ${CHROMIUM} not found (apt-get install chromium); skipped`);
+}
+const ARTIFACTS = new URL("./artifacts/", import.meta.url);
+
+/** One server and one browser for all the steps; each step gets a fresh page. */
+async function withPlayground(fn: (open: (width?: number) => Promise<Page>) => Promise<void>) {
+  const { app, registry } = await createApp(loadConfig({ MM_BACKEND: "cpu" }));
+  await registry.preload();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
+  let browser: Browser | null = null;
+  try {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    const b = browser;
+    const pageErrors: string[] = [];
+    await fn(async (width = 1000) => {
+      const page = await b.newPage({ viewport: { width, height: 900 } });
+      page.on("pageerror", (e) => pageErrors.push(e.message));
+      await page.goto(`http://127.0.0.1:${server.addr.port}/`);
+      await page.locator("#status-backend", { hasText: "cpu" }).waitFor();
+      return page;
+    });
+    assert.deepEqual(pageErrors, [], "no uncaught errors in the page");
+  } finally {
+    await browser?.close();
+    await server.shutdown();
+  }
+}
+
+async function screenshot(page: Page, name: string) {
+  await Deno.mkdir(ARTIFACTS, { recursive: true });
+  await page.evaluate(() => scrollTo(0, 0)); // else the sticky status bar lands mid-page
+  await page.screenshot({
+    path: new URL(`playground-${name}.png`, ARTIFACTS).pathname,
+    fullPage: true,
+  });
+}
+
+async function randomScene(page: Page) {
+  const before = await page.locator(".thumb").count();
+  await page.getByRole("button", { name: "Random scene" }).click();
+  await page.locator(".thumb").nth(before).waitFor();
+  assert.match(
+    await page.locator("#preview-caption").textContent() ?? "",
+    /^Scene: .+ background$/,
+  );
+}
+
+const canvasPainted = (page: Page, id: string) =>
+  page.locator(`#${id}[data-painted="true"]`).waitFor({ state: "visible" });
+
+const scenePng = async () =>
+  await sharp(
+    renderScene({
+      background: "black",
+      objects: [{ shape: "circle", colour: "red", size: "large", side: 24, x: 20, y: 20 }],
+    }),
+    { raw: { width: 64, height: 64, channels: 3 } },
+  ).png().toBuffer();
+
+Deno.test({
+  name: "playground in Chromium: every tab, errors, keyboard and phone width",
+  ignore: !haveChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async (t) => {
+  await withPlayground(async (open) => {
+    await t.step(
+      "Caption: a caption with log-probabilities and a painted attention map",
+      async () => {
+        const page = await open();
+        await randomScene(page);
+        await page.getByLabel("Model", { exact: true }).first().selectOption("sat-soft-tiny");
+        await page.getByRole("button", { name: "Caption", exact: true }).click();
+        await page.locator(".word").first().waitFor();
+        const words = await page.locator(".word").allTextContents();
+        assert.ok(words.length >= 4, words.join(" "));
+        assert.match(await page.locator("#cap-score").textContent() ?? "", /log-probability -?\d/);
+        await canvasPainted(page, "cap-heatmap");
+        // Stepping to the next word repaints the map for that word.
+        const first = await page.locator("#cap-heatmap").evaluate((c: HTMLCanvasElement) =>
+          c.toDataURL()
+        );
+        await page.getByRole("button", { name: "Next word" }).click();
+        await page.waitForFunction(
+          (before) =>
+            (document.getElementById("cap-heatmap") as HTMLCanvasElement).toDataURL() !== before,
+          first,
+        );
+        assert.match(
+          await page.locator("#status-timing").textContent() ?? "",
+          /\/v1\/captions: .*ms/,
+        );
+        await screenshot(page, "caption");
+        await page.close();
+      },
+    );
+
+    await t.step(
+      "CLIP: bar chart, patch map, and a similarity heatmap over two images",
+      async () => {
+        const page = await open();
+        await page.getByRole("tab", { name: "CLIP" }).click();
+        await page.locator("#image").setInputFiles({
+          name: "red-circle.png",
+          mimeType: "image/png",
+          buffer: await scenePng(),
+        });
+        await page.getByRole("button", { name: "Classify" }).click();
+        await page.locator("#clip-results .row").nth(3).waitFor();
+        const rows = await page.locator("#clip-results .row").allTextContents();
+        assert.match(rows[0], /^red circle/, `best label first: ${rows.join(" | ")}`);
+        const total = rows.reduce((s, r) => s + Number(r.match(/([\d.]+)%$/)![1]), 0);
+        assert.ok(Math.abs(total - 100) < 0.5, `probabilities sum to 100%: ${total}`);
+        await canvasPainted(page, "clip-patch");
+        await randomScene(page);
+        await page.getByRole("button", { name: "Similarity heatmap" }).click();
+        await page.locator("table.heatmap").waitFor();
+        assert.equal(await page.locator("table.heatmap tbody tr").count(), 2);
+        assert.equal(await page.locator("table.heatmap tbody td").count(), 6);
+        await screenshot(page, "clip");
+        await page.close();
+      },
+    );
+
+    await t.step(
+      "Generate: progress to 100%, a 64 × 64 image, seed shown; cancel stops",
+      async () => {
+        const page = await open();
+        await page.getByRole("tab", { name: "Generate" }).click();
+        await page.getByLabel("Seed").fill("7");
+        await page.getByRole("button", { name: "Generate", exact: true }).click();
+        await page.locator("#gen-percent", { hasText: "100%" }).waitFor();
+        await page.locator("#gen-seed-used", { hasText: "Seed used: 7" }).waitFor();
+        const size = await page.locator("#gen-image").evaluate((
+          i: HTMLImageElement,
+        ) => [i.naturalWidth, i.naturalHeight]);
+        assert.deepEqual(size, [64, 64]);
+        assert.match(
+          await page.locator("#status-timing").textContent() ?? "",
+          /UNet \d+ ms \(20 steps\)/,
+        );
+        await screenshot(page, "generate");
+
+        // Cancel: a long job stops advancing once cancelled, and the form is ready again.
+        await page.getByLabel("Steps").fill("100");
+        await page.getByRole("button", { name: "Generate", exact: true }).click();
+        await page.waitForFunction(() =>
+          (document.getElementById("gen-progress") as HTMLProgressElement).value >= 1
+        );
+        await page.getByRole("button", { name: "Cancel" }).click();
+        await page.locator("#gen-error", { hasText: "Cancelled." }).waitFor();
+        const at = await page.locator("#gen-progress").evaluate((p: HTMLProgressElement) =>
+          p.value
+        );
+        await page.waitForTimeout(1000);
+        assert.equal(
+          await page.locator("#gen-progress").evaluate((p: HTMLProgressElement) => p.value),
+          at,
+        );
+        assert.ok(at < 100, `stopped at ${at}%`);
+        assert.equal(
+          await page.getByRole("button", { name: "Generate", exact: true }).isEnabled(),
+          true,
+        );
+        await page.close();
+      },
+    );
+
+    await t.step(
+      "Generate: img2img with the strength slider, inpainting with a painted mask",
+      async () => {
+        const page = await open();
+        await page.getByRole("tab", { name: "Generate" }).click();
+        await randomScene(page);
+        await page.getByLabel("Mode", { exact: true }).selectOption("img2img");
+        await page.locator("#gen-strength").fill("0.5");
+        assert.equal(await page.locator("#gen-strength-value").textContent(), "0.5");
+        await page.getByRole("button", { name: "Generate", exact: true }).click();
+        await page.locator("#gen-seed-used", { hasText: "Seed used" }).waitFor();
+        assert.match(
+          await page.locator("#status-timing").textContent() ?? "",
+          /\/v1\/images\/edits/,
+        );
+
+        await page.getByLabel("Mode", { exact: true }).selectOption("inpaint");
+        await page.getByRole("button", { name: "Generate", exact: true }).click();
+        await page.locator("#gen-error", { hasText: "Paint the mask first." }).waitFor();
+        const box = (await page.locator("#gen-mask").boundingBox())!;
+        await page.mouse.move(box.x + 40, box.y + 40);
+        await page.mouse.down();
+        await page.mouse.move(box.x + 200, box.y + 120, { steps: 10 });
+        await page.mouse.up();
+        await page.locator('#gen-mask[data-painted="true"]').waitFor();
+        await page.locator("#gen-seed-used").evaluate((p) => p.textContent = "");
+        await page.getByRole("button", { name: "Generate", exact: true }).click();
+        await page.locator("#gen-seed-used", { hasText: "Seed used" }).waitFor();
+        assert.equal(await page.locator("#gen-error").textContent(), "");
+        await screenshot(page, "inpaint");
+        await page.close();
+      },
+    );
+
+    await t.step("Chat: tokens stream in, the scene's questions are one click away", async () => {
+      const page = await open();
+      await page.getByRole("tab", { name: "Chat" }).click();
+      await randomScene(page);
+      assert.ok(await page.locator("#chat-suggestions .chip").count() >= 1);
+      await page.getByRole("button", { name: "Send" }).click();
+      await page.locator("#chat-log .assistant", { hasText: /Model: \S+/ }).waitFor();
+      await page.getByRole("button", { name: "Send" }).and(page.locator(":enabled")).waitFor();
+      assert.match(await page.locator("#status-timing").textContent() ?? "", /tokens\/s/);
+      await page.locator("#chat-suggestions .chip").first().click();
+      await page.locator("#chat-log .assistant").nth(1).filter({ hasText: /Model: \S+/ }).waitFor();
+      assert.equal(await page.locator("#chat-error").textContent(), "");
+      await screenshot(page, "chat");
+      await page.close();
+    });
+
+    await t.step("errors are shown in plain words", async () => {
+      const page = await open();
+      await page.getByRole("tab", { name: "CLIP" }).click();
+      await page.getByRole("button", { name: "Classify" }).click();
+      await page.locator("#clip-error", { hasText: "Choose an image first" }).waitFor();
+      await page.locator("#image").setInputFiles({
+        name: "broken.png",
+        mimeType: "image/png",
+        buffer: Buffer.from("not really a png"),
+      });
+      await page.getByRole("button", { name: "Classify" }).click();
+      await page.locator("#clip-error", { hasText: /^Error: .*image/i }).waitFor();
+      await page.locator("#image").setInputFiles({
+        name: "notes.txt",
+        mimeType: "text/plain",
+        buffer: Buffer.from("hello"),
+      });
+      await page.locator("#image-error", { hasText: "notes.txt is not an image" }).waitFor();
+      await screenshot(page, "error");
+      await page.close();
+    });
+
+    await t.step(
+      "keyboard: arrows move between tabs; phone width has no sideways scroll",
+      async () => {
+        const page = await open(375);
+        await page.getByRole("tab", { name: "Caption" }).focus();
+        await page.keyboard.press("ArrowRight");
+        assert.equal(
+          await page.getByRole("tab", { name: "CLIP" }).getAttribute("aria-selected"),
+          "true",
+        );
+        assert.equal(await page.locator("#panel-clip").isVisible(), true);
+        for (const tab of ["Caption", "CLIP", "Generate", "Chat"]) {
+          await page.getByRole("tab", { name: tab }).click();
+          const [scroll, width] = await page.evaluate(() => [
+            document.documentElement.scrollWidth,
+            document.documentElement.clientWidth,
+          ]);
+          assert.ok(scroll <= width, `${tab}: ${scroll} px wide content in a ${width} px screen`);
+        }
+        await screenshot(page, "phone");
+        await page.close();
+      },
+    );
+  });
+});
