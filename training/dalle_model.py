@@ -12,10 +12,10 @@
    once more. A pixel-space VQ-VAE of the same reach ran at 0.3 steps/s on the two cores; this
    split trains in minutes, and the exported encoder and decoder still go pixels <-> tokens.
 2. A decoder-only transformer models [text tokens ; image tokens] as one sequence with next-token
-   prediction (image tokens get their own embedding table and a 2-D position), so that
-   P(text, image) = P(text) P(image | text); generation samples the image tokens after a caption.
+   prediction, so that P(text, image) = P(text) P(image | text); generation samples the image
+   tokens after a caption. The caption is padded to a fixed length, so every image token sits at
+   a fixed sequence position and rotary positions tell the rows and columns apart.
 """
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sd_model import Res
+from vlm_model import Decoder, VlmConfig
 
 
 @dataclass
@@ -37,6 +38,7 @@ class DalleConfig:
     width: int = 128
     layers: int = 4
     heads: int = 4
+    kv_heads: int = 2
 
     def to_dict(self):
         return asdict(self)
@@ -103,55 +105,11 @@ class VqVae(nn.Module):
         return self.decoder(self.codes[ids].permute(0, 3, 1, 2))
 
 
-class Block(nn.Module):
-    def __init__(self, c: DalleConfig):
-        super().__init__()
-        self.heads = c.heads
-        self.ln1 = nn.LayerNorm(c.width)
-        self.qkv = nn.Linear(c.width, 3 * c.width)
-        self.out = nn.Linear(c.width, c.width)
-        self.ln2 = nn.LayerNorm(c.width)
-        self.mlp = nn.Sequential(nn.Linear(c.width, 4 * c.width), nn.GELU(), nn.Linear(4 * c.width, c.width))
-
-    def forward(self, x, past=None):
-        B, T, C = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        if past is not None:
-            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
-        P = k.shape[2] - T
-        i = torch.arange(T)[:, None] + P
-        j = torch.arange(k.shape[2])[None]
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(C // self.heads)
-        att = att.masked_fill(j > i, float("-inf"))
-        y = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
-        x = x + self.out(y)
-        return x + self.mlp(self.ln2(x)), (k, v)
-
-
-class Transformer(nn.Module):
-    """One sequence: text positions 0..L-1, then image tokens on the grid. Token ids: text ids as
-    they are, image ids offset by the text vocabulary; one output head over both."""
-
-    def __init__(self, c: DalleConfig):
-        super().__init__()
-        self.c = c
-        self.tok = nn.Embedding(c.text_vocab + c.codebook, c.width)
-        self.text_pos = nn.Parameter(torch.randn(c.text_length, c.width) * 0.02)
-        self.row = nn.Parameter(torch.randn(c.grid, c.width) * 0.02)
-        self.col = nn.Parameter(torch.randn(c.grid, c.width) * 0.02)
-        self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))
-        self.ln = nn.LayerNorm(c.width)
-        self.head = nn.Linear(c.width, c.text_vocab + c.codebook, bias=False)
-
-    def positions(self):
-        image = (self.row[:, None] + self.col[None]).reshape(-1, self.c.width)
-        return torch.cat([self.text_pos, image])  # [L + grid², width]
-
-    def forward(self, ids, start: int = 0, past=None):
-        """ids [B, T] at sequence positions start..start+T-1 -> logits [B, T, V], new past."""
-        x = self.tok(ids) + self.positions()[start:start + ids.shape[1]]
-        presents = []
-        for i, b in enumerate(self.blocks):
-            x, p = b(x, None if past is None else past[i])
-            presents.append(p)
-        return self.head(self.ln(x)), presents
+def transformer(c: DalleConfig) -> Decoder:
+    """The chat models' decoder (RMSNorm, rotary positions, grouped-query attention, SwiGLU), over
+    one vocabulary: text ids as they are, image ids offset by the text vocabulary. Sharing the
+    architecture lets the WebGPU backend run it on the chat decoder's WGSL kernels."""
+    return Decoder(VlmConfig(
+        vocab_size=c.text_vocab + c.codebook, hidden=c.width, layers=c.layers, heads=c.heads,
+        kv_heads=c.kv_heads, intermediate=3 * c.width, max_positions=c.text_length + c.image_tokens,
+    ), cross=False)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from common import EOS, Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary
-from dalle_model import DalleConfig, Transformer, VqVae
+from dalle_model import DalleConfig, VqVae, transformer
 
 
 def main():
@@ -79,7 +79,7 @@ def main():
             codes = torch.cat([vae.encode_ids(latents[i:i + 500]) for i in range(0, len(train), 500)])
         torch.save(codes, cache)
     codes = torch.load(cache).view(len(train), -1)  # [N, 64]
-    model = Transformer(config)
+    model = transformer(config)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     ckpt = Checkpointer(f"{args.out}/transformer.pt")
     first = step = ckpt.load(model, opt)
@@ -95,7 +95,9 @@ def main():
             t = tok.encode(r.choice(train.meta[i]["references"]))[:L]
             text[j, : len(t)] = torch.tensor(t)
         seq = torch.cat([text, codes[idx] + config.text_vocab], 1)  # [B, L + 64]
-        logits, _ = model(seq[:, :-1])
+        x = seq[:, :-1]
+        T = x.shape[1]
+        logits, _ = model(model.embed(x), torch.ones(args.batch, T), torch.arange(T).expand(args.batch, T))
         loss_each = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), seq[:, 1:].reshape(-1), reduction="none")
         loss = (loss_each.view(args.batch, -1) * weights).sum(1).mean()
         for g in opt.param_groups:
