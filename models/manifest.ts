@@ -10,7 +10,7 @@
  */
 import { z } from "zod";
 
-export const FAMILIES = ["clip", "captioning", "diffusion", "chat"] as const;
+export const FAMILIES = ["clip", "captioning", "diffusion", "dalle", "chat"] as const;
 export type Family = typeof FAMILIES[number];
 
 export const Manifest = z.object({

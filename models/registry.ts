@@ -7,6 +7,7 @@ import type { SessionRegistry } from "../core/sessions.ts";
 import { CaptionPipeline } from "./captioning/pipeline.ts";
 import { ChatPipeline } from "./chat/pipeline.ts";
 import { ClipPipeline } from "./clip/pipeline.ts";
+import { DallePipeline } from "./dalle/pipeline.ts";
 import { DiffusionPipeline } from "./diffusion/pipeline.ts";
 import type { CatalogEntry } from "./catalog.ts";
 import type { Family, ModelEntry } from "./manifest.ts";
@@ -15,6 +16,7 @@ interface Pipelines {
   clip: ClipPipeline;
   captioning: CaptionPipeline;
   diffusion: DiffusionPipeline;
+  dalle: DallePipeline;
   chat: ChatPipeline;
 }
 type ServedFamily = keyof Pipelines;
@@ -26,6 +28,7 @@ const LOADERS: {
   clip: ClipPipeline.load,
   captioning: CaptionPipeline.load,
   diffusion: DiffusionPipeline.load,
+  dalle: DallePipeline.load,
   chat: ChatPipeline.load,
 };
 
@@ -78,6 +81,12 @@ export class ModelRegistry {
       await this.#load(e);
     }
     this.#ready = true;
+  }
+
+  /** The family of an installed or known model. */
+  familyOf(id: string): Family | undefined {
+    return this.entries.find((e) => e.manifest.id === id)?.manifest.family ??
+      this.options.catalog?.find((e) => e.id === id)?.family;
   }
 
   /** The pipeline for `id`, or the family's first model when `id` is absent. */

@@ -1,9 +1,10 @@
 /**
  * Image generation, OpenAI-shaped: `POST /v1/images/generations` (text to image) and
- * `POST /v1/images/edits` (inpainting with `mask`, img2img with `strength`), plus the diffusion
- * parameters (negative prompt, steps, guidance, seed, scheduler). `stream: true` answers with
- * Server-Sent Events: progress per step, low-resolution previews, then the images. A client
- * that disconnects stops the job between steps.
+ * `POST /v1/images/edits` (inpainting with `mask`, img2img with `strength`). Two generators sit
+ * behind the same request and response: diffusion models (negative prompt, steps, guidance,
+ * scheduler) and DALL-E models (temperature, top-k, top-p, CLIP `rerank`). `stream: true` answers
+ * with Server-Sent Events: progress per step, previews, then the images. A client that
+ * disconnects stops the job between steps.
  */
 import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
@@ -11,7 +12,8 @@ import { streamSSE } from "hono/streaming";
 import { setMetric } from "hono/timing";
 import { ApiError } from "../core/errors.ts";
 import { encodePng, type RgbImage } from "../core/image.ts";
-import type { Generated, GenerateOptions, Progress } from "../models/diffusion/pipeline.ts";
+import type { DalleOptions } from "../models/dalle/pipeline.ts";
+import type { GenerateOptions, Progress } from "../models/diffusion/pipeline.ts";
 import { SCHEDULERS } from "../models/diffusion/schedulers.ts";
 import { ImageInput } from "./clip.ts";
 import { type App, decodeImages, type Deps, type Env, route } from "./http.ts";
@@ -44,6 +46,19 @@ const GenerationFields = {
     description: "Image j uses seed + j; random when absent, and returned",
   }),
   scheduler: z.enum(SCHEDULERS).optional(),
+  temperature: z.number().min(0).max(2).optional().openapi({
+    description: "DALL-E models: sampling temperature of the image tokens (0: greedy)",
+  }),
+  top_k: z.number().int().min(0).max(10000).optional().openapi({
+    description: "DALL-E models: sample among the k likeliest codes (0: all)",
+  }),
+  top_p: z.number().gt(0).max(1).optional().openapi({
+    description: "DALL-E models: nucleus sampling",
+  }),
+  rerank: z.number().int().min(1).max(MAX_IMAGES).optional().openapi({
+    description:
+      "DALL-E models: sample n candidates, return the k that CLIP rates closest to the prompt",
+  }),
   stream: z.boolean().default(false),
   partial_images: z.number().int().min(0).max(10).default(0).openapi({
     description: "Streaming: how many low-resolution previews to send during denoising",
@@ -66,19 +81,33 @@ const EditRequest = z.object({
 const ImagesResponse = z.object({
   created: z.number().int(),
   model: z.string(),
-  data: z.array(z.object({ b64_json: z.string(), seed: z.number().int() })),
+  data: z.array(z.object({
+    b64_json: z.string(),
+    seed: z.number().int(),
+    clip_score: z.number().optional().openapi({
+      description: "With rerank: CLIP cosine similarity of the image to the prompt",
+    }),
+  })),
   size: z.string(),
-  scheduler: z.string(),
-  steps: z.number().int(),
+  scheduler: z.string().openapi({ description: 'Diffusion: the scheduler; DALL-E: "sampling"' }),
+  steps: z.number().int().openapi({
+    description: "Diffusion: denoising steps; DALL-E: image tokens per image",
+  }),
   backend: z.string(),
-  loop: z.enum(["gpu-resident", "host"]).openapi({
-    description: "gpu-resident: the latents stayed on the GPU between UNet calls (WebGPU)",
+  loop: z.enum(["gpu-resident", "host"]).optional().openapi({
+    description: "Diffusion: gpu-resident when the latents stayed on the GPU between UNet calls",
+  }),
+  decoder: z.enum(["wgsl-kernels", "onnxruntime"]).optional().openapi({
+    description: "DALL-E: what ran the transformer (our WGSL kernels on WebGPU, else ORT)",
   }),
   timings: z.object({
-    text_encoder_ms: z.number(),
-    vae_encoder_ms: z.number(),
-    unet_ms: z.array(z.number()),
-    vae_decoder_ms: z.number(),
+    text_encoder_ms: z.number().optional(),
+    vae_encoder_ms: z.number().optional(),
+    unet_ms: z.array(z.number()).optional(),
+    vae_decoder_ms: z.number().optional(),
+    transformer_ms: z.number().optional(),
+    vqvae_decoder_ms: z.number().optional(),
+    rerank_ms: z.number().optional(),
     total_ms: z.number(),
   }),
 }).openapi("ImagesResponse");
@@ -103,16 +132,52 @@ function enlarge(rgba: Uint8Array, w: number, h: number, factor: number): RgbIma
   return { width: W, height: H, data };
 }
 
+/** What a generator returns, whichever family it is. */
+interface Output {
+  images: RgbImage[];
+  seeds: number[];
+  scores?: number[];
+  steps: number;
+  scheduler: string;
+  loop?: "gpu-resident" | "host";
+  decoder?: "wgsl-kernels" | "onnxruntime";
+  timings: Record<string, number | number[]>;
+}
+
+/** A validated request, ready to run with or without progress. */
+interface Job {
+  model: string;
+  steps: number;
+  width: number;
+  run(progress?: (p: Progress) => Promise<void>, signal?: AbortSignal): Promise<Output>;
+}
+
+/** A parameter of the other family, set explicitly, is a 400 rather than silently ignored. */
+function rejectFields(
+  body: Record<string, unknown>,
+  fields: string[],
+  model: string,
+  kind: string,
+) {
+  const set = fields.find((f) => body[f] !== undefined);
+  if (set) {
+    throw new ApiError(
+      "invalid_request",
+      `${set} does not apply to ${model}, a ${kind} model`,
+      set,
+    );
+  }
+}
+
 export function imageRoutes(app: App, { config, registry }: Deps): void {
-  const handle = async (c: Context<Env>, body: Body, edit: boolean) => {
-    if (body.response_format === "url") {
-      throw new ApiError(
-        "unsupported",
-        'This server does not host files: use response_format "b64_json"',
-        "response_format",
-      );
-    }
+  const diffusionJob = async (
+    c: Context<Env>,
+    body: Body,
+    edit: boolean,
+    previews: number,
+  ): Promise<Job> => {
     const model = await registry.get("diffusion", body.model);
+    rejectFields(body, ["temperature", "top_k", "top_p", "rerank"], model.id, "diffusion");
     const s = model.settings;
     let width = body.width ?? s.defaultSize, height = body.height ?? s.defaultSize;
     if (body.size && body.size !== "auto") [width, height] = body.size.split("x").map(Number);
@@ -136,31 +201,107 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
       image,
       mask,
       strength: body.strength,
-      previewEvery: body.stream && body.partial_images > 0
-        ? Math.max(1, Math.floor(steps / (body.partial_images + 1)))
-        : 0,
+      previewEvery: previews > 0 ? Math.max(1, Math.floor(steps / (previews + 1))) : 0,
     };
     model.validate(options); // a 400 now, before a stream has started
-    const answer = async (g: Generated) => ({
-      created: Math.floor(Date.now() / 1000),
+    return {
       model: model.id,
+      steps,
+      width,
+      run: async (progress, signal) => {
+        const g = await model.generate(options, progress, signal);
+        return { ...g, timings: { ...g.timings } };
+      },
+    };
+  };
+
+  const dalleJob = async (body: Body, edit: boolean, previews: number): Promise<Job> => {
+    const model = await registry.get("dalle", body.model);
+    const diffusionOnly = ["negative_prompt", "num_inference_steps", "guidance_scale", "scheduler"];
+    rejectFields(body, diffusionOnly, model.id, "DALL-E");
+    if (edit) {
+      throw new ApiError(
+        "invalid_request",
+        `${model.id} generates from text only; edit with a diffusion model`,
+        "model",
+      );
+    }
+    const S = model.settings.size;
+    const size = body.size && body.size !== "auto"
+      ? body.size
+      : `${body.width ?? S}x${body.height ?? S}`;
+    if (size !== `${S}x${S}`) {
+      throw new ApiError("invalid_request", `${model.id} draws ${S}x${S} images only`, "size");
+    }
+    const clip = body.rerank ? await registry.get("clip") : null;
+    const options: DalleOptions = {
+      prompt: body.prompt,
+      n: body.n,
+      seed: body.seed ?? Math.floor(Math.random() * 2 ** 32),
+      temperature: body.temperature ?? model.settings.defaultTemperature,
+      topK: body.top_k ?? model.settings.defaultTopK,
+      topP: body.top_p ?? 1,
+      rerank: clip
+        ? {
+          k: body.rerank!,
+          score: async (images) =>
+            (await clip.similarity(images, [body.prompt])).cosine.map((row) => row[0]),
+        }
+        : undefined,
+    };
+    model.validate(options);
+    const tokens = 64;
+    return {
+      model: model.id,
+      steps: tokens,
+      width: S,
+      run: async (progress, signal) => {
+        const every = previews > 0 ? Math.max(1, Math.floor(tokens / (previews + 1))) : 0;
+        const g = await model.generate({ ...options, previewEvery: every }, progress, signal);
+        return { ...g, scheduler: "sampling" };
+      },
+    };
+  };
+
+  const handle = async (c: Context<Env>, body: Body, edit: boolean) => {
+    if (body.response_format === "url") {
+      throw new ApiError(
+        "unsupported",
+        'This server does not host files: use response_format "b64_json"',
+        "response_format",
+      );
+    }
+    const previews = body.stream ? body.partial_images : 0;
+    const job = body.model && registry.familyOf(body.model) === "dalle"
+      ? await dalleJob(body, edit, previews)
+      : await diffusionJob(c, body, edit, previews);
+    const answer = async (g: Output) => ({
+      created: Math.floor(Date.now() / 1000),
+      model: job.model,
       data: await Promise.all(g.images.map(async (img, j) => ({
         b64_json: await b64(img),
         seed: g.seeds[j],
+        ...(g.scores ? { clip_score: g.scores[j] } : {}),
       }))),
-      size: `${width}x${height}`,
+      size: `${g.images[0].width}x${g.images[0].height}`,
       scheduler: g.scheduler,
       steps: g.steps,
       backend: registry.sessions.backend.name,
       loop: g.loop,
+      decoder: g.decoder,
       timings: g.timings,
     });
 
     if (!body.stream) {
-      const g = await model.generate(options, undefined, c.req.raw.signal);
-      setMetric(c, "text_encoder", g.timings.text_encoder_ms);
-      setMetric(c, "unet", g.timings.unet_ms.reduce((a, b) => a + b, 0));
-      setMetric(c, "vae", g.timings.vae_decoder_ms + g.timings.vae_encoder_ms);
+      const g = await job.run(undefined, c.req.raw.signal);
+      for (const [name, ms] of Object.entries(g.timings)) {
+        if (name === "total_ms") continue;
+        setMetric(
+          c,
+          name.replace(/_ms$/, ""),
+          Array.isArray(ms) ? ms.reduce((a, b) => a + b, 0) : ms,
+        );
+      }
       return c.json(await answer(g));
     }
 
@@ -179,7 +320,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
           }),
         });
         for (const [j, rgba] of (p.preview?.rgba ?? []).entries()) {
-          const factor = Math.max(1, Math.floor(width / p.preview!.width));
+          const factor = Math.max(1, Math.floor(job.width / p.preview!.width));
           await stream.writeSSE({
             event: "image_generation.partial_image",
             data: JSON.stringify({
@@ -194,7 +335,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
         if (p.preview) partial++;
       };
       try {
-        const g = await model.generate(options, progress, stop.signal);
+        const g = await job.run(progress, stop.signal);
         await stream.writeSSE({
           event: "image_generation.completed",
           data: JSON.stringify({ type: "image_generation.completed", ...await answer(g) }),
@@ -213,10 +354,11 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
   route(app, {
     method: "post",
     path: "/v1/images/generations",
-    summary: "Generate images from a prompt (diffusion)",
+    summary: "Generate images from a prompt (diffusion or DALL-E)",
     description:
-      "OpenAI-compatible, plus negative_prompt, num_inference_steps, guidance_scale, seed and " +
-      "scheduler. With stream: true, Server-Sent Events: image_generation.progress per step, " +
+      "OpenAI-compatible, plus seed; for diffusion models negative_prompt, num_inference_steps, " +
+      "guidance_scale and scheduler; for DALL-E models temperature, top_k, top_p and rerank. " +
+      "With stream: true, Server-Sent Events: image_generation.progress per step, " +
       "image_generation.partial_image previews, then image_generation.completed.",
     tags: ["Images"],
     body: GenerationRequest,

@@ -46,7 +46,7 @@ Deno.test("generations: n PNGs of the asked size, a seed each, timings per stage
     assert.deepEqual([img.width, img.height], [64, 64]);
   }
   assert.equal(body.timings.unet_ms.length, 4);
-  assert.match(res.headers.get("server-timing")!, /text_encoder;dur=.*unet;dur=.*vae;dur=/);
+  assert.match(res.headers.get("server-timing")!, /text_encoder;dur=.*unet;dur=.*vae_decoder;dur=/);
 });
 
 Deno.test("generations: the same seed and parameters give the same image; image j is seed + j", async () => {

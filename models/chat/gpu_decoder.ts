@@ -23,6 +23,24 @@ export interface DecoderConfig {
   capacity: number;
 }
 
+/** The decoder's shape from a Hugging Face `text_config` (Llama names). */
+// deno-lint-ignore no-explicit-any
+export function decoderConfig(text: Record<string, any>): DecoderConfig {
+  return {
+    hidden: text.hidden_size,
+    layers: text.num_hidden_layers,
+    heads: text.num_attention_heads,
+    kvHeads: text.num_key_value_heads ?? text.num_attention_heads,
+    headDim: text.head_dim ?? text.hidden_size / text.num_attention_heads,
+    intermediate: text.intermediate_size,
+    vocab: text.vocab_size,
+    ropeTheta: text.rope_theta ?? 10000,
+    eps: text.rms_norm_eps ?? 1e-5,
+    crossLayers: text.cross_attention_layers ?? [],
+    capacity: text.max_position_embeddings ?? 2048,
+  };
+}
+
 /** Reads a safetensors file (F32 tensors) into named arrays. */
 export async function readSafetensors(path: string): Promise<Map<string, Float32Array>> {
   const bytes = await Deno.readFile(path);

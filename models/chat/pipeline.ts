@@ -21,7 +21,13 @@ import { resize } from "../../core/preprocess.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
 import { loadTokenizer } from "../../core/tokenizers.ts";
 import { decode, type Hypothesis, logSoftmax, type StepDecoder } from "../decoding.ts";
-import { type DecoderConfig, GpuDecoder, GpuWeights, readSafetensors } from "./gpu_decoder.ts";
+import {
+  type DecoderConfig,
+  decoderConfig,
+  GpuDecoder,
+  GpuWeights,
+  readSafetensors,
+} from "./gpu_decoder.ts";
 import type { ModelEntry } from "../manifest.ts";
 
 export type Part = { type: "text"; text: string } | { type: "image"; image: RgbImage };
@@ -156,22 +162,7 @@ export class ChatPipeline {
       eos,
       text.max_position_embeddings ?? 2048,
       files.weights && config.model_type === "mm_xattn"
-        ? {
-          weights: entry.dir + files.weights,
-          config: {
-            hidden: text.hidden_size,
-            layers: text.num_hidden_layers,
-            heads: text.num_attention_heads,
-            kvHeads: text.num_key_value_heads ?? text.num_attention_heads,
-            headDim: text.head_dim ?? text.hidden_size / text.num_attention_heads,
-            intermediate: text.intermediate_size,
-            vocab: text.vocab_size,
-            ropeTheta: text.rope_theta ?? 10000,
-            eps: text.rms_norm_eps ?? 1e-5,
-            crossLayers: text.cross_attention_layers ?? [],
-            capacity: text.max_position_embeddings ?? 2048,
-          },
-        }
+        ? { weights: entry.dir + files.weights, config: decoderConfig(text) }
         : null,
     );
   }

@@ -1,0 +1,343 @@
+/**
+ * DALL-E (Ramesh et al. 2021): the caption's tokens, padded to a fixed length, then the
+ * transformer samples the image's codebook tokens one by one in raster order, and the dVAE
+ * decoder turns the grid into pixels. n candidates are sampled (candidate j from seed + j, so a
+ * candidate does not depend on n); a `rerank` scorer (CLIP, from the route) keeps the k best.
+ *
+ * The transformer shares the chat decoder's architecture, so on WebGPU it runs on our WGSL
+ * kernels (`GpuDecoder`, KV cache on the GPU, only the 576 logits read back per token); elsewhere
+ * its ONNX export runs through ORT with past key/values, all candidates in one batch.
+ */
+import type { Tokenizer } from "@huggingface/tokenizers";
+import type { Tensor } from "../../core/backend.ts";
+import { ApiError } from "../../core/errors.ts";
+import type { RgbImage } from "../../core/image.ts";
+import { rng } from "../../core/random.ts";
+import type { Session, SessionRegistry } from "../../core/sessions.ts";
+import { loadTokenizer } from "../../core/tokenizers.ts";
+import { toRgbaReference } from "../../kernels/denoise.ts";
+import {
+  type DecoderConfig,
+  decoderConfig,
+  GpuDecoder,
+  GpuWeights,
+  readSafetensors,
+} from "../chat/gpu_decoder.ts";
+import { logSoftmax, sampleToken } from "../decoding.ts";
+import type { ModelEntry } from "../manifest.ts";
+
+export interface DalleOptions {
+  prompt: string;
+  n: number;
+  /** Candidate j uses seed + j. */
+  seed: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  /** Keep the k candidates that `score` rates highest (CLIP similarity to the prompt). */
+  rerank?: { k: number; score: (images: RgbImage[]) => Promise<number[]> };
+  /** A decoded preview of the grid every k tokens (0: none). */
+  previewEvery?: number;
+  /** false: ORT even where the WGSL decoder could run (tests, benchmark). */
+  kernels?: boolean;
+}
+
+export interface DalleProgress {
+  step: number;
+  total: number;
+  preview?: { width: number; height: number; rgba: Uint8Array[] };
+}
+
+export interface DalleGenerated {
+  images: RgbImage[];
+  seeds: number[];
+  /** CLIP scores of the returned images, when reranked. */
+  scores?: number[];
+  /** Image tokens sampled per candidate. */
+  steps: number;
+  decoder: "wgsl-kernels" | "onnxruntime";
+  timings: {
+    transformer_ms: number;
+    vqvae_decoder_ms: number;
+    rerank_ms: number;
+    total_ms: number;
+  };
+}
+
+export interface DalleSettings {
+  defaultTemperature: number;
+  defaultTopK: number;
+  size: number;
+}
+
+interface Layout {
+  textLength: number;
+  textPad: number;
+  imageOffset: number;
+  codebook: number;
+  grid: number;
+  size: number;
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+const now = () => performance.now();
+
+export class DallePipeline {
+  #gpuWeights: Promise<GpuWeights> | null = null;
+
+  private constructor(
+    readonly id: string,
+    readonly settings: DalleSettings,
+    private sessions: SessionRegistry,
+    private tokenizer: Tokenizer,
+    private decoder: Session,
+    private vqDecoder: Session,
+    private layout: Layout,
+    private kernel: { config: DecoderConfig; weights: string } | null,
+  ) {}
+
+  static async load(entry: ModelEntry, sessions: SessionRegistry): Promise<DallePipeline> {
+    const config = JSON.parse(await Deno.readTextFile(entry.dir + "config.json"));
+    const files = entry.manifest.files;
+    const [tok, decoder, vqDecoder] = await Promise.all([
+      loadTokenizer(entry.dir),
+      sessions.load(entry.dir + files.decoder),
+      sessions.load(entry.dir + files.vqvae_decoder),
+    ]);
+    const text = config.text_config;
+    const s = entry.manifest.settings as Record<string, number>;
+    return new DallePipeline(
+      entry.manifest.id,
+      {
+        defaultTemperature: s.default_temperature ?? 1,
+        defaultTopK: s.default_top_k ?? 0,
+        size: config.image_size,
+      },
+      sessions,
+      tok.tokenizer,
+      decoder,
+      vqDecoder,
+      {
+        textLength: config.text_length,
+        textPad: config.text_pad_token_id,
+        imageOffset: config.image_token_offset,
+        codebook: config.codebook_size,
+        grid: config.image_grid,
+        size: config.image_size,
+        layers: text.num_hidden_layers,
+        kvHeads: text.num_key_value_heads,
+        headDim: text.head_dim,
+      },
+      files.weights ? { weights: entry.dir + files.weights, config: decoderConfig(text) } : null,
+    );
+  }
+
+  async warmup(): Promise<void> {
+    await this.generate({
+      prompt: "a red circle",
+      n: 1,
+      seed: 0,
+      temperature: 1,
+      topK: 0,
+      topP: 1,
+      kernels: false,
+    });
+  }
+
+  /** The caption's ids, padded to the fixed text length; a prompt too long is a clear 400. */
+  textIds(prompt: string): number[] {
+    const ids = this.tokenizer.encode(prompt).ids;
+    const L = this.layout.textLength;
+    if (ids.length > L) {
+      throw new ApiError(
+        "invalid_request",
+        `The prompt is ${ids.length - 2} words; ${this.id} reads at most ${L - 2}`,
+        "prompt",
+      );
+    }
+    return [...ids, ...new Array(L - ids.length).fill(this.layout.textPad)];
+  }
+
+  validate(o: Pick<DalleOptions, "prompt" | "n" | "rerank">): void {
+    this.textIds(o.prompt);
+    if (o.rerank && o.rerank.k > o.n) {
+      throw new ApiError(
+        "invalid_request",
+        `rerank (${o.rerank.k}) must not exceed n (${o.n})`,
+        "rerank",
+      );
+    }
+  }
+
+  async generate(
+    o: DalleOptions,
+    progress?: (p: DalleProgress) => Promise<void> | void,
+    signal?: AbortSignal,
+  ): Promise<DalleGenerated> {
+    const start = now();
+    const text = this.textIds(o.prompt);
+    const { grid, imageOffset, codebook } = this.layout;
+    const total = grid * grid;
+    const rngs = Array.from({ length: o.n }, (_, j) => rng(o.seed + j));
+    const grids = Array.from({ length: o.n }, () => new Array<number>(total).fill(-1));
+    // Image positions may only hold image codes: the text part of the vocabulary is masked out.
+    const pick = (logits: Float32Array, j: number) => {
+      const lp = logSoftmax(logits.subarray(imageOffset, imageOffset + codebook));
+      return sampleToken(lp, { temperature: o.temperature, topK: o.topK, topP: o.topP }, rngs[j]);
+    };
+    let vqMs = 0;
+    const decodeGrids = async (fill: number[][]) => {
+      const t = now();
+      const ids = BigInt64Array.from(fill.flat(), (v) => BigInt(Math.max(0, v)));
+      const out = await this.vqDecoder.run({
+        image_tokens: this.sessions.tensor("int64", ids, [fill.length, grid, grid]),
+      }, signal);
+      const pixels = (out.sample ?? out[this.vqDecoder.outputNames[0]]).data as Float32Array;
+      const S = this.layout.size;
+      const rgba = toRgbaReference(pixels, fill.length, 3, S * S);
+      vqMs += now() - t;
+      return Array.from(
+        { length: fill.length },
+        (_, j) => rgba.slice(j * S * S * 4, (j + 1) * S * S * 4),
+      );
+    };
+    const report = async (step: number, of: number) => {
+      const every = o.previewEvery ?? 0;
+      const S = this.layout.size;
+      const preview = every > 0 && step < of && step % every === 0
+        // Unsampled cells take the first cell's code (mostly background), so that the grid
+        // visibly fills in, row by row.
+        ? await decodeGrids(grids.map((g) => g.map((v) => (v < 0 ? g[0] : v))))
+        : undefined;
+      await progress?.({
+        step,
+        total: of,
+        preview: preview && { width: S, height: S, rgba: preview },
+      });
+    };
+
+    const t0 = now();
+    const kernels = await this.#kernelDecoder(o);
+    if (kernels) {
+      try {
+        // The WGSL decoder holds one sequence: the candidates run one after the other.
+        for (let j = 0; j < o.n; j++) {
+          kernels.reset(new Float32Array(kernels.c.hidden), 1);
+          let logits = (await this.sessions.schedule(() => kernels.step(text, true))).logits!;
+          for (let i = 0; i < total; i++) {
+            signal?.throwIfAborted();
+            grids[j][i] = pick(logits, j);
+            if (i + 1 < total) {
+              logits = (await this.sessions.schedule(() =>
+                kernels.step([grids[j][i] + imageOffset], true)
+              )).logits!;
+            }
+            await report(j * total + i + 1, o.n * total);
+          }
+        }
+      } finally {
+        kernels.destroy();
+      }
+    } else {
+      let state = await this.#forward(
+        Array.from({ length: o.n }, () => text),
+        this.#emptyPast(o.n),
+        signal,
+      );
+      for (let i = 0; i < total; i++) {
+        for (let j = 0; j < o.n; j++) grids[j][i] = pick(state.logits[j], j);
+        if (i + 1 < total) {
+          state = await this.#forward(grids.map((g) => [g[i] + imageOffset]), state.past, signal);
+        }
+        await report(i + 1, total);
+      }
+    }
+    const transformerMs = now() - t0 - vqMs;
+
+    const rgba = await decodeGrids(grids);
+    const S = this.layout.size;
+    let images = rgba.map((px): RgbImage => {
+      const data = new Uint8Array(S * S * 3);
+      for (let k = 0; k < S * S; k++) data.set(px.subarray(k * 4, k * 4 + 3), k * 3);
+      return { width: S, height: S, data };
+    });
+    let seeds = images.map((_, j) => o.seed + j);
+    let scores: number[] | undefined;
+    const t1 = now();
+    if (o.rerank) {
+      const all = await o.rerank.score(images);
+      const order = all.map((s, j) => [s, j]).sort((a, b) => b[0] - a[0]).slice(0, o.rerank.k);
+      images = order.map(([, j]) => images[j]);
+      seeds = order.map(([, j]) => seeds[j]);
+      scores = order.map(([s]) => s);
+    }
+    const rerankMs = now() - t1;
+    return {
+      images,
+      seeds,
+      scores,
+      steps: total,
+      decoder: kernels ? "wgsl-kernels" : "onnxruntime",
+      timings: {
+        transformer_ms: transformerMs,
+        vqvae_decoder_ms: vqMs,
+        rerank_ms: rerankMs,
+        total_ms: now() - start,
+      },
+    };
+  }
+
+  async #kernelDecoder(o: DalleOptions): Promise<GpuDecoder | null> {
+    if (!this.kernel || o.kernels === false) return null;
+    const device = await this.sessions.gpuDevice();
+    if (!device) return null;
+    this.#gpuWeights ??= readSafetensors(this.kernel.weights).then((w) =>
+      new GpuWeights(device, w)
+    );
+    return new GpuDecoder(await this.#gpuWeights, this.kernel.config);
+  }
+
+  #emptyPast(n: number): Tensor[] {
+    const { layers, kvHeads, headDim } = this.layout;
+    return Array.from(
+      { length: 2 * layers },
+      () => this.sessions.tensor("float32", new Float32Array(0), [n, kvHeads, 0, headDim]),
+    );
+  }
+
+  /** One batched decoder run over `rows` (equal lengths) after `past`; the last logits per row. */
+  async #forward(rows: number[][], past: Tensor[], signal?: AbortSignal) {
+    const n = rows.length, T = rows[0].length, P = past[0].dims[2] as number, total = P + T;
+    const feeds: Record<string, Tensor> = {
+      input_ids: this.sessions.tensor("int64", BigInt64Array.from(rows.flat(), BigInt), [n, T]),
+      attention_mask: this.sessions.tensor("int64", new BigInt64Array(n * total).fill(1n), [
+        n,
+        total,
+      ]),
+      position_ids: this.sessions.tensor(
+        "int64",
+        BigInt64Array.from({ length: n * T }, (_, i) => BigInt(P + (i % T))),
+        [n, T],
+      ),
+    };
+    for (let i = 0; i < this.layout.layers; i++) {
+      feeds[`past_key_values.${i}.key`] = past[2 * i];
+      feeds[`past_key_values.${i}.value`] = past[2 * i + 1];
+    }
+    const out = await this.decoder.run(feeds, signal);
+    const all = out.logits.data as Float32Array;
+    const V = out.logits.dims.at(-1) as number;
+    return {
+      logits: Array.from(
+        { length: n },
+        (_, j) => all.subarray(((j + 1) * T - 1) * V, (j + 1) * T * V),
+      ),
+      past: Array.from(
+        { length: 2 * this.layout.layers },
+        (_, k) => out[`present.${k >> 1}.${k % 2 ? "value" : "key"}`],
+      ),
+    };
+  }
+}

@@ -1,0 +1,210 @@
+"""Export dalle-tiny: its dVAE and transformer to ONNX, the decoder weights for the WebGPU kernels,
+the tokenizer, configs, manifest and model card.
+
+No public ONNX layout exists for DALL-E; this one follows the chat models' names:
+    onnx/decoder_model_merged.onnx  input_ids, attention_mask, position_ids, past_key_values.{i}.key/value
+                                    -> logits, present.{i}.key/value (text and image ids in one vocabulary)
+    onnx/vqvae_decoder.onnx         image_tokens [B, 8, 8] (codebook ids) -> sample [B, 3, 64, 64] in [-1, 1]
+    onnx/vqvae_encoder.onnx         pixel_values [B, 3, 64, 64] in [-1, 1] -> image_tokens [B, 8, 8]
+    model.safetensors               the transformer's weights (the chat decoder's names)
+    config.json, tokenizer.json, tokenizer_config.json
+
+    /usr/bin/python3 training/export_dalle.py --scores /tmp/dalle-scores.md
+"""
+import argparse
+import json
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common import EOS, SPECIAL, World, WordTokenizer, vocabulary
+from dalle_model import DalleConfig, VqVae, transformer
+from export_vlm import export, save_safetensors
+from sd_model import SdConfig, Vae
+from train_vae import to_unit
+
+
+class TokensToImage(nn.Module):
+    """Codebook ids -> VQ decoder -> sd-tiny's VAE decoder -> pixels."""
+
+    def __init__(self, vq: VqVae, vae: Vae, scale: float):
+        super().__init__()
+        self.vq, self.vae, self.scale = vq, vae, scale
+
+    def forward(self, image_tokens):
+        return self.vae.decode(self.vq.decode_ids(image_tokens) / self.scale)
+
+
+class ImageToTokens(nn.Module):
+    def __init__(self, vq: VqVae, vae: Vae, scale: float):
+        super().__init__()
+        self.vq, self.vae, self.scale = vq, vae, scale
+
+    def forward(self, pixel_values):
+        return self.vq.encode_ids(self.vae.encode(pixel_values)[0] * self.scale)
+
+
+class Decoder(nn.Module):
+    def __init__(self, decoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, input_ids, attention_mask, position_ids, *past):
+        pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
+        logits, presents = self.decoder(self.decoder.embed(input_ids), attention_mask, position_ids, pairs)
+        return (logits, *[t for kv in presents for t in kv])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", default="data/runs/dalle-tiny")
+    ap.add_argument("--sd", default="data/runs/sd-tiny")
+    ap.add_argument("--data", default="data/world")
+    ap.add_argument("--out", default="models/embedded/dalle-tiny")
+    ap.add_argument("--scores", help="the table `deno task eval images` printed, for the model card")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+
+    vq_state = torch.load(f"{args.run}/vqvae.pt", map_location="cpu")
+    tf_state = torch.load(f"{args.run}/transformer.pt", map_location="cpu")
+    c = DalleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in tf_state["config"].items()})
+    vq, model = VqVae(c), transformer(c)
+    vq.load_state_dict(vq_state["model"])
+    model.load_state_dict(tf_state["model"])
+    vae = Vae(SdConfig())
+    vae.load_state_dict(torch.load(f"{args.sd}/vae.pt", map_location="cpu")["model"])
+    scale = torch.load(f"{args.sd}/latents.pt")["scaling_factor"]
+    for m in (vq, model, vae):
+        m.eval()
+    tok = WordTokenizer(vocabulary(args.data), max_length=c.text_length)
+    assert len(tok.tokens) == c.text_vocab
+    os.makedirs(f"{args.out}/onnx", exist_ok=True)
+    write = lambda name, obj: json.dump(obj, open(f"{args.out}/{name}", "w"), indent=2)
+
+    g = c.grid
+    export(TokensToImage(vq, vae, scale), (torch.zeros(2, g, g, dtype=torch.long),), f"{args.out}/onnx/vqvae_decoder.onnx",
+           ["image_tokens"], ["sample"], {"image_tokens": {0: "batch_size"}, "sample": {0: "batch_size"}})
+    export(ImageToTokens(vq, vae, scale), (torch.zeros(2, 3, 64, 64),), f"{args.out}/onnx/vqvae_encoder.onnx",
+           ["pixel_values"], ["image_tokens"], {"pixel_values": {0: "batch_size"}, "image_tokens": {0: "batch_size"}})
+    vc = model.c
+    L = vc.layers
+    past_names = [f"past_key_values.{i}.{w}" for i in range(L) for w in ("key", "value")]
+    present_names = [f"present.{i}.{w}" for i in range(L) for w in ("key", "value")]
+    past = [torch.zeros(1, vc.kv_heads, 3, vc.head_dim) for _ in range(2 * L)]
+    export(Decoder(model), (torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 5, dtype=torch.long),
+                            torch.arange(3, 5)[None], *past),
+           f"{args.out}/onnx/decoder_model_merged.onnx",
+           ["input_ids", "attention_mask", "position_ids", *past_names], ["logits", *present_names],
+           {"input_ids": {0: "batch_size", 1: "sequence_length"},
+            "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+            "position_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
+            **{n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names},
+            **{n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names}})
+    save_safetensors(model.state_dict(), f"{args.out}/model.safetensors")
+
+    write("config.json", {
+        "architectures": ["DalleForImageGeneration"], "model_type": "dalle",
+        "text_vocab_size": c.text_vocab, "text_length": c.text_length, "text_pad_token_id": EOS,
+        "codebook_size": c.codebook, "image_token_offset": c.text_vocab, "image_grid": g,
+        "image_size": 64, "pixels_per_token": 64 // g,
+        "text_config": {"model_type": "llama", "hidden_size": vc.hidden, "intermediate_size": vc.intermediate,
+                        "num_hidden_layers": L, "num_attention_heads": vc.heads,
+                        "num_key_value_heads": vc.kv_heads, "head_dim": vc.head_dim,
+                        "vocab_size": vc.vocab_size, "max_position_embeddings": vc.max_positions,
+                        "rope_theta": vc.rope_theta, "rms_norm_eps": 1e-5, "hidden_act": "silu"},
+    })
+    write("tokenizer.json", tok.tokenizer_json())
+    write("tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": SPECIAL[0],
+                                    "eos_token": SPECIAL[1], "pad_token": SPECIAL[1], "unk_token": SPECIAL[2],
+                                    "model_max_length": c.text_length, "clean_up_tokenization_spaces": False})
+    write("manifest.json", {
+        "id": "dalle-tiny", "family": "dalle",
+        "description": "DALL-E's design trained by this project on the shapes world: a discrete VAE "
+                       "(8 x 8 tokens, 512 codes) and a transformer over caption + image tokens, reranked by CLIP",
+        "capabilities": ["text-to-image", "clip-rerank"],
+        "modalities": {"input": ["text"], "output": ["image"]},
+        "files": {"decoder": "onnx/decoder_model_merged.onnx", "vqvae_decoder": "onnx/vqvae_decoder.onnx",
+                  "vqvae_encoder": "onnx/vqvae_encoder.onnx", "weights": "model.safetensors"},
+        "license": "MIT", "preload": True,
+        "settings": {"default_temperature": 1.0, "default_top_k": 32},
+    })
+
+    # Scores for the card: dVAE reconstruction and the transformer's image-token loss on validation.
+    val = World(args.data, "val")
+    n = min(500, len(val))
+    with torch.no_grad():
+        x = to_unit(val.images[:n])
+        ids = ImageToTokens(vq, vae, scale)(x)
+        rec = TokensToImage(vq, vae, scale)(ids)
+        rec_err = float(((rec.clamp(-1, 1) - x).abs() * 127.5).mean())
+        used = len(torch.unique(ids))
+        text = torch.full((n, c.text_length), EOS, dtype=torch.long)
+        for j in range(n):
+            t = tok.encode(val.meta[j]["references"][0])[: c.text_length]
+            text[j, : len(t)] = torch.tensor(t)
+        seq = torch.cat([text, ids.view(n, -1) + c.text_vocab], 1)
+        ce = []
+        for a in range(0, n, 100):
+            s = seq[a:a + 100]
+            T = s.shape[1] - 1
+            logits, _ = model(model.embed(s[:, :-1]), torch.ones(len(s), T), torch.arange(T).expand(len(s), T))
+            ce.append(F.cross_entropy(logits[:, c.text_length - 1:].reshape(-1, logits.shape[-1]),
+                                      s[:, c.text_length:].reshape(-1), reduction="none"))
+        image_ce = float(torch.cat(ce).mean())
+    stats = {"vqvae_steps": vq_state["step"], "transformer_steps": tf_state["step"],
+             "vq_parameters": sum(p.numel() for p in vq.parameters()),
+             "transformer_parameters": sum(p.numel() for p in model.parameters()),
+             "val_reconstruction_mean_abs": rec_err, "val_codes_used": used,
+             "val_image_token_ce": image_ce, "val_image_token_perplexity": math.exp(image_ce)}
+    write("training.json", stats)
+    print(json.dumps(stats, indent=2))
+    scores = open(args.scores).read().strip() if args.scores else "(run `deno task eval images` and export with --scores)"
+    open(f"{args.out}/README.md", "w").write(f"""# dalle-tiny
+
+DALL-E's design (Ramesh et al. 2021) trained by this project on the shapes world
+(`../../../shared/WORLD.md`): a discrete VAE turns a 64 x 64 image into an 8 x 8 grid of codebook
+tokens and back; a transformer learns [caption tokens ; image tokens] as one sequence, so that
+generation samples the 64 image tokens after the caption; the service samples n candidates and,
+with `rerank`, returns the k that clip-tiny scores highest against the prompt, as the paper did.
+
+- dVAE: a VQ-VAE (van den Oord et al. 2017), not the paper's Gumbel-softmax relaxation: nearest
+  codebook entry with the straight-through gradient, commitment loss 0.25, codebook entries as
+  exponential moving averages, entries unused for ~300 steps restarted from encoder outputs. On
+  two CPU cores it gives a usable codebook in minutes, without a temperature schedule or a KL
+  weight to tune; the transformer only needs the token grid, which both give. Its outer layers
+  are sd-tiny's frozen convolutional autoencoder (64 x 64 x 3 <-> 4 x 16 x 16); the VQ encoder
+  and decoder trained here ({stats['vq_parameters'] / 1e6:.2f} M parameters) halve that grid to 8 x 8 x {c.code_dim} and quantize
+  it against {c.codebook} codes. Exported end to end: `vqvae_encoder` (pixels -> tokens) and
+  `vqvae_decoder` (tokens -> pixels).
+- Transformer: the chat models' decoder (RMSNorm, rotary positions, grouped-query attention with
+  {vc.heads} query and {vc.kv_heads} key/value heads, SwiGLU), {L} layers, width {vc.hidden}, {stats['transformer_parameters'] / 1e6:.2f} M parameters,
+  one vocabulary of {c.text_vocab} words + {c.codebook} image codes (image ids offset by {c.text_vocab}). The caption is
+  padded with `<|endoftext|>` to {c.text_length} tokens, so each image token has a fixed position.
+  Sharing the chat decoder's architecture lets the WebGPU backend sample on the same WGSL kernels.
+
+## Training
+- `deno task world` (seed 0), 20,000 training scenes; never the held-out pairs.
+- dVAE: {stats['vqvae_steps']} steps, batch 32, Adam lr 1e-3 with warm-up and cosine decay, MSE on sd-tiny's
+  (unit-variance) latents of the training images.
+- Transformer: {stats['transformer_steps']} steps, batch 32, AdamW lr 1e-3, next-token cross-entropy over the whole
+  sequence with the paper's weights (text positions 1/8 of the loss, image positions 7/8); the
+  caption is a random one of the scene's reference captions and paraphrases. 2 CPU cores.
+- Reproduce: `/usr/bin/python3 training/train_dalle.py --stage vae --steps 2500`, then
+  `--stage transformer --steps 4000`, then `training/export_dalle.py`.
+
+## Scores
+- dVAE round trip on {n} validation images: mean |error| {rec_err:.2f} / 255 per channel; {used} of {c.codebook} codes used.
+- Transformer on the same images with their canonical captions: image-token cross-entropy
+  {image_ce:.3f} nats (perplexity {math.exp(image_ce):.1f} of {c.codebook}).
+- Pixel judge (`deno task eval images`, the same prompts as sd-tiny):
+
+{scores}
+""")
+
+
+if __name__ == "__main__":
+    main()
