@@ -4,7 +4,8 @@
  *
  *   deno task eval clip [--backend cpu] [--count 500]
  *   deno task eval captions [--backend cpu] [--count 300] [--strategy greedy|beam]
- *   deno task eval images [--backend cpu] [--count 100] [--steps 20]
+ *   deno task eval images [--backend cpu] [--count 100] [--steps 20] [--candidates 4]
+ *                         [--temperature 1] [--top-k 32]
  *   deno task eval chat [--backend cpu] [--count 100]
  */
 import { parseArgs } from "node:util";
@@ -19,6 +20,8 @@ import { evaluateQa, QUESTION_TYPES } from "./chat/eval.ts";
 import { ChatPipeline } from "./chat/pipeline.ts";
 import { promptSets, scoreGenerator } from "./diffusion/eval.ts";
 import { DiffusionPipeline } from "./diffusion/pipeline.ts";
+import { DallePipeline } from "./dalle/pipeline.ts";
+import type { RgbImage } from "../core/image.ts";
 import { scanModels } from "./manifest.ts";
 
 const { values, positionals } = parseArgs({
@@ -31,6 +34,9 @@ const { values, positionals } = parseArgs({
     strategy: { type: "string", default: "greedy" },
     steps: { type: "string" },
     guidance: { type: "string" },
+    candidates: { type: "string" },
+    temperature: { type: "string" },
+    "top-k": { type: "string" },
   },
 });
 const family = positionals[0];
@@ -94,39 +100,70 @@ if (family === "clip") {
     }
   }
 } else if (family === "images") {
+  // Both generator families on the same prompts, each with and without CLIP reranking (the best
+  // of `candidates` samples by clip-tiny's similarity to the prompt, as DALL-E did).
   const count = Number(values.count ?? 100);
-  const models = entries.filter((e) =>
-    e.manifest.family === "diffusion" && (!values.model || e.manifest.id === values.model)
-  );
-  console.log(`image generators on ${backend.name}; ${count} prompts per set, one image each\n`);
-  console.log(
-    "| generator | prompts | background | count | colour | shape | size | layout | all correct | s/image |",
-  );
-  console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-  for (const entry of models) {
-    const model = await DiffusionPipeline.load(entry, sessions);
-    const s = model.settings;
-    const steps = Number(values.steps ?? s.defaultSteps);
-    const guidance = Number(values.guidance ?? s.defaultGuidance);
-    for (const set of promptSets(count)) {
-      const r = await scoreGenerator(set.prompts, async (prompt, seed) => {
-        const { images: [img] } = await model.generate({
-          prompt,
-          steps,
-          guidance,
-          seed,
-          scheduler: s.defaultScheduler,
-          width: 64,
-          height: 64,
-          n: 1,
-        });
-        return img.data;
+  const candidates = Number(values.candidates ?? 4);
+  const clipEntry = entries.find((e) => e.manifest.family === "clip");
+  const clip = clipEntry ? await ClipPipeline.load(clipEntry, sessions) : null;
+  const generators: Array<
+    { name: string; generate: (p: string, seed: number, n: number) => Promise<RgbImage[]> }
+  > = [];
+  for (const entry of entries.filter((e) => !values.model || e.manifest.id === values.model)) {
+    if (entry.manifest.family === "diffusion") {
+      const model = await DiffusionPipeline.load(entry, sessions);
+      const s = model.settings;
+      const steps = Number(values.steps ?? s.defaultSteps);
+      const guidance = Number(values.guidance ?? s.defaultGuidance);
+      generators.push({
+        name: `${entry.manifest.id} (diffusion, ${steps} steps, guidance ${guidance})`,
+        generate: async (prompt, seed, n) =>
+          (await model.generate({
+            prompt,
+            steps,
+            guidance,
+            seed,
+            scheduler: s.defaultScheduler,
+            width: 64,
+            height: 64,
+            n,
+          })).images,
       });
-      console.log(
-        `| ${entry.manifest.id} (${steps} steps, guidance ${guidance}) | ${set.name} | ${
-          [r.background, r.count, r.colour, r.shape, r.size, r.layout, r.all].map(pct).join(" | ")
-        } | ${r.secondsPerImage.toFixed(2)} |`,
-      );
+    } else if (entry.manifest.family === "dalle") {
+      const model = await DallePipeline.load(entry, sessions);
+      const s = model.settings;
+      const temperature = Number(values.temperature ?? s.defaultTemperature);
+      const topK = Number(values["top-k"] ?? s.defaultTopK);
+      generators.push({
+        name: `${entry.manifest.id} (DALL-E, temperature ${temperature}, top-k ${topK})`,
+        generate: async (prompt, seed, n) =>
+          (await model.generate({ prompt, n, seed, temperature, topK, topP: 1 })).images,
+      });
+    }
+  }
+  console.log(
+    `image generators on ${backend.name}; ${count} prompts per set, one image each; ` +
+      `rerank: best of ${candidates} by ${clipEntry?.manifest.id ?? "(no CLIP model)"}\n`,
+  );
+  console.log(
+    "| generator | CLIP rerank | prompts | background | count | colour | shape | size | layout | all correct | s/image |",
+  );
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+  for (const g of generators) {
+    for (const rerank of clip ? [false, true] : [false]) {
+      for (const set of promptSets(count)) {
+        const r = await scoreGenerator(set.prompts, async (prompt, seed) => {
+          if (!rerank) return (await g.generate(prompt, seed, 1))[0].data;
+          const images = await g.generate(prompt, seed * candidates, candidates);
+          const cos = (await clip!.similarity(images, [prompt])).cosine.map((row) => row[0]);
+          return images[cos.indexOf(Math.max(...cos))].data;
+        });
+        console.log(
+          `| ${g.name} | ${rerank ? `best of ${candidates}` : "no"} | ${set.name} | ${
+            [r.background, r.count, r.colour, r.shape, r.size, r.layout, r.all].map(pct).join(" | ")
+          } | ${r.secondsPerImage.toFixed(2)} |`,
+        );
+      }
     }
   }
 } else if (family === "chat") {
