@@ -87,7 +87,8 @@ fillModels(
   "captioning",
   (m) => `${m.id}${m.capabilities.includes("attention-maps") ? " (attention)" : ""}`,
 );
-fillModels($("gen-model"), "diffusion");
+fillModels($("gen-model"), "diffusion", (m) => `${m.id} (diffusion)`);
+fillModels($("gen-model"), "dalle", (m) => `${m.id} (DALL-E)`);
 fillModels($("chat-model"), "chat", (m) => `${m.id} — ${m.description.split(",")[0]}`);
 
 // ---------------------------------------------------------------- tabs
@@ -430,10 +431,17 @@ $("gen-mask-clear").addEventListener("click", drawMaskBase);
 $("gen-strength").addEventListener("input", () => {
   $("gen-strength-value").textContent = $("gen-strength").value;
 });
-$("gen-mode").addEventListener("change", () => {
-  $("gen-img2img").hidden = $("gen-mode").value !== "img2img";
-  $("gen-inpaint").hidden = $("gen-mode").value !== "inpaint";
-});
+const isDalle = () => models.find((m) => m.id === $("gen-model").value)?.family === "dalle";
+// Each generator family shows its own parameters (the API rejects the other family's).
+function showGenerateFields() {
+  const dalle = isDalle();
+  for (const el of document.querySelectorAll(".diffusion-only")) el.hidden = dalle;
+  for (const el of document.querySelectorAll(".dalle-only")) el.hidden = !dalle;
+  $("gen-img2img").hidden = dalle || $("gen-mode").value !== "img2img";
+  $("gen-inpaint").hidden = dalle || $("gen-mode").value !== "inpaint";
+}
+$("gen-mode").addEventListener("change", showGenerateFields);
+$("gen-model").addEventListener("change", showGenerateFields);
 
 // SSE over fetch (POST), so progress, previews and the final image stream in; Cancel aborts the
 // request, and the server stops the job between steps.
@@ -449,20 +457,32 @@ $("gen-form").addEventListener("submit", (event) => {
   $("gen-cancel").disabled = false;
   $("gen-go").disabled = true;
   guarded($("gen-error"), async () => {
-    const mode = $("gen-mode").value;
+    const dalle = isDalle();
+    const mode = dalle ? "text" : $("gen-mode").value;
     const seed = $("gen-seed").value;
+    const rerank = Number($("gen-rerank").value);
     const request = {
       model: $("gen-model").value || undefined,
       prompt: $("gen-prompt").value,
-      negative_prompt: $("gen-negative").value || undefined,
-      num_inference_steps: Number($("gen-steps").value),
-      guidance_scale: Number($("gen-guidance").value),
-      scheduler: $("gen-scheduler").value,
-      size: $("gen-size").value,
       seed: seed === "" ? undefined : Number(seed),
       stream: true,
       partial_images: 3,
+      ...(dalle
+        ? {
+          temperature: Number($("gen-temperature").value),
+          top_k: Number($("gen-topk").value),
+          n: Number($("gen-n").value),
+          rerank: rerank > 0 ? rerank : undefined,
+        }
+        : {
+          negative_prompt: $("gen-negative").value || undefined,
+          num_inference_steps: Number($("gen-steps").value),
+          guidance_scale: Number($("gen-guidance").value),
+          scheduler: $("gen-scheduler").value,
+          size: $("gen-size").value,
+        }),
     };
+    $("gen-gallery").textContent = "";
     let path = "/v1/images/generations";
     if (mode !== "text") {
       path = "/v1/images/edits";
@@ -488,20 +508,29 @@ $("gen-form").addEventListener("submit", (event) => {
         $("gen-image").hidden = false;
         $("gen-progress").value = 100;
         $("gen-percent").textContent = "100%";
-        $("gen-seed-used").textContent = `Seed used: ${image.seed}`;
+        $("gen-seed-used").textContent = `Seed used: ${image.seed}${
+          image.clip_score === undefined ? "" : ` (CLIP score ${image.clip_score.toFixed(3)})`
+        }`;
         $("gen-reuse").hidden = $("gen-keep").hidden = false;
-        const t = data.timings;
-        const unet = t.unet_ms.reduce((a, b) => a + b, 0);
-        showTiming(
-          path,
-          `${data.backend} (${data.loop} loop) · text encoder ${
-            t.text_encoder_ms.toFixed(0)
-          } ms · ${
-            t.vae_encoder_ms ? `VAE encoder ${t.vae_encoder_ms.toFixed(0)} ms · ` : ""
-          }UNet ${unet.toFixed(0)} ms (${data.steps} steps) · VAE decoder ${
-            t.vae_decoder_ms.toFixed(0)
-          } ms`,
+        for (const other of data.data.slice(1)) {
+          const fig = document.createElement("figure");
+          fig.innerHTML =
+            '<img class="pixel" alt="Another generated image"><figcaption></figcaption>';
+          fig.firstChild.src = `data:image/png;base64,${other.b64_json}`;
+          fig.lastChild.textContent = `seed ${other.seed}${
+            other.clip_score === undefined ? "" : `, CLIP score ${other.clip_score.toFixed(3)}`
+          }`;
+          $("gen-gallery").append(fig);
+        }
+        // Every stage's time, whichever the generator: "unet_ms" → "unet 120 ms".
+        const stages = Object.entries(data.timings).filter(([k]) => k !== "total_ms").map(
+          ([k, v]) =>
+            `${k.replace(/_ms$/, "").replaceAll("_", " ")} ${
+              (Array.isArray(v) ? v.reduce((a, b) => a + b, 0) : v).toFixed(0)
+            } ms`,
         );
+        const how = data.loop ? `${data.loop} loop` : data.decoder;
+        showTiming(path, `${data.backend} (${how}) · ${stages.join(" · ")} · ${data.steps} steps`);
       }
     });
   }).finally(() => {

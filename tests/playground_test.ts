@@ -166,7 +166,7 @@ Deno.test({
         assert.deepEqual(size, [64, 64]);
         assert.match(
           await page.locator("#status-timing").textContent() ?? "",
-          /UNet \d+ ms \(20 steps\)/,
+          /unet \d+ ms .* 20 steps/,
         );
         await screenshot(page, "generate");
 
@@ -228,6 +228,25 @@ Deno.test({
         await page.close();
       },
     );
+
+    await t.step("Generate with DALL-E: its own fields, candidates reranked by CLIP", async () => {
+      const page = await open();
+      if (!await page.locator('#gen-model option[value="dalle-tiny"]').count()) {
+        console.log("playground_test: dalle-tiny is not installed; DALL-E step skipped");
+        return await page.close();
+      }
+      await page.getByRole("tab", { name: "Generate" }).click();
+      await page.locator("#gen-model").selectOption("dalle-tiny");
+      assert.equal(await page.getByLabel("Negative prompt").isVisible(), false);
+      assert.equal(await page.getByLabel("Temperature").isVisible(), true);
+      await page.getByRole("button", { name: "Generate", exact: true }).click();
+      await page.locator("#gen-percent", { hasText: "100%" }).waitFor();
+      await page.locator("#gen-seed-used", { hasText: /CLIP score \d/ }).waitFor();
+      assert.equal(await page.locator("#gen-gallery figure").count(), 1, "2 of 4 kept");
+      assert.match(await page.locator("#status-timing").textContent() ?? "", /transformer \d+ ms/);
+      await screenshot(page, "dalle");
+      await page.close();
+    });
 
     await t.step("Chat: tokens stream in, the scene's questions are one click away", async () => {
       const page = await open();
