@@ -264,6 +264,28 @@ Deno.test({
       await page.close();
     });
 
+    await t.step("Images: dropped and pasted files join the chosen images", async () => {
+      const page = await open();
+      const b64 = Buffer.from(await scenePng()).toString("base64");
+      // A DataTransfer holding a PNG file, as the browser builds one for a drop or a paste.
+      const transfer = await page.evaluateHandle((data) => {
+        const dt = new DataTransfer();
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        dt.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+        return dt;
+      }, b64);
+      await page.dispatchEvent("#drop", "drop", { dataTransfer: transfer });
+      await page.locator(".thumb").nth(0).waitFor();
+      assert.equal(await page.locator("#preview-caption").textContent(), "dropped.png");
+      await page.evaluate((dt) => {
+        document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt }));
+      }, transfer);
+      await page.locator(".thumb").nth(1).waitFor();
+      assert.equal(await page.locator("#preview-caption").textContent(), "pasted image");
+      assert.equal(await page.locator('.thumb[aria-pressed="true"]').count(), 1);
+      await page.close();
+    });
+
     await t.step("errors are shown in plain words", async () => {
       const page = await open();
       await page.getByRole("tab", { name: "CLIP" }).click();
