@@ -523,7 +523,9 @@ $("gen-form").addEventListener("submit", (event) => {
           $("gen-gallery").append(fig);
         }
         // Every stage's time, whichever the generator: "unet_ms" → "unet 120 ms".
-        const stages = Object.entries(data.timings).filter(([k]) => k !== "total_ms").map(
+        const stages = Object.entries(data.timings).filter(([k, v]) =>
+          k !== "total_ms" && (Array.isArray(v) ? v.length > 0 : v > 0)
+        ).map(
           ([k, v]) =>
             `${k.replace(/_ms$/, "").replaceAll("_", " ")} ${
               (Array.isArray(v) ? v.reduce((a, b) => a + b, 0) : v).toFixed(0)

@@ -156,6 +156,7 @@ Deno.test({
       async () => {
         const page = await open();
         await page.getByRole("tab", { name: "Generate" }).click();
+        assert.equal(await page.getByLabel("Temperature").isVisible(), false, "a DALL-E field");
         await page.getByLabel("Seed").fill("7");
         await page.getByRole("button", { name: "Generate", exact: true }).click();
         await page.locator("#gen-percent", { hasText: "100%" }).waitFor();
