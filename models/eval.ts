@@ -5,7 +5,7 @@
  *   deno task eval clip [--backend cpu] [--count 500]
  *   deno task eval captions [--backend cpu] [--count 300] [--strategy greedy|beam]
  *   deno task eval images [--backend cpu] [--count 100] [--steps 20] [--candidates 4]
- *                         [--temperature 1] [--top-k 32]
+ *                         [--temperature 1] [--top-k 32] [--grid docs/generators.png]
  *   deno task eval chat [--backend cpu] [--count 100]
  */
 import { parseArgs } from "node:util";
@@ -21,7 +21,7 @@ import { ChatPipeline } from "./chat/pipeline.ts";
 import { promptSets, scoreGenerator } from "./diffusion/eval.ts";
 import { DiffusionPipeline } from "./diffusion/pipeline.ts";
 import { DallePipeline } from "./dalle/pipeline.ts";
-import type { RgbImage } from "../core/image.ts";
+import { encodePng, type RgbImage } from "../core/image.ts";
 import { scanModels } from "./manifest.ts";
 
 const { values, positionals } = parseArgs({
@@ -37,6 +37,7 @@ const { values, positionals } = parseArgs({
     candidates: { type: "string" },
     temperature: { type: "string" },
     "top-k": { type: "string" },
+    grid: { type: "string" },
   },
 });
 const family = positionals[0];
@@ -140,6 +141,44 @@ if (family === "clip") {
           (await model.generate({ prompt, n, seed, temperature, topK, topP: 1 })).images,
       });
     }
+  }
+  if (values.grid) {
+    // Example images for the README: one row per prompt, one column per generator (plain and
+    // reranked), each image drawn at 2× with a 4-pixel gutter.
+    const prompts = promptSets(2, 7).flatMap((set) => set.prompts);
+    const columns: Array<{ name: string; draw: (p: string) => Promise<RgbImage> }> = [];
+    for (const g of generators) {
+      columns.push({ name: g.name, draw: async (p) => (await g.generate(p, 0, 1))[0] });
+      if (clip) {
+        columns.push({
+          name: `${g.name}, best of ${candidates} by CLIP`,
+          draw: async (p) => {
+            const images = await g.generate(p, 0, candidates);
+            const cos = (await clip.similarity(images, [p])).cosine.map((row) => row[0]);
+            return images[cos.indexOf(Math.max(...cos))];
+          },
+        });
+      }
+    }
+    const cell = 128, gap = 4;
+    const W = columns.length * (cell + gap) + gap, H = prompts.length * (cell + gap) + gap;
+    const data = new Uint8Array(W * H * 3).fill(255);
+    for (const [r, prompt] of prompts.entries()) {
+      for (const [c, column] of columns.entries()) {
+        const img = await column.draw(prompt);
+        for (let y = 0; y < cell; y++) {
+          for (let x = 0; x < cell; x++) {
+            const from = (Math.floor(y / 2) * img.width + Math.floor(x / 2)) * 3;
+            const to = ((gap + r * (cell + gap) + y) * W + gap + c * (cell + gap) + x) * 3;
+            data.set(img.data.subarray(from, from + 3), to);
+          }
+        }
+      }
+    }
+    await Deno.writeFile(values.grid, await encodePng({ width: W, height: H, data }));
+    console.log(`wrote ${values.grid}; columns: ${columns.map((c) => c.name).join(" | ")}`);
+    for (const [r, p] of prompts.entries()) console.log(`row ${r + 1}: ${p}`);
+    Deno.exit(0);
   }
   console.log(
     `image generators on ${backend.name}; ${count} prompts per set, one image each; ` +
