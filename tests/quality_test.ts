@@ -1,8 +1,9 @@
 /**
  * The shipped weights are good at what they were trained for. clip-tiny: zero-shot colour and
  * shape on a freshly generated test split, and colour on held-out compositions; sd-tiny: the
- * pixel judge's reading of its images for single-object prompts. The thresholds sit below the
- * model cards' measured scores (`deno task eval clip`, `deno task eval images`) with a margin.
+ * pixel judge's reading of its images for single-object prompts; the chat models: question
+ * answering. The thresholds sit below the model cards' measured scores (`deno task eval clip`,
+ * `deno task eval images`, `deno task eval chat`) with a margin.
  */
 import assert from "node:assert/strict";
 import { resolveBackend } from "../core/backend.ts";
@@ -75,20 +76,25 @@ Deno.test("sd-tiny draws what single-object prompts ask for, by the pixel judge"
   assert.ok(s.count >= SD_THRESHOLDS.count, `count ${s.count}`);
 });
 
-// ---------------------------------------------------------------- vlm-tiny
+// ---------------------------------------------------------------- chat models
 
-Deno.test("vlm-tiny answers background and count questions about the test split", async () => {
-  const entry = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) =>
-    e.manifest.id === "vlm-tiny"
-  )!;
-  const chat = await ChatPipeline.load(entry, new SessionRegistry(await resolveBackend("cpu")));
-  const s = await evaluateQa(chat, "test", 40, 42);
-  const acc = (t: string) => s.byType[t].correct / s.byType[t].asked;
-  console.log(
-    `  background ${acc("background")}, count ${acc("count")}, all ${s.overall.toFixed(2)}`,
-  );
-  // The card measured 100% and 88% (100 scenes); chance is 1/3 for both.
-  assert.ok(acc("background") >= 0.9, `background ${acc("background")}`);
-  assert.ok(acc("count") >= 0.7, `count ${acc("count")}`);
-  assert.ok(s.overall >= 0.45, `all questions ${s.overall} (card: 59%)`);
-});
+/** Below each card's measured scores (100 scenes); chance is 1/3 for background and count. */
+const CHAT_THRESHOLDS = {
+  "vlm-tiny": { background: 0.9, count: 0.7, all: 0.45 }, // card: 100%, 88%, 59%
+  "vlm-xattn-tiny": { background: 0.9, count: 0.65, all: 0.38 }, // card: 100%, 85%, 48%
+};
+
+for (const [id, min] of Object.entries(CHAT_THRESHOLDS)) {
+  Deno.test(`${id} answers background and count questions about the test split`, async () => {
+    const entry = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === id)!;
+    const chat = await ChatPipeline.load(entry, new SessionRegistry(await resolveBackend("cpu")));
+    const s = await evaluateQa(chat, "test", 40, 42);
+    const acc = (t: string) => s.byType[t].correct / s.byType[t].asked;
+    console.log(
+      `  background ${acc("background")}, count ${acc("count")}, all ${s.overall.toFixed(2)}`,
+    );
+    assert.ok(acc("background") >= min.background, `background ${acc("background")}`);
+    assert.ok(acc("count") >= min.count, `count ${acc("count")}`);
+    assert.ok(s.overall >= min.all, `all questions ${s.overall}`);
+  });
+}
