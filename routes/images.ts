@@ -210,7 +210,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
       width,
       run: async (progress, signal) => {
         const g = await model.generate(options, progress, signal);
-        return { ...g, timings: { ...g.timings } };
+        return { ...g, timings: { ...g.timings } }; // a plain record: the answer lists each stage
       },
     };
   };
@@ -250,7 +250,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
         : undefined,
     };
     model.validate(options);
-    const tokens = 64;
+    const tokens = model.imageTokens;
     return {
       model: model.id,
       steps: tokens,

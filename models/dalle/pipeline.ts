@@ -98,6 +98,11 @@ export class DallePipeline {
     private kernel: { config: DecoderConfig; weights: string } | null,
   ) {}
 
+  /** Image tokens sampled per image (the dVAE's grid). */
+  get imageTokens(): number {
+    return this.layout.grid ** 2;
+  }
+
   static async load(entry: ModelEntry, sessions: SessionRegistry): Promise<DallePipeline> {
     const config = JSON.parse(await Deno.readTextFile(entry.dir + "config.json"));
     const files = entry.manifest.files;
@@ -179,7 +184,7 @@ export class DallePipeline {
     const start = now();
     const text = this.textIds(o.prompt);
     const { grid, imageOffset, codebook } = this.layout;
-    const total = grid * grid;
+    const total = this.imageTokens;
     const rngs = Array.from({ length: o.n }, (_, j) => rng(o.seed + j));
     const grids = Array.from({ length: o.n }, () => new Array<number>(total).fill(-1));
     // Image positions may only hold image codes: the text part of the vocabulary is masked out.
@@ -224,7 +229,7 @@ export class DallePipeline {
       try {
         // The WGSL decoder holds one sequence: the candidates run one after the other.
         for (let j = 0; j < o.n; j++) {
-          kernels.reset(new Float32Array(kernels.c.hidden), 1);
+          kernels.reset(new Float32Array(kernels.c.hidden), 1); // no cross-attention layers
           let logits = (await this.sessions.schedule(() => kernels.step(text, true))).logits!;
           for (let i = 0; i < total; i++) {
             signal?.throwIfAborted();
