@@ -1,9 +1,9 @@
 /**
  * The shipped weights are good at what they were trained for. clip-tiny: zero-shot colour and
- * shape on a freshly generated test split, and colour on held-out compositions; sd-tiny: the
- * pixel judge's reading of its images for single-object prompts; the chat models: question
- * answering. The thresholds sit below the model cards' measured scores (`deno task eval clip`,
- * `deno task eval images`, `deno task eval chat`) with a margin.
+ * shape on a freshly generated test split, and colour on held-out compositions; sd-tiny and
+ * dalle-tiny: the pixel judge's reading of their images for single-object prompts; the chat
+ * models: question answering. The thresholds sit below the model cards' measured scores
+ * (`deno task eval clip`, `deno task eval images`, `deno task eval chat`) with a margin.
  */
 import assert from "node:assert/strict";
 import { resolveBackend } from "../core/backend.ts";
@@ -15,6 +15,7 @@ import { evaluateQa } from "../models/chat/eval.ts";
 import { ChatPipeline } from "../models/chat/pipeline.ts";
 import { promptSets, scoreGenerator } from "../models/diffusion/eval.ts";
 import { DiffusionPipeline } from "../models/diffusion/pipeline.ts";
+import { DallePipeline } from "../models/dalle/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 
 /** Below the model card's judge scores (`deno task eval images`), with a margin for sampling. */
@@ -74,6 +75,30 @@ Deno.test("sd-tiny draws what single-object prompts ask for, by the pixel judge"
   assert.ok(s.background >= SD_THRESHOLDS.background, `background ${s.background}`);
   assert.ok(s.colour >= SD_THRESHOLDS.colour, `colour ${s.colour}`);
   assert.ok(s.count >= SD_THRESHOLDS.count, `count ${s.count}`);
+});
+
+// ---------------------------------------------------------------- dalle-tiny
+
+Deno.test("dalle-tiny draws what single-object prompts ask for, by the pixel judge", async () => {
+  const e = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === "dalle-tiny")!;
+  const dalle = await DallePipeline.load(e, new SessionRegistry(await resolveBackend("cpu")));
+  const [single] = promptSets(40, 42);
+  const s = await scoreGenerator(
+    single.prompts,
+    async (prompt, seed) =>
+      (await dalle.generate({ prompt, n: 1, seed, temperature: 1, topK: 32, topP: 1 })).images[0]
+        .data,
+  );
+  console.log(
+    `  background ${s.background.toFixed(2)}, count ${s.count.toFixed(2)}, colour ${
+      s.colour.toFixed(2)
+    }, size ${s.size.toFixed(2)}`,
+  );
+  // The card measured 100%, 84%, 86% and 70% (50 prompts).
+  assert.ok(s.background >= 0.9, `background ${s.background}`);
+  assert.ok(s.count >= 0.6, `count ${s.count}`);
+  assert.ok(s.colour >= 0.65, `colour ${s.colour}`);
+  assert.ok(s.size >= 0.5, `size ${s.size}`);
 });
 
 // ---------------------------------------------------------------- chat models
