@@ -193,8 +193,8 @@ with `rerank`, returns the k that clip-tiny scores highest against the prompt, a
 - Transformer: {stats['transformer_steps']} steps, batch 32, AdamW lr 1e-3, next-token cross-entropy over the whole
   sequence with the paper's weights (text positions 1/8 of the loss, image positions 7/8); the
   caption is a random one of the scene's reference captions and paraphrases. 2 CPU cores.
-- Reproduce: `/usr/bin/python3 training/train_dalle.py --stage vae --steps 2500`, then
-  `--stage transformer --steps 4000`, then `training/export_dalle.py`.
+- Reproduce: `/usr/bin/python3 training/train_dalle.py --stage vae --steps {stats['vqvae_steps']}`, then
+  `--stage transformer --steps {stats['transformer_steps']}`, then `training/export_dalle.py`.
 
 ## Scores
 - dVAE round trip on {n} validation images: mean |error| {rec_err:.2f} / 255 per channel; {used} of {c.codebook} codes used.
