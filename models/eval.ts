@@ -142,24 +142,28 @@ if (family === "clip") {
       });
     }
   }
+  type Generator = typeof generators[number];
+  /**
+   * One image of `g` for `prompt`: its sample for `seed`, or with `rerank` the best of
+   * `candidates` samples (seeds seed · candidates onwards) by the CLIP model's score.
+   */
+  const draw = async (g: Generator, prompt: string, seed: number, rerank: boolean) => {
+    if (!rerank) return (await g.generate(prompt, seed, 1))[0];
+    const images = await g.generate(prompt, seed * candidates, candidates);
+    const scores = await clip!.scoreImages(images, prompt);
+    return images[scores.indexOf(Math.max(...scores))];
+  };
+  const variants = clip ? [false, true] : [false];
   if (values.grid) {
     // Example images for the README: one row per prompt, one column per generator (plain and
     // reranked), each image drawn at 2× with a 4-pixel gutter.
     const prompts = promptSets(2, 7).flatMap((set) => set.prompts);
-    const columns: Array<{ name: string; draw: (p: string) => Promise<RgbImage> }> = [];
-    for (const g of generators) {
-      columns.push({ name: g.name, draw: async (p) => (await g.generate(p, 0, 1))[0] });
-      if (clip) {
-        columns.push({
-          name: `${g.name}, best of ${candidates} by CLIP`,
-          draw: async (p) => {
-            const images = await g.generate(p, 0, candidates);
-            const cos = (await clip.similarity(images, [p])).cosine.map((row) => row[0]);
-            return images[cos.indexOf(Math.max(...cos))];
-          },
-        });
-      }
-    }
+    const columns = generators.flatMap((g) =>
+      variants.map((rerank) => ({
+        name: rerank ? `${g.name}, best of ${candidates} by CLIP` : g.name,
+        draw: (p: string) => draw(g, p, 0, rerank),
+      }))
+    );
     const cell = 128, gap = 4;
     const W = columns.length * (cell + gap) + gap, H = prompts.length * (cell + gap) + gap;
     const data = new Uint8Array(W * H * 3).fill(255);
@@ -189,14 +193,12 @@ if (family === "clip") {
   );
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const g of generators) {
-    for (const rerank of clip ? [false, true] : [false]) {
+    for (const rerank of variants) {
       for (const set of promptSets(count)) {
-        const r = await scoreGenerator(set.prompts, async (prompt, seed) => {
-          if (!rerank) return (await g.generate(prompt, seed, 1))[0].data;
-          const images = await g.generate(prompt, seed * candidates, candidates);
-          const cos = (await clip!.similarity(images, [prompt])).cosine.map((row) => row[0]);
-          return images[cos.indexOf(Math.max(...cos))].data;
-        });
+        const r = await scoreGenerator(
+          set.prompts,
+          async (prompt, seed) => (await draw(g, prompt, seed, rerank)).data,
+        );
         console.log(
           `| ${g.name} | ${rerank ? `best of ${candidates}` : "no"} | ${set.name} | ${
             [r.background, r.count, r.colour, r.shape, r.size, r.layout, r.all].map(pct).join(" | ")

@@ -244,8 +244,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
       rerank: clip
         ? {
           k: body.rerank!,
-          score: async (images) =>
-            (await clip.similarity(images, [body.prompt])).cosine.map((row) => row[0]),
+          score: (images) => clip.scoreImages(images, body.prompt),
         }
         : undefined,
     };

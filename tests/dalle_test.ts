@@ -89,8 +89,8 @@ Deno.test({
   fn: async () => {
     const clipEntry = entries.find((e) => e.manifest.family === "clip")!;
     const clip = await ClipPipeline.load(clipEntry, sessions);
-    const score = async (images: Parameters<typeof clip.similarity>[0]) =>
-      (await clip.similarity(images, [base.prompt])).cosine.map((r) => r[0]);
+    const score = (images: Parameters<typeof clip.scoreImages>[0]) =>
+      clip.scoreImages(images, base.prompt);
     const all = await dalle!.generate({ ...base, n: 4 });
     const allScores = await score(all.images);
     const kept = await dalle!.generate({ ...base, n: 4, rerank: { k: 2, score } });

@@ -238,6 +238,11 @@ export class ClipPipeline {
     return results.sort((a, b) => b.score - a.score);
   }
 
+  /** Each image's cosine similarity to one text: the score CLIP reranking sorts by. */
+  async scoreImages(images: RgbImage[], text: string, signal?: AbortSignal): Promise<number[]> {
+    return (await this.similarity(images, [text], signal)).cosine.map((row) => row[0]);
+  }
+
   /** Images × texts: cosine similarities and, per image, a softmax over the texts. */
   async similarity(images: RgbImage[], texts: string[], signal?: AbortSignal) {
     const [{ embeds: ie }, { embeds: te }] = await Promise.all([
