@@ -12,6 +12,7 @@ import { SessionRegistry } from "../core/sessions.ts";
 import { type ChatMessage, ChatPipeline } from "../models/chat/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 import { renderScene, sampleScenes } from "../world/world.ts";
+import { median } from "./stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -38,7 +39,6 @@ const options = {
   stop: [],
   topLogprobs: 0,
 };
-const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[xs.length >> 1];
 
 interface Runner {
   name: string;

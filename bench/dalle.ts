@@ -12,6 +12,7 @@ import { EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
 import { type DalleOptions, DallePipeline } from "../models/dalle/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
+import { median } from "./stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -34,7 +35,6 @@ const options: DalleOptions = {
   topK: 32,
   topP: 1,
 };
-const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[xs.length >> 1];
 
 interface Variant {
   name: string;

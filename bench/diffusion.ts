@@ -12,6 +12,7 @@ import { EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
 import { DiffusionPipeline, type GenerateOptions } from "../models/diffusion/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
+import { median } from "./stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -33,7 +34,6 @@ const options: GenerateOptions = {
   height: 64,
   n: 1,
 };
-const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[xs.length >> 1];
 
 interface Variant {
   name: string;

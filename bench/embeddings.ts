@@ -20,6 +20,7 @@ import { SessionRegistry } from "../core/sessions.ts";
 import { ClipPipeline } from "../models/clip/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 import { canonicalCaption, renderScene, sampleScenes } from "../world/world.ts";
+import { median } from "./stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -88,7 +89,6 @@ for (let round = 0; round < ROUNDS; round++) {
     samples[i].text.push(await rate(r.text, (seconds * 1000) / ROUNDS));
   }
 }
-const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[xs.length >> 1];
 const rows = runners.map((r, i) => ({
   name: r.name,
   image: median(samples[i].image),

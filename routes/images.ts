@@ -208,10 +208,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
       model: model.id,
       steps,
       width,
-      run: async (progress, signal) => {
-        const g = await model.generate(options, progress, signal);
-        return { ...g, timings: { ...g.timings } }; // a plain record: the answer lists each stage
-      },
+      run: (progress, signal) => model.generate(options, progress, signal),
     };
   };
 

@@ -242,12 +242,12 @@ async function paintHeatmap(canvas, imageUrl, values, rows, cols) {
 // ---------------------------------------------------------------- caption
 
 let captionWords = [];
+let lastWord = null; // the word whose attention is shown
 function focusWord(i) {
   captionWords[Math.max(0, Math.min(captionWords.length - 1, i))]?.focus();
 }
 $("cap-prev").addEventListener("click", () => focusWord(captionWords.indexOf(lastWord) - 1));
 $("cap-next").addEventListener("click", () => focusWord(captionWords.indexOf(lastWord) + 1));
-let lastWord = null;
 
 $("cap-form").addEventListener("submit", (event) => {
   event.preventDefault();

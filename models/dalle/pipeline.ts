@@ -199,7 +199,7 @@ export class DallePipeline {
       const out = await this.vqDecoder.run({
         image_tokens: this.sessions.tensor("int64", ids, [fill.length, grid, grid]),
       }, signal);
-      const pixels = (out.sample ?? out[this.vqDecoder.outputNames[0]]).data as Float32Array;
+      const pixels = out.sample.data as Float32Array;
       const S = this.layout.size;
       const rgba = toRgbaReference(pixels, fill.length, 3, S * S);
       vqMs += now() - t;

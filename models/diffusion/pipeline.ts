@@ -66,13 +66,13 @@ export interface Progress {
   preview?: { width: number; height: number; rgba: Uint8Array[] };
 }
 
-export interface Timings {
+export type Timings = {
   text_encoder_ms: number;
   vae_encoder_ms: number;
   unet_ms: number[];
   vae_decoder_ms: number;
   total_ms: number;
-}
+};
 
 export interface Generated {
   images: RgbImage[];
