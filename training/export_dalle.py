@@ -16,7 +16,6 @@ import json
 import math
 import os
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -71,7 +70,7 @@ def main():
 
     vq_state = torch.load(f"{args.run}/vqvae.pt", map_location="cpu")
     tf_state = torch.load(f"{args.run}/transformer.pt", map_location="cpu")
-    c = DalleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in tf_state["config"].items()})
+    c = DalleConfig(**tf_state["config"])
     vq, model = VqVae(c), transformer(c)
     vq.load_state_dict(vq_state["model"])
     model.load_state_dict(tf_state["model"])
