@@ -43,6 +43,8 @@ export interface Hypothesis {
   top: Array<Array<[number, number]>>;
   attention: Float32Array[];
   logprob: number;
+  /** True when it ended with EOS; false when cut at `maxTokens`. */
+  finished: boolean;
 }
 
 export function logSoftmax(logits: Float32Array): Float32Array {
@@ -89,7 +91,7 @@ async function decodeBatch<S>(d: StepDecoder<S>, o: DecodeOptions): Promise<Hypo
   let state: S = await d.start(n);
   const hyps: Hypothesis[] = Array.from(
     { length: n },
-    () => ({ ids: [], logprobs: [], top: [], attention: [], logprob: 0 }),
+    () => ({ ids: [], logprobs: [], top: [], attention: [], logprob: 0, finished: false }),
   );
   const done = new Array(n).fill(false);
   let tokens = new Array(n).fill(o.bos);
@@ -103,7 +105,7 @@ async function decodeBatch<S>(d: StepDecoder<S>, o: DecodeOptions): Promise<Hypo
       const id = o.strategy === "greedy" ? topK(lp, 1)[0][0] : sampleToken(lp, o, r);
       const h = hyps[i];
       if (id === o.eos) {
-        done[i] = true;
+        done[i] = h.finished = true;
         h.logprob += lp[id];
         return id;
       }
@@ -126,52 +128,84 @@ async function decodeBatch<S>(d: StepDecoder<S>, o: DecodeOptions): Promise<Hypo
   return hyps;
 }
 
-/** Beam search; returns every finished beam, best first (by mean log-probability per token). */
+/**
+ * Beam search over total log-probability. Each step keeps the k best live extensions; an EOS
+ * counts as a finished caption only when it ranks among those k (as in HF's beam scorer), so an
+ * improbable early stop is never kept. Search ends once k captions have finished and no live beam
+ * can still beat the worst of them (log-probabilities only fall). The greedy path rides along as
+ * one extra row, so the best returned caption never scores below greedy's. Returns up to k
+ * hypotheses, best first; `finished: false` marks one cut at `maxTokens`.
+ */
 async function beamSearch<S>(d: StepDecoder<S>, o: DecodeOptions): Promise<Hypothesis[]> {
   const k = Math.max(o.beamSize, o.n);
-  let state: S = await d.start(1);
-  let beams: Hypothesis[] = [{ ids: [], logprobs: [], top: [], attention: [], logprob: 0 }];
+  let state: S = await d.start(2); // the one empty beam and the greedy row
+  const empty = (): Hypothesis => ({
+    ids: [],
+    logprobs: [],
+    top: [],
+    attention: [],
+    logprob: 0,
+    finished: false,
+  });
+  let beams: Hypothesis[] = [empty()];
+  let greedy: Hypothesis | null = empty();
   const finished: Hypothesis[] = [];
-  for (let t = 0; t < o.maxTokens && beams.length > 0; t++) {
+  const extend = (parent: Hypothesis, lp: Float32Array, att: Float32Array | null, id: number) =>
+    id === o.eos ? { ...parent, logprob: parent.logprob + lp[id], finished: true } : {
+      ids: [...parent.ids, id],
+      logprobs: [...parent.logprobs, lp[id]],
+      top: o.topLogprobs > 0 ? [...parent.top, topK(lp, o.topLogprobs)] : parent.top,
+      attention: att ? [...parent.attention, att] : parent.attention,
+      logprob: parent.logprob + lp[id],
+      finished: false,
+    };
+  const keep = (h: Hypothesis) => {
+    if (finished.some((f) => sameIds(f, h))) return;
+    finished.push(h);
+    finished.sort((a, b) => b.logprob - a.logprob);
+    finished.length = Math.min(finished.length, k);
+  };
+  for (let t = 0; t < o.maxTokens && (beams.length > 0 || greedy); t++) {
     o.signal?.throwIfAborted();
-    const out = await d.step(state, beams.map((b) => b.ids.at(-1) ?? o.bos));
+    const rows: Hypothesis[] = greedy ? [...beams, greedy] : beams;
+    const out = await d.step(state, rows.map((b) => b.ids.at(-1) ?? o.bos));
+    const att = (row: number) => out.attention?.[row] ?? null;
     const cands: Array<{ from: number; id: number; score: number }> = [];
-    out.logprobs.forEach((lp, b) => {
-      for (const [id, l] of topK(lp, k)) cands.push({ from: b, id, score: beams[b].logprob + l });
+    beams.forEach((b, row) => {
+      for (const [id, l] of topK(out.logprobs[row], k + 1)) {
+        cands.push({ from: row, id, score: b.logprob + l });
+      }
     });
     cands.sort((a, b) => b.score - a.score);
-    const next: Hypothesis[] = [], rows: number[] = [];
-    for (const c of cands) {
-      const parent = beams[c.from], lp = out.logprobs[c.from];
-      const child: Hypothesis = {
-        ids: parent.ids,
-        logprobs: parent.logprobs,
-        top: parent.top,
-        attention: parent.attention,
-        logprob: c.score,
-      };
-      if (c.id === o.eos) {
-        finished.push(child);
-      } else if (next.length < k) {
-        child.ids = [...parent.ids, c.id];
-        child.logprobs = [...parent.logprobs, lp[c.id]];
-        child.top = o.topLogprobs > 0 ? [...parent.top, topK(lp, o.topLogprobs)] : parent.top;
-        child.attention = out.attention
-          ? [...parent.attention, out.attention[c.from]]
-          : parent.attention;
-        next.push(child);
-        rows.push(c.from);
-      }
+    let next: Array<{ h: Hypothesis; row: number }> = [];
+    for (const [rank, c] of cands.entries()) {
+      if (next.length === k) break;
+      const child = extend(beams[c.from], out.logprobs[c.from], att(c.from), c.id);
+      if (!child.finished) next.push({ h: child, row: c.from });
+      else if (rank < k) keep(child);
     }
-    // Like HF's early stopping: done once k beams have finished.
-    beams = finished.length >= k ? [] : next;
-    state = d.select(out.state, rows);
+    let ride: { h: Hypothesis; row: number } | null = null;
+    if (greedy) {
+      const row: number = rows.length - 1, lp = out.logprobs[row];
+      const child = extend(greedy, lp, att(row), topK(lp, 1)[0][0]);
+      if (child.finished) keep(child);
+      else ride = { h: child, row };
+    }
+    // Drop whatever can no longer enter the k best finished captions.
+    const worst = finished.length === k ? finished[k - 1].logprob : -Infinity;
+    next = next.filter(({ h }) => h.logprob > worst);
+    if (ride && ride.h.logprob <= worst) ride = null;
+    beams = next.map(({ h }) => h);
+    greedy = ride?.h ?? null;
+    state = d.select(out.state, [...next, ...(ride ? [ride] : [])].map(({ row }) => row));
   }
-  finished.push(...beams); // unfinished at max length
-  return finished.sort((a, b) => mean(b) - mean(a));
+  // Cut at max length: they compete with the finished ones on the same score.
+  for (const h of greedy ? [...beams, greedy] : beams) keep(h);
+  return finished;
 }
 
-const mean = (h: Hypothesis) => h.logprob / (h.ids.length + 1);
+const sameIds = (a: Hypothesis, b: Hypothesis) =>
+  a.ids.length === b.ids.length && a.ids.every((id, i) => id === b.ids[i]);
 
 export function decode<S>(d: StepDecoder<S>, o: DecodeOptions): Promise<Hypothesis[]> {
   return o.strategy === "beam" ? beamSearch(d, o) : decodeBatch(d, o);

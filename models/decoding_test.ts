@@ -97,3 +97,58 @@ Deno.test("logSoftmax() normalizes", () => {
   const lp = logSoftmax(Float32Array.of(1, 2, 3));
   assert.ok(Math.abs(lp.reduce((s, v) => s + Math.exp(v), 0) - 1) < 1e-6);
 });
+
+/** A decoder over a fixed next-token table: row = previous token, entries = [token, p]. */
+function tableDecoder(table: Record<number, Array<[number, number]>>, vocab: number) {
+  const dist = (t: number) => {
+    const p = new Float32Array(vocab);
+    for (const [id, q] of table[t]) p[id] = q;
+    return p.map(Math.log);
+  };
+  const d: StepDecoder<S> = {
+    start: (count) => Promise.resolve({ rows: count }),
+    step: (state, tokens) =>
+      Promise.resolve({ logprobs: tokens.map(dist), attention: null, state }),
+    select: (_state, rows) => ({ rows: rows.length }),
+  };
+  return d;
+}
+
+Deno.test("decode() beam search keeps an EOS only when it ranks among the k best", async () => {
+  // Ending at once (P 0.2) ranks third of three after BOS: with k = 2 it is not a caption.
+  const d = tableDecoder({ 0: [[2, 0.5], [3, 0.3], [1, 0.2]], 2: [[1, 1]], 3: [[1, 1]] }, 4);
+  const beams = await decode(d, { ...base, strategy: "beam", beamSize: 2 });
+  assert.deepEqual(beams.map((b) => b.ids), [[2], [3]]);
+  assert.ok(beams.every((b) => b.finished));
+});
+
+Deno.test("decode() beam search never scores below greedy, even when the beam drops greedy's path", async () => {
+  // BOS → a .55 | b .45; a → x1..x4 (.25 each) → EOS; b → z1 | z2 (.5 each) → u1..u10 (.1) → EOS.
+  // At step 2 both b-z beams (.225) outrank greedy's a-x1 (.1375), whose caption ends at .1375,
+  // while every b-z-u caption ends at .0225.
+  const spread = (from: number, n: number): Array<[number, number]> =>
+    Array.from({ length: n }, (_, i) => [from + i, 1 / n]);
+  const table: Record<number, Array<[number, number]>> = {
+    0: [[2, 0.55], [3, 0.45]],
+    2: spread(4, 4),
+    3: spread(8, 2),
+  };
+  for (let x = 4; x < 8; x++) table[x] = [[1, 1]];
+  for (let z = 8; z < 10; z++) table[z] = spread(10, 10);
+  for (let u = 10; u < 20; u++) table[u] = [[1, 1]];
+  const d = tableDecoder(table, 20);
+  const [g] = await decode(d, { ...base, maxTokens: 8 });
+  const beams = await decode(d, { ...base, strategy: "beam", beamSize: 2, maxTokens: 8 });
+  assert.deepEqual(g.ids, [2, 4]);
+  assert.ok(beams[0].logprob >= g.logprob - 1e-9, `${beams[0].logprob} < ${g.logprob}`);
+  assert.deepEqual(beams[0].ids, [2, 4]);
+});
+
+Deno.test("decode() marks hypotheses cut at max tokens as unfinished", async () => {
+  const d = tableDecoder({ 0: [[2, 1]], 2: [[2, 0.9], [1, 0.1]] }, 3);
+  const [g] = await decode(d, { ...base, maxTokens: 3 });
+  assert.equal(g.finished, false);
+  const beams = await decode(d, { ...base, strategy: "beam", beamSize: 2, maxTokens: 3 });
+  assert.ok(beams.some((b) => !b.finished && b.ids.length === 3));
+  assert.ok(beams.some((b) => b.finished));
+});

@@ -39,12 +39,16 @@ const Token = z.object({
   logprob: z.number(),
   top_logprobs: z.array(z.object({ token: z.string(), logprob: z.number() })).optional(),
 });
+const FinishReason = z.enum(["stop", "length"]).openapi({
+  description: "stop: the caption ended by itself; length: it was cut at max_tokens",
+});
 const CaptionResponse = z.object({
   model: z.string(),
   seed: z.number().int().optional(),
   captions: z.array(z.object({
     text: z.string(),
     logprob: z.number(),
+    finish_reason: FinishReason,
     tokens: z.array(Token),
     attention: z.object({
       rows: z.number().int(),
@@ -54,7 +58,9 @@ const CaptionResponse = z.object({
       ),
     }).optional(),
   })),
-  alternatives: z.array(z.object({ text: z.string(), logprob: z.number() })).optional().openapi({
+  alternatives: z.array(
+    z.object({ text: z.string(), logprob: z.number(), finish_reason: FinishReason }),
+  ).optional().openapi({
     description: "Beam search: the other finished beams, best first, beyond the n returned",
   }),
 }).openapi("CaptionResponse");

@@ -43,11 +43,15 @@ Deno.test("POST /v1/captions captions an image with every shipped model", async 
 Deno.test("POST /v1/captions beam search returns n ranked captions; sampling repeats for a seed", async () => {
   const beam = await (await post({ strategy: "beam", beam_size: 4, n: 3 })).json();
   assert.equal(beam.captions.length, 3);
-  const lp = beam.captions.map((c: { logprob: number; tokens: unknown[] }) =>
-    c.logprob / (c.tokens.length + 1)
-  );
-  assert.ok(lp[0] >= lp[1] && lp[1] >= lp[2]);
+  const lp = beam.captions.map((c: { logprob: number }) => c.logprob);
+  assert.ok(lp[0] >= lp[1] && lp[1] >= lp[2], "ranked by total log-probability");
   assert.ok(Array.isArray(beam.alternatives), "the other finished beams");
+  for (const c of [...beam.captions, ...beam.alternatives]) assert.equal(c.finish_reason, "stop");
+  for (const strategy of ["greedy", "beam"]) {
+    const cut = await (await post({ strategy, max_tokens: 2 })).json();
+    assert.equal(cut.captions[0].finish_reason, "length", strategy);
+    assert.equal(cut.captions[0].tokens.length, 2, strategy);
+  }
   const a = await (await post({ strategy: "sample", n: 3, seed: 123, temperature: 1.5 })).json();
   const b = await (await post({ strategy: "sample", n: 3, seed: 123, temperature: 1.5 })).json();
   assert.equal(a.seed, 123);

@@ -51,6 +51,8 @@ export interface CaptionToken {
 export interface Caption {
   text: string;
   logprob: number;
+  /** "stop": the caption ended by itself; "length": cut at max_tokens. */
+  finish_reason: "stop" | "length";
   tokens: CaptionToken[];
   /** Per word, its attention over the rows × cols grid, and a PNG overlay (base64). */
   attention?: {
@@ -59,6 +61,10 @@ export interface Caption {
     words: Array<{ token: string; weights: number[]; overlay_png: string }>;
   };
 }
+
+export type Alternative = Pick<Caption, "text" | "logprob" | "finish_reason">;
+
+const finishReason = (h: Hypothesis) => h.finished ? "stop" as const : "length" as const;
 
 /**
  * The image's encoder output repeated for a batch of B hypotheses. Decoders feed it at every
@@ -318,7 +324,7 @@ export class CaptionPipeline {
     image: RgbImage,
     o: CaptionOptions,
     signal?: AbortSignal,
-  ): Promise<{ captions: Caption[]; alternatives: Array<{ text: string; logprob: number }> }> {
+  ): Promise<{ captions: Caption[]; alternatives: Alternative[] }> {
     if (o.returnAttention && !this.hasAttention) {
       throw new ApiError(
         "unsupported",
@@ -339,6 +345,7 @@ export class CaptionPipeline {
       alternatives: hyps.slice(o.n).map((h) => ({
         text: this.tokenizer.decode(h.ids, { skip_special_tokens: true }),
         logprob: round(h.logprob),
+        finish_reason: finishReason(h),
       })),
     };
   }
@@ -348,6 +355,7 @@ export class CaptionPipeline {
     const caption: Caption = {
       text: this.tokenizer.decode(h.ids, { skip_special_tokens: true }),
       logprob: round(h.logprob),
+      finish_reason: finishReason(h),
       tokens: h.ids.map((id, i) => ({
         token: word(id),
         logprob: round(h.logprobs[i]),

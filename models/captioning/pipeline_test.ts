@@ -10,6 +10,8 @@ import { SessionRegistry } from "../../core/sessions.ts";
 import { scanModels } from "../manifest.ts";
 import { evaluateCaptions } from "./eval.ts";
 import { CaptionPipeline, GREEDY } from "./pipeline.ts";
+import { argmax, cellHeat } from "../../tests/heat.ts";
+import { COLOURS, renderScene, sampleScenes } from "../../world/world.ts";
 
 const entries = (await scanModels([EMBEDDED_MODELS_DIR])).filter((e) =>
   e.manifest.family === "captioning"
@@ -53,8 +55,30 @@ for (const entry of entries) {
     assert.ok(s.bleu[3] >= (MIN_BLEU4[id] ?? 0.5), `BLEU-4 ${s.bleu[3]}`);
   });
 
+  Deno.test(`${id}: beam search never scores below greedy and never stops mid-phrase`, async () => {
+    // 40 test scenes; every returned caption (best and alternatives) must end where a caption of
+    // the world can end, unless it was cut at max_tokens.
+    const dangling = new Set(["a", "an", "the", "on", "in", "of", "to", "and", ",", ":", "is"]);
+    const adjectives = new Set(["small", "large", ...Object.keys(COLOURS)]);
+    for (const [i, scene] of sampleScenes({ split: "test", count: 40, seed: 5 }).entries()) {
+      const img = { width: 64, height: 64, data: renderScene(scene, i) };
+      const { captions: [g] } = await model.caption(img, GREEDY);
+      const beam = await model.caption(img, { ...GREEDY, strategy: "beam", beamSize: 3 });
+      const best = beam.captions[0];
+      assert.ok(
+        best.logprob >= g.logprob - 1e-3,
+        `scene ${i}: beam "${best.text}" (${best.logprob}) < greedy "${g.text}" (${g.logprob})`,
+      );
+      for (const c of [best, ...beam.alternatives]) {
+        const last = c.text.split(" ").at(-1)!;
+        if (c.finish_reason === "length") continue;
+        assert.ok(!dangling.has(last) && !adjectives.has(last), `scene ${i}: "${c.text}"`);
+      }
+    }
+  });
+
   if (model.hasAttention) {
-    Deno.test(`${id}: attention maps have the grid's shape and sum to 1 at every word`, async () => {
+    Deno.test(`${id}: attention maps have the grid's shape, sum to 1, and overlays peak where they do`, async () => {
       const { captions: [c] } = await model.caption(images[0], {
         ...GREEDY,
         returnAttention: true,
@@ -63,11 +87,23 @@ for (const entry of entries) {
       for (const w of c.attention!.words) {
         assert.equal(w.weights.length, model.grid * model.grid);
         assert.ok(Math.abs(w.weights.reduce((a, b) => a + b, 0) - 1) < 1e-3);
-        assert.ok(
-          Uint8Array.fromBase64(w.overlay_png).subarray(1, 4).every((b, k) =>
-            b === "PNG".charCodeAt(k)
-          ),
+        // The overlay, read back at each cell's centre, shows that cell's weight (min–max scaled),
+        // so it is hottest where the weights peak.
+        const heat = await cellHeat(
+          Uint8Array.fromBase64(w.overlay_png),
+          images[0],
+          model.grid,
+          model.grid,
         );
+        const lo = Math.min(...w.weights), hi = Math.max(...w.weights);
+        for (const [i, v] of w.weights.entries()) {
+          const want = hi > lo ? (v - lo) / (hi - lo) : 0;
+          assert.ok(
+            Math.abs(heat[i] - want) < 0.06,
+            `"${w.token}" cell ${i}: ${heat[i]} ≠ ${want}`,
+          );
+        }
+        assert.ok(w.weights[argmax(heat)] >= hi - 0.06 * (hi - lo), `hottest cell of "${w.token}"`);
       }
     });
   }
