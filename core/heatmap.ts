@@ -36,25 +36,21 @@ export async function heatmapOverlay(
   for (let i = 0; i < values.length; i++) {
     lo = Math.min(lo, values[i]), hi = Math.max(hi, values[i]);
   }
-  const grid = Uint8Array.from(
-    { length: rows * cols },
-    (_, i) => hi > lo ? Math.round(((values[i] - lo) / (hi - lo)) * 255) : 0,
-  );
+  const norm = (i: number) => hi > lo ? (values[i] - lo) / (hi - lo) : 0;
   const scale = Math.max(1, Math.ceil(minSide / Math.min(image.width, image.height)));
   const w = image.width * scale, h = image.height * scale;
-  const up = await sharp(grid, { raw: { width: cols, height: rows, channels: 1 } })
-    .resize({ width: w, height: h, fit: "fill", kernel: "linear" })
-    .raw()
-    .toBuffer();
-  const base = await sharp(image.data, {
-    raw: { width: image.width, height: image.height, channels: 3 },
-  })
-    .resize({ width: w, height: h, kernel: "nearest" })
-    .raw()
-    .toBuffer();
+  const up = bilinear(norm, rows, cols, w, h);
+  // The image enlarged by whole pixels (nearest), so its pixels stay sharp under the map.
+  const base = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const src = (Math.floor(y / scale) * image.width + Math.floor(x / scale)) * 3;
+      base.set(image.data.subarray(src, src + 3), (y * w + x) * 3);
+    }
+  }
   const out = new Uint8Array(w * h * 3);
   for (let p = 0; p < w * h; p++) {
-    const c = heatColour(up[p] / 255);
+    const c = heatColour(up[p]);
     for (let k = 0; k < 3; k++) {
       out[p * 3 + k] = Math.round((1 - alpha) * base[p * 3 + k] + alpha * c[k]);
     }
@@ -62,4 +58,35 @@ export async function heatmapOverlay(
   return new Uint8Array(
     await sharp(out, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer(),
   );
+}
+
+/**
+ * Bilinear upsampling of a rows × cols grid (`at(i)`, row-major) to width × height, sampling at
+ * pixel centres as image resizers do (align_corners = false); edges clamp.
+ */
+export function bilinear(
+  at: (i: number) => number,
+  rows: number,
+  cols: number,
+  width: number,
+  height: number,
+): Float32Array {
+  const out = new Float32Array(width * height);
+  const axis = (n: number, cells: number) =>
+    Array.from({ length: n }, (_, i) => {
+      const v = Math.min(cells - 1, Math.max(0, ((i + 0.5) * cells) / n - 0.5));
+      const i0 = Math.floor(v);
+      return [i0, Math.min(cells - 1, i0 + 1), v - i0] as const;
+    });
+  const xs = axis(width, cols), ys = axis(height, rows);
+  for (let y = 0; y < height; y++) {
+    const [r0, r1, fy] = ys[y];
+    for (let x = 0; x < width; x++) {
+      const [c0, c1, fx] = xs[x];
+      const top = at(r0 * cols + c0) * (1 - fx) + at(r0 * cols + c1) * fx;
+      const bottom = at(r1 * cols + c0) * (1 - fx) + at(r1 * cols + c1) * fx;
+      out[y * width + x] = top * (1 - fy) + bottom * fy;
+    }
+  }
+  return out;
 }
