@@ -495,13 +495,15 @@ $("gen-form").addEventListener("submit", (event) => {
       }
     }
     await streamEvents(path, request, generation.signal, (data) => {
-      if (data.type === "image_generation.progress") {
+      // Generations stream image_generation.* events, edits image_edit.* (OpenAI's names).
+      const kind = data.type.slice(data.type.indexOf(".") + 1);
+      if (kind === "progress") {
         $("gen-progress").value = data.percent;
         $("gen-percent").textContent = `${data.percent}% (step ${data.step} of ${data.total})`;
-      } else if (data.type === "image_generation.partial_image") {
+      } else if (kind === "partial_image") {
         $("gen-image").src = `data:image/png;base64,${data.b64_json}`;
         $("gen-image").hidden = false;
-      } else if (data.type === "image_generation.completed") {
+      } else if (kind === "completed") {
         const [image] = data.data;
         lastGenerated = image;
         $("gen-image").src = `data:image/png;base64,${image.b64_json}`;

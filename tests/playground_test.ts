@@ -171,13 +171,20 @@ Deno.test({
         );
         await screenshot(page, "generate");
 
-        // Cancel: a long job stops advancing once cancelled, and the form is ready again.
-        await page.getByLabel("Steps").fill("100");
+        // Cancel: a long job stops advancing once cancelled, and the form is ready again. The
+        // page itself presses Cancel on the first progress event (no round trip through the test
+        // driver), and the job is the longest the API allows, so however slow or busy the machine,
+        // the click lands while the job is running.
+        await page.getByLabel("Steps").fill("1000");
+        await page.evaluate(() => {
+          const progress = document.getElementById("gen-progress") as HTMLProgressElement;
+          const cancel = document.getElementById("gen-cancel") as HTMLButtonElement;
+          const watcher = new MutationObserver(() => {
+            if (progress.value >= 0.1) watcher.disconnect(), cancel.click();
+          });
+          watcher.observe(progress, { attributes: true, attributeFilter: ["value"] });
+        });
         await page.getByRole("button", { name: "Generate", exact: true }).click();
-        await page.waitForFunction(() =>
-          (document.getElementById("gen-progress") as HTMLProgressElement).value >= 1
-        );
-        await page.getByRole("button", { name: "Cancel" }).click();
         await page.locator("#gen-error", { hasText: "Cancelled." }).waitFor();
         const at = await page.locator("#gen-progress").evaluate((p: HTMLProgressElement) =>
           p.value
