@@ -68,12 +68,20 @@ export async function createApp(
   worldRoutes(app);
   staticRoutes(app);
 
-  app.notFound((c) =>
-    c.json(
-      new ApiError("invalid_request", `No route for ${c.req.method} ${c.req.path}`).toJSON(),
-      404,
-    )
-  );
+  app.notFound((c) => {
+    // A known path with another method is a 405 that says which methods it has.
+    const allowed = methodsFor(app, c.req.path);
+    if (allowed.length > 0) {
+      c.header("allow", allowed.join(", "));
+      const e = new ApiError(
+        "method_not_allowed",
+        `${c.req.method} is not allowed on ${c.req.path}; use ${allowed.join(" or ")}`,
+      );
+      return c.json(e.toJSON(), 405);
+    }
+    const e = new ApiError("invalid_request", `No route for ${c.req.method} ${c.req.path}`);
+    return c.json(e.toJSON(), 404);
+  });
   app.onError((err, c) => {
     if (err instanceof ApiError) return c.json(err.toJSON(), err.status as 400);
     if (err instanceof DOMException && err.name === "AbortError") {
@@ -85,6 +93,21 @@ export async function createApp(
     return c.json(e.toJSON(), 500);
   });
   return { app, registry };
+}
+
+/** The methods the app answers on `path` (from its route table; middleware excluded). */
+function methodsFor(app: OpenAPIHono<Env>, path: string): string[] {
+  const pattern = (p: string) =>
+    new RegExp(
+      `^${
+        p.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\/:[^/]+/g, "/[^/]+").replace(/\*/g, ".*")
+      }$`,
+    );
+  const methods = new Set(
+    app.routes.filter((r) => r.method !== "ALL" && pattern(r.path).test(path)).map((r) => r.method),
+  );
+  if (methods.has("GET")) methods.add("HEAD");
+  return [...methods].sort();
 }
 
 if (import.meta.main) {

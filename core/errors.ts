@@ -9,6 +9,7 @@ export type ErrorCode =
   | "image_too_large"
   | "body_too_large"
   | "model_not_found"
+  | "method_not_allowed"
   | "unsupported"
   | "unsupported_backend"
   | "not_ready"
@@ -21,6 +22,7 @@ const STATUS: Record<ErrorCode, number> = {
   image_too_large: 413,
   body_too_large: 413,
   model_not_found: 404,
+  method_not_allowed: 405,
   unsupported: 400,
   unsupported_backend: 400,
   not_ready: 503,

@@ -150,11 +150,11 @@ export async function decodeImage(
       data: toRgb(raw, info.channels),
       ...(hasAlpha ? { alpha: raw.filter((_, i) => i % info.channels === info.channels - 1) } : {}),
     };
-  } catch (e) {
-    const reason = e instanceof Error ? e.message.split("\n")[0] : String(e);
+  } catch {
+    // The decoder's own wording ("vipspng: libpng read error") means nothing to a client.
     throw new ApiError(
       "invalid_image",
-      `Cannot decode ${header.format.toUpperCase()} image: ${reason}`,
+      `Cannot decode the ${header.format.toUpperCase()} image: the file is damaged or cut short`,
       param,
     );
   }

@@ -101,6 +101,14 @@ Deno.test("decodeImage() answers a 20000 × 20000 header with image_too_large be
 Deno.test("decodeImage() rejects truncated, empty-dimension and non-image bytes as invalid_image", async () => {
   const png = await halves(64, 64, "png");
   await rejects(decodeImage(png.slice(0, png.length / 2), LIMITS), "invalid_image");
+  for (const format of ["png", "jpeg", "webp", "gif"] as const) {
+    const bytes = await halves(64, 64, format);
+    await assert.rejects(decodeImage(bytes.slice(0, bytes.length / 2), LIMITS), (e: ApiError) => {
+      assert.match(e.message, /damaged or cut short/);
+      assert.doesNotMatch(e.message, /vips|lib|read error|jpeg:|gif:/i, "no decoder wording");
+      return true;
+    });
+  }
   await rejects(decodeImage(pngHeader(0, 10), LIMITS), "invalid_image");
   await rejects(
     decodeImage(new TextEncoder().encode("hello, I am not an image"), LIMITS),

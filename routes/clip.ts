@@ -41,6 +41,10 @@ const EmbeddingsRequest = z.object({
     z.array(z.union([z.string(), ImagePart])).min(1).max(MAX_TEXTS),
   ]),
   encoding_format: z.enum(["float", "base64"]).default("float"),
+  dimensions: z.number().int().min(1).optional().openapi({
+    description: "Must equal the model's embedding size when given: CLIP embeddings cannot be " +
+      "shortened (they were not trained to be), so another size is a 400, not a silent ignore",
+  }),
   user: z.string().optional(),
 }).openapi("EmbeddingsRequest");
 
@@ -60,8 +64,9 @@ const Templates = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).
 const ClassifyRequest = z.object({
   model: ModelField,
   image: ImageInput,
-  candidate_labels: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(MAX_TEXTS)])
-    .transform((v) => Array.isArray(v) ? v : v.split(",").map((s) => s.trim()).filter(Boolean))
+  candidate_labels: z.union([z.string(), z.array(z.string().trim()).max(MAX_TEXTS)])
+    .transform((v) => (Array.isArray(v) ? v : v.split(",").map((s) => s.trim())).filter(Boolean))
+    .pipe(z.array(z.string()).min(1, "needs at least one non-empty label").max(MAX_TEXTS))
     .openapi({ description: "Labels to choose from (a list, or one comma-separated string)" }),
   hypothesis_template: Templates.optional().openapi({
     description:
@@ -141,6 +146,13 @@ export function clipRoutes(app: App, { config, registry }: Deps): void {
     const vectors: Float32Array[] = new Array(inputs.length);
     texts.forEach((x, k) => (vectors[x.i] = t!.embeds[k]));
     images.forEach((x, k) => (vectors[x.i] = im!.embeds[k]));
+    if (body.dimensions !== undefined && body.dimensions !== vectors[0].length) {
+      throw new ApiError(
+        "unsupported",
+        `${clip.id} embeds in ${vectors[0].length} dimensions and cannot return ${body.dimensions}`,
+        "dimensions",
+      );
+    }
     const tokens = t?.tokens ?? 0;
     return c.json({
       object: "list" as const,

@@ -86,11 +86,25 @@ export async function readBody(c: Context): Promise<unknown> {
       `Content-Type must be application/json or multipart/form-data, got "${type || "none"}"`,
     );
   }
+  let body: unknown;
   try {
-    return await c.req.json();
+    body = await c.req.json();
   } catch {
     throw new ApiError("invalid_request", "Body is not valid JSON");
   }
+  return withoutNulls(body);
+}
+
+/**
+ * Drops object fields whose value is null, at any depth: OpenAI clients send `"field": null` for
+ * "not given", so null must mean the default, not a 400. Nulls inside arrays stay (and fail).
+ */
+export function withoutNulls(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map((x) => x === null ? x : withoutNulls(x));
+  if (typeof v !== "object" || v === null) return v;
+  return Object.fromEntries(
+    Object.entries(v).filter(([, x]) => x !== null).map(([k, x]) => [k, withoutNulls(x)]),
+  );
 }
 
 /** Form fields are strings; numbers, booleans and JSON arrays are parsed so one schema fits both. */

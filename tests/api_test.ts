@@ -297,7 +297,50 @@ Deno.test("unknown model is 404; missing or wrong fields are 400 naming the fiel
     "input",
   );
   await expectError(await app.request("/v1/nothing-here"), 404, "invalid_request");
+  for (const labels of [" ", ",", " , ,", [" "], ["", " "]]) {
+    await expectError(
+      await post("/v1/clip/classify", { image: dataUrl(redCircle), candidate_labels: labels }),
+      400,
+      "invalid_request",
+      "candidate_labels",
+    );
+  }
   await stillServing();
+});
+
+Deno.test("a known route with the wrong method is 405 with Allow", async () => {
+  const res = await app.request("/v1/embeddings");
+  assert.equal(res.headers.get("allow"), "POST");
+  await expectError(res, 405, "method_not_allowed");
+  const models = await app.request("/v1/models", { method: "DELETE" });
+  assert.match(models.headers.get("allow")!, /GET/);
+  await expectError(models, 405, "method_not_allowed");
+});
+
+Deno.test("null for an optional field means not given; dimensions is honoured or refused", async () => {
+  const res = await post("/v1/embeddings", {
+    input: "a red circle",
+    model: null,
+    encoding_format: null,
+    user: null,
+    dimensions: null,
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  const size = (await res.json()).data[0].embedding.length;
+  const same = await post("/v1/embeddings", { input: "a red circle", dimensions: size });
+  assert.equal(same.status, 200);
+  await expectError(
+    await post("/v1/embeddings", { input: "a red circle", dimensions: size / 2 }),
+    400,
+    "unsupported",
+    "dimensions",
+  );
+  await expectError(
+    await post("/v1/embeddings", { input: ["a", null] }),
+    400,
+    "invalid_request",
+    "input",
+  );
 });
 
 Deno.test("a body over the limit is 413 body_too_large", async () => {
