@@ -114,6 +114,7 @@ export async function pullModel(entry: CatalogEntry, opts: PullOptions): Promise
     files: roles,
     license: entry.license,
     preload: false,
+    default: false,
     settings: { ...entry.settings, dtype },
   };
   await Deno.writeTextFile(`${dir}/${LOCK_NAME}`, JSON.stringify(lock, null, 2) + "\n");

@@ -24,6 +24,8 @@ export const Manifest = z.object({
   license: z.string().default("unknown"),
   /** Loaded and warmed at start-up (the server is healthy once these are ready). */
   preload: z.boolean().default(false),
+  /** The family's default model (requests without `model`); else the family's first. */
+  default: z.boolean().default(false),
   /** Pipeline settings that differ from the family's defaults. */
   settings: z.record(z.string(), z.unknown()).default({}),
 });

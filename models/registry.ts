@@ -47,6 +47,8 @@ export interface ModelInfo {
   /** Installed here (embedded or pulled); otherwise known from the catalogue and pullable. */
   installed: boolean;
   loaded: boolean;
+  /** The family's default: what a request without `model` gets. */
+  default?: boolean;
   license: string;
 }
 
@@ -89,10 +91,10 @@ export class ModelRegistry {
       this.options.catalog?.find((e) => e.id === id)?.family;
   }
 
-  /** The pipeline for `id`, or the family's first model when `id` is absent. */
+  /** The pipeline for `id`, or the family's default model when `id` is absent. */
   async get<F extends ServedFamily>(family: F, id?: string): Promise<Pipelines[F]> {
     const entry = id === undefined
-      ? this.entries.find((e) => e.manifest.family === family)
+      ? this.#defaultOf(family)
       : this.entries.find((e) => e.manifest.id === id) ?? await this.#install(id, family);
     if (!entry) throw new ApiError("model_not_found", `No ${family} model is installed`, "model");
     if (entry.manifest.family !== family) {
@@ -154,6 +156,12 @@ export class ModelRegistry {
     return p;
   }
 
+  /** The family's model marked `default`, else its first. */
+  #defaultOf(family: Family): ModelEntry | undefined {
+    const of = this.entries.filter((e) => e.manifest.family === family);
+    return of.find((e) => e.manifest.default) ?? of[0];
+  }
+
   list(): ModelInfo[] {
     const b = this.sessions.backend;
     const installed = this.entries.map(({ manifest: m }): ModelInfo => ({
@@ -170,6 +178,7 @@ export class ModelRegistry {
       device: b.device,
       installed: true,
       loaded: this.#loaded.has(m.id),
+      default: this.#defaultOf(m.family) === this.entries.find((e) => e.manifest.id === m.id),
       license: m.license,
     }));
     const pullable = (this.options.catalog ?? [])

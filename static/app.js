@@ -77,9 +77,10 @@ async function guarded(errorEl, task, cancelled = "Cancelled.") {
 }
 
 const models = (await fetch("/v1/models").then((r) => r.json()).catch(() => ({ data: [] }))).data;
+// Each picker starts on its family's default (what the API uses when no model is given).
 function fillModels(select, family, label = (m) => m.id) {
   for (const m of models.filter((m) => m.family === family && m.installed)) {
-    select.append(new Option(label(m), m.id));
+    select.append(new Option(label(m), m.id, m.default, m.default));
   }
 }
 fillModels(
@@ -133,14 +134,24 @@ function choose(i) {
   drawMaskBase();
 }
 
-function addImage(blob, extra = {}) {
+/** Adds an image to the chosen ones, once the browser has read it (a broken file never shows). */
+async function addImage(blob, extra = {}) {
+  const name = blob.name ?? extra.name ?? "that file";
   if (!blob.type.startsWith("image/")) {
-    $("image-error").textContent = `Error: ${blob.name ?? "that file"} is not an image`;
+    $("image-error").textContent = `Error: ${name} is not an image`;
+    return;
+  }
+  const url = URL.createObjectURL(blob);
+  try {
+    await loadImage(url);
+  } catch {
+    URL.revokeObjectURL(url);
+    $("image-error").textContent = `Error: ${name} could not be read as an image`;
     return;
   }
   $("image-error").textContent = "";
   if (images.length === MAX_CHOSEN) removeImage(0);
-  images.push({ blob, url: URL.createObjectURL(blob), ...extra });
+  images.push({ blob, url, ...extra });
   const b = document.createElement("button");
   b.type = "button";
   b.className = "thumb";
@@ -149,10 +160,14 @@ function addImage(blob, extra = {}) {
     `Use image ${images.length}${extra.caption ? `: ${extra.caption}` : ""}`,
   );
   b.innerHTML = '<img alt="">';
-  b.firstChild.src = images.at(-1).url;
+  b.firstChild.src = url;
   b.addEventListener("click", () => choose([...$("thumbs").children].indexOf(b)));
   $("thumbs").append(b);
   choose(images.length - 1);
+}
+/** Adds files in their order. */
+async function addFiles(files, name) {
+  for (const f of files) await addImage(f, { name: name ?? f.name });
 }
 function removeImage(i) {
   URL.revokeObjectURL(images[i].url);
@@ -161,7 +176,7 @@ function removeImage(i) {
 }
 
 $("image").addEventListener("change", () => {
-  for (const f of $("image").files) addImage(f, { name: f.name });
+  addFiles([...$("image").files]);
   $("image").value = "";
 });
 const drop = $("drop");
@@ -173,13 +188,13 @@ drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (e) => {
   e.preventDefault();
   drop.classList.remove("over");
-  for (const f of e.dataTransfer.files) addImage(f, { name: f.name });
+  addFiles([...e.dataTransfer.files]);
 });
 document.addEventListener("paste", (e) => {
   const files = [...e.clipboardData.files];
   if (files.length === 0) return;
   e.preventDefault();
-  for (const f of files) addImage(f, { name: "pasted image" });
+  addFiles(files, "pasted image");
 });
 
 const fromBase64 = (b64, type = "image/png") =>
@@ -191,7 +206,10 @@ $("random-scene").addEventListener("click", () =>
     const res = await fetch(`/v1/world/scene?split=${split}`);
     if (!res.ok) throw await apiError(res);
     const scene = await res.json();
-    addImage(fromBase64(scene.b64_json), { caption: scene.caption, questions: scene.questions });
+    await addImage(fromBase64(scene.b64_json), {
+      caption: scene.caption,
+      questions: scene.questions,
+    });
   }));
 
 /** The current image, or an error the form shows. */

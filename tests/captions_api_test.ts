@@ -94,3 +94,13 @@ Deno.test("POST /v1/captions errors: no attention to return, bad n, bad image, u
   await expect(await post({ max_tokens: 0 }), 400, "max_tokens");
   assert.equal((await post({})).status, 200);
 });
+
+Deno.test("POST /v1/captions without a model uses the best captioner, marked default in /v1/models", async () => {
+  const body = await (await post({})).json();
+  assert.equal(body.model, "sat-soft-tiny");
+  const { data } = await (await app.request("/v1/models")).json();
+  const defaults = data.filter((m: { family: string; default?: boolean }) =>
+    m.family === "captioning" && m.default
+  );
+  assert.deepEqual(defaults.map((m: { id: string }) => m.id), ["sat-soft-tiny"]);
+});

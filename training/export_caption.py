@@ -48,6 +48,7 @@ def main():
     ap.add_argument("--data", default="data/world")
     ap.add_argument("--out", default=None)
     ap.add_argument("--golden", default=None)
+    ap.add_argument("--default", action="store_true", help="the captioning default (the best captioner)")
     ap.add_argument("--training-note", default="", help="how this run differed from the defaults, for the card")
     args = ap.parse_args()
     run = args.run or f"data/runs/{args.kind}-tiny"
@@ -71,6 +72,7 @@ def main():
         "files": {"encoder": "onnx/encoder_model.onnx", "decoder": "onnx/decoder_step.onnx"},
         "license": "MIT", "preload": True,
         "settings": {"architecture": "lstm", "attention": attention, "grid": c.grid},
+        "default": args.default,
     })
     write("config.json", {"model_type": "lstm-captioner", **c.to_dict()})
     write("generation_config.json", {"bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id,
