@@ -5,7 +5,7 @@
 import { z } from "@hono/zod-openapi";
 import { endTime, startTime } from "hono/timing";
 import { ApiError } from "../core/errors.ts";
-import { ImageInput } from "./clip.ts";
+import { EXAMPLE_IMAGE, ImageInput } from "./clip.ts";
 import { type App, decodeImages, type Deps, route } from "./http.ts";
 
 const CaptionRequest = z.object({
@@ -73,6 +73,7 @@ export function captionRoutes(app: App, { config, registry }: Deps): void {
     tags: ["Captioning"],
     body: CaptionRequest,
     multipart: true,
+    example: { image: EXAMPLE_IMAGE, strategy: "beam", beam_size: 3, return_attention: true },
     response: CaptionResponse,
   }, async (c, body) => {
     const model = await registry.get("captioning", body.model);

@@ -23,6 +23,10 @@ export const ImageInput = z.union([
     "PNG, JPEG, WebP or GIF (first frame).",
 });
 
+/** For the examples on /docs: a 16 × 16 PNG of a red circle on black, from world/world.ts. */
+export const EXAMPLE_IMAGE =
+  "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAABAAAAAQBAMAAADt3eJSAAAAIVBMVEUBAAAAAAACAAAJAgLKJSXfKSkIAQF6FhZ7FxfzLCzaKChv6AmIAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAQklEQVQImWMQhAIGZIYAI4QhoCjECGEIG4IZAmIl7omMggyCQhJTIxsVBRkEGU2iljoLIDPgUnDFcO0IA+FWoNkOAEDQDyUb2CjDAAAAAElFTkSuQmCC";
+
 const ImagePart = z.object({
   type: z.literal("image_url"),
   image_url: z.object({ url: z.string().min(1) }),
@@ -122,6 +126,10 @@ export function clipRoutes(app: App, { config, registry }: Deps): void {
     summary: "Embed texts and images in CLIP's joint space (L2-normalized)",
     tags: ["CLIP"],
     body: EmbeddingsRequest,
+    example: {
+      model: "clip-tiny",
+      input: ["a photo of a red circle", { type: "image_url", image_url: { url: EXAMPLE_IMAGE } }],
+    },
     response: EmbeddingsResponse,
   }, async (c, body) => {
     const clip = await registry.get("clip", body.model);
@@ -175,6 +183,10 @@ export function clipRoutes(app: App, { config, registry }: Deps): void {
     tags: ["CLIP"],
     body: ClassifyRequest,
     multipart: true,
+    example: {
+      image: EXAMPLE_IMAGE,
+      candidate_labels: ["red circle", "blue square", "green triangle"],
+    },
     response: ClassifyResponse,
   }, async (c, body) => {
     const clip = await registry.get("clip", body.model);
@@ -196,6 +208,7 @@ export function clipRoutes(app: App, { config, registry }: Deps): void {
     tags: ["CLIP"],
     body: SimilarityRequest,
     multipart: true,
+    example: { images: [EXAMPLE_IMAGE], texts: ["a red circle", "a blue square"] },
     response: SimilarityResponse,
   }, async (c, body) => {
     const clip = await registry.get("clip", body.model);

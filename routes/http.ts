@@ -131,6 +131,10 @@ interface RouteSpec<B extends z.ZodType, R extends z.ZodType> {
   query?: B;
   /** Also accept multipart/form-data with the same fields. */
   multipart?: boolean;
+  /** A request body that works as it is (shown on /docs as a curl line). */
+  example?: Record<string, unknown>;
+  /** With `stream: true`: the server-sent events, one line per event type. */
+  events?: string[];
   response: R;
 }
 
@@ -140,11 +144,12 @@ export function route<B extends z.ZodType, R extends z.ZodType>(
   spec: RouteSpec<B, R>,
   handler: (c: Context<Env>, body: z.infer<B>) => Promise<Response> | Response,
 ): void {
-  const content: Record<string, { schema: z.ZodType }> = {};
+  const content: Record<string, { schema: z.ZodType; example?: unknown }> = {};
   if (spec.body) {
-    content["application/json"] = { schema: spec.body };
+    content["application/json"] = { schema: spec.body, example: spec.example };
     if (spec.multipart) content["multipart/form-data"] = { schema: spec.body };
   }
+  const stream = spec.events && { "text/event-stream": { schema: { type: "string" as const } } };
   app.openAPIRegistry.registerPath({
     method: spec.method,
     path: spec.path,
@@ -154,7 +159,12 @@ export function route<B extends z.ZodType, R extends z.ZodType>(
     ...(spec.body ? { request: { body: { content, required: true } } } : {}),
     ...(spec.query ? { request: { query: spec.query as unknown as z.ZodObject } } : {}),
     responses: {
-      200: { description: "OK", content: { "application/json": { schema: spec.response } } },
+      200: {
+        description: stream
+          ? `OK: JSON, or with stream: true server-sent events:\n${spec.events!.join("\n")}`
+          : "OK",
+        content: { "application/json": { schema: spec.response }, ...stream },
+      },
       ...errorResponses,
     },
   });
