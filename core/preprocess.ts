@@ -89,6 +89,45 @@ export async function resize(
   return { width: info.width, height: info.height, data: new Uint8Array(data) };
 }
 
+/**
+ * A shortest-edge resize followed by a center crop keeps only the middle of the resized image.
+ * When that image would be much larger than the crop (a 1 × 65536 strip resizes to 64 × 4 M),
+ * resize only the source region that survives the crop (with a few pixels of margin for the
+ * filter) to the same scale: the crop's pixels are as good, and the work stays bounded by the
+ * crop. Null when the plain path is cheap (then it is taken, exactly as the HF processors do).
+ */
+export function cropBeforeResize(
+  img: { width: number; height: number },
+  width: number,
+  height: number,
+  cropWidth: number,
+  cropHeight: number,
+): { region: [number, number, number, number]; width: number; height: number } | null {
+  if (width * height <= 4 * cropWidth * cropHeight) return null;
+  const axis = (size: number, target: number, keep: number) => {
+    const scale = size / target, margin = Math.ceil(2 * Math.max(1, scale));
+    const first = Math.max(0, (target - keep) / 2);
+    const start = Math.max(0, Math.floor(first * scale) - margin);
+    const end = Math.min(size, Math.ceil((first + Math.min(keep, target)) * scale) + margin);
+    return [start, end - start, Math.max(1, Math.round((end - start) / scale))] as const;
+  };
+  const [x, w, outW] = axis(img.width, width, cropWidth);
+  const [y, h, outH] = axis(img.height, height, cropHeight);
+  return { region: [x, y, w, h], width: outW, height: outH };
+}
+
+function regionOf(img: RgbImage, [x, y, w, h]: [number, number, number, number]): RgbImage {
+  if (x === 0 && y === 0 && w === img.width && h === img.height) return img;
+  const data = new Uint8Array(w * h * 3);
+  for (let r = 0; r < h; r++) {
+    data.set(
+      img.data.subarray(((y + r) * img.width + x) * 3, ((y + r) * img.width + x + w) * 3),
+      r * w * 3,
+    );
+  }
+  return { width: w, height: h, data };
+}
+
 /** Center crop; where the crop is larger than the image, the border is black. */
 export function centerCrop(img: RgbImage, width: number, height: number): RgbImage {
   if (img.width === width && img.height === height) return img;
@@ -117,6 +156,8 @@ export async function preprocess(
   config: ProcessorConfig,
 ): Promise<{ data: Float32Array; width: number; height: number }> {
   let img = image;
+  const crop = config.crop_size ?? 224;
+  const [cw, ch] = typeof crop === "number" ? [crop, crop] : [crop.width, crop.height];
   if (config.do_resize ?? true) {
     const clipStyle = /CLIP/.test(
       config.image_processor_type ?? config.feature_extractor_type ?? "",
@@ -127,13 +168,12 @@ export async function preprocess(
       config.size ?? { height: 224, width: 224 },
       !clipStyle,
     );
-    img = await resize(img, w, h, config.resample ?? 2);
+    const plan = config.do_center_crop ? cropBeforeResize(img, w, h, cw, ch) : null;
+    img = plan
+      ? await resize(regionOf(img, plan.region), plan.width, plan.height, config.resample ?? 2)
+      : await resize(img, w, h, config.resample ?? 2);
   }
-  if (config.do_center_crop) {
-    const crop = config.crop_size ?? 224;
-    const [w, h] = typeof crop === "number" ? [crop, crop] : [crop.width, crop.height];
-    img = centerCrop(img, w, h);
-  }
+  if (config.do_center_crop) img = centerCrop(img, cw, ch);
   const scale = (config.do_rescale ?? true) ? (config.rescale_factor ?? 1 / 255) : 1;
   const channelValues = (v: number[] | number | undefined, fallback: number) =>
     Array.isArray(v) ? v : [v ?? fallback, v ?? fallback, v ?? fallback];

@@ -1,7 +1,13 @@
 /** Our preprocessing gives the same pixels as @huggingface/transformers' CLIP image processor. */
 import assert from "node:assert/strict";
 import { CLIPImageProcessor, RawImage } from "@huggingface/transformers";
-import { centerCrop, preprocess, type ProcessorConfig, resizeTarget } from "./preprocess.ts";
+import {
+  centerCrop,
+  cropBeforeResize,
+  preprocess,
+  type ProcessorConfig,
+  resizeTarget,
+} from "./preprocess.ts";
 import type { RgbImage } from "./image.ts";
 import { rng } from "../world/world.ts";
 import { EMBEDDED_MODELS_DIR } from "./config.ts";
@@ -69,4 +75,32 @@ Deno.test("centerCrop() pads with black where the crop is larger than the image"
   const out = centerCrop(img, 4, 4);
   assert.equal(out.data[0], 0);
   assert.equal(out.data[(1 * 4 + 1) * 3], 255);
+});
+
+Deno.test("preprocess() of an extreme strip resizes only what the crop keeps, with the same pixels", async () => {
+  // 1 × 65536 would resize to 64 × 4,194,304 before the 64 × 64 crop.
+  const plan = cropBeforeResize({ width: 1, height: 65536 }, 64, 4194304, 64, 64)!;
+  assert.ok(plan.width * plan.height <= 4 * 64 * 64 * 2, JSON.stringify(plan));
+  const strip = await preprocess(noise(1, 65536, 3), TINY);
+  assert.deepEqual([strip.width, strip.height], [64, 64]);
+  // Where the plain path is still affordable, both paths agree on the crop.
+  const img = noise(40, 1200, 9);
+  const [w, h] = resizeTarget(40, 1200, TINY.size, false);
+  assert.ok(cropBeforeResize(img, w, h, 64, 64), "the bounded path is taken");
+  const fast = await preprocess(img, TINY);
+  const exact = await preprocess(img, { ...TINY, do_center_crop: false });
+  const plain = { width: exact.width, height: exact.height };
+  const top = Math.floor((plain.height - 64) / 2), left = Math.floor((plain.width - 64) / 2);
+  let diff = 0;
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < 64; y++) {
+      for (let x = 0; x < 64; x++) {
+        const a = fast.data[c * 4096 + y * 64 + x];
+        const b = exact.data[c * plain.width * plain.height + (y + top) * plain.width + x + left];
+        diff += Math.abs(a - b);
+      }
+    }
+  }
+  console.log(`  mean difference ${(diff / (3 * 4096)).toFixed(4)} (normalized units)`);
+  assert.ok(diff / (3 * 4096) < 0.05, `mean difference ${diff / (3 * 4096)}`);
 });

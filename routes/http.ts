@@ -68,15 +68,18 @@ export async function readBody(c: Context): Promise<unknown> {
       throw new ApiError("invalid_request", "Body is not valid multipart form data");
     }
     const out: Record<string, unknown> = {};
+    const repeated = new Set<string>();
     for (const [rawKey, value] of form.entries()) {
       const key = rawKey.replace(/\[\]$/, "");
       const v = typeof value === "string"
         ? parseFormValue(value)
         : new Uint8Array(await value.arrayBuffer());
+      // Repeated fields collect into a list, appended in place (linear in the field count).
       const prev = out[key];
-      out[key] = prev === undefined
-        ? (rawKey.endsWith("[]") ? [v] : v)
-        : [...(Array.isArray(prev) ? prev : [prev]), v];
+      if (prev === undefined) out[key] = rawKey.endsWith("[]") ? [v] : v;
+      else if (repeated.has(key)) (prev as unknown[]).push(v);
+      else out[key] = [...(Array.isArray(prev) ? prev : [prev]), v];
+      if (Array.isArray(out[key])) repeated.add(key);
     }
     return out;
   }
