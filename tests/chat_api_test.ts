@@ -1,14 +1,17 @@
 /**
  * `POST /v1/chat/completions` through the official `openai` npm client (its fetch pointed at the
  * app), for every installed chat model: answers about an image, streaming, several images, no
- * image, an image without a question, stop strings, log-probabilities, disconnects, concurrency,
- * and clear errors.
+ * image, an image without a question (or with an empty text part), stop strings,
+ * log-probabilities, penalties and logit bias, usage chunks as OpenAI sends them, disconnects,
+ * concurrency, and clear 400s for what is not supported (never a silent 200).
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import sharp from "sharp";
 import { loadConfig } from "../core/config.ts";
+import { loadTokenizer } from "../core/tokenizers.ts";
 import { createApp } from "../main.ts";
+import { adjustLogprobs } from "../models/chat/pipeline.ts";
 import { renderScene, type Scene } from "../world/world.ts";
 
 const { app, registry } = await createApp(loadConfig({ MM_BACKEND: "cpu" }));
@@ -88,6 +91,26 @@ for (const model of chatModels) {
     assert.ok(pieces >= 3, "streamed in pieces");
     assert.equal(finish, whole.choices[0].finish_reason);
     assert.deepEqual(usage, whole.usage);
+
+    // OpenAI's rule: a usage chunk only when asked for.
+    for (const include_usage of [undefined, false, null]) {
+      const res = await app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model,
+          messages,
+          max_tokens: 40,
+          stream: true,
+          ...(include_usage === undefined ? {} : { stream_options: { include_usage } }),
+        }),
+      });
+      const datas = (await res.text()).split("\n\n").filter(Boolean).map((b) => b.slice(6));
+      assert.equal(datas.at(-1), "[DONE]");
+      const chunks = datas.slice(0, -1).map((d) => JSON.parse(d));
+      assert.ok(chunks.every((c) => c.usage === undefined && c.choices.length === 1));
+      assert.equal(chunks.at(-1).choices[0].finish_reason, whole.choices[0].finish_reason);
+    }
   });
 
   Deno.test(`${model}: several images, no image, an image alone`, async () => {
@@ -112,6 +135,97 @@ for (const model of chatModels) {
     });
     console.log(`  ${model}, image alone: "${alone.choices[0].message.content}"`);
     assert.match(alone.choices[0].message.content!, /background/, "described");
+    // An empty (or blank) text part beside the image is no question either.
+    for (const text of ["", "  "]) {
+      const blank = await client.chat.completions.create({
+        model,
+        max_tokens: 40,
+        messages: [{
+          role: "user",
+          content: [{ type: "text", text }, { type: "image_url", image_url: { url: whiteUrl } }],
+        }],
+      });
+      assert.equal(blank.choices[0].message.content, alone.choices[0].message.content);
+    }
+  });
+
+  Deno.test(`${model}: logit_bias bans and forces tokens`, async () => {
+    const entry = registry.entries.find((e) => e.manifest.id === model)!;
+    const { tokenizer } = await loadTokenizer(entry.dir);
+    const id = (token: string) => tokenizer.token_to_id(token)!;
+    const messages = [ask(whiteUrl, "what color is the background?")];
+    const plain = await client.chat.completions.create({ model, messages, logprobs: true });
+    assert.equal(plain.choices[0].message.content, "white");
+    const banned = await client.chat.completions.create({
+      model,
+      messages,
+      logprobs: true,
+      logit_bias: { [id("white")]: -100 },
+    });
+    const tokens = banned.choices[0].logprobs!.content!.map((t) => t.token);
+    console.log(`  ${model}, "white" banned: "${banned.choices[0].message.content}"`);
+    assert.ok(tokens.length >= 1 && !tokens.includes("white"), tokens.join(" "));
+    const forced = await client.chat.completions.create({
+      model,
+      messages,
+      max_tokens: 4,
+      logit_bias: { [id("red")]: 100 },
+    });
+    assert.equal(forced.choices[0].message.content, "red red red red");
+    assert.equal(forced.choices[0].finish_reason, "length");
+  });
+
+  Deno.test(`${model}: frequency and presence penalties shift the logits of repeated tokens`, async () => {
+    const request = {
+      model,
+      max_tokens: 40,
+      logprobs: true,
+      top_logprobs: 5,
+      messages: [ask(blackUrl, "describe the image.")],
+    };
+    type Lp = OpenAI.ChatCompletionTokenLogprob;
+    const plain = (await client.chat.completions.create(request)).choices[0].logprobs!.content!;
+    const tokens = plain.map((t) => t.token);
+    assert.ok(tokens.length > new Set(tokens).size, "the plain answer repeats a token");
+    for (const [fp, pp] of [[2, 2], [-2, 0], [0.5, -1]]) {
+      const run = (await client.chat.completions.create({
+        ...request,
+        frequency_penalty: fp,
+        presence_penalty: pp,
+      })).choices[0].logprobs!.content!;
+      // Up to the first token where the answers part, both runs read the same prefix.
+      let shared = 0;
+      while (shared < Math.min(run.length, plain.length) && run[shared].token === tokens[shared]) {
+        shared++;
+      }
+      // There, every logit gap between two tokens moved by the difference of their penalties,
+      // count · frequency + (count > 0) · presence, counted over the answer so far.
+      let checked = 0;
+      const pen = (token: string, i: number) => {
+        const n = tokens.slice(0, i).filter((x) => x === token).length;
+        return n * fp + (n > 0 ? pp : 0);
+      };
+      const lpOf = (t: Lp, token: string) =>
+        t.token === token ? t.logprob : t.top_logprobs.find((x) => x.token === token)?.logprob;
+      run.slice(0, shared + 1).forEach((t, i) => {
+        if (i >= plain.length) return;
+        for (const alt of t.top_logprobs) {
+          const was = [lpOf(plain[i], t.token), lpOf(plain[i], alt.token)];
+          if (alt.token === t.token || was.includes(undefined)) continue;
+          const now = [t.logprob, alt.logprob];
+          if (Math.max(...[...was, ...now].map((v) => -v!)) > 15) continue; // float32 underflow
+          const expected = was[0]! - was[1]! - (pen(t.token, i) - pen(alt.token, i));
+          assert.ok(
+            Math.abs(now[0] - now[1] - expected) < 1e-2,
+            `fp ${fp} pp ${pp}, token ${i} "${t.token}" vs "${alt.token}": gap ${
+              now[0] - now[1]
+            }, expected ${expected}`,
+          );
+          if (pen(t.token, i) !== pen(alt.token, i)) checked++;
+        }
+      });
+      assert.ok(checked > 0, `fp ${fp} pp ${pp}: some gap was shifted`);
+    }
   });
 
   Deno.test(`${model}: stop strings, log-probabilities, seeded sampling`, async () => {
@@ -199,6 +313,113 @@ for (const model of chatModels) {
     assert.deepEqual(answers.map((a) => a.choices[0].message.content), Array(4).fill("white"));
   });
 }
+
+Deno.test("adjustLogprobs: bias, frequency and presence penalties as OpenAI defines them", () => {
+  const lp = new Float32Array([Math.log(0.5), Math.log(0.25), Math.log(0.25)]);
+  const none = adjustLogprobs(lp, new Map([[0, 3]]), {});
+  assert.equal(none, lp, "nothing asked: the input unchanged");
+  const out = adjustLogprobs(lp, new Map([[0, 2], [1, 1]]), {
+    frequencyPenalty: 0.5,
+    presencePenalty: 0.25,
+    logitBias: new Map([[2, 1]]),
+  });
+  // logits: 0 - 2·0.5 - 0.25, -ln 2 - 0.5 - 0.25, -ln 2 + 1; renormalized.
+  const logits = [Math.log(0.5) - 1.25, Math.log(0.25) - 0.75, Math.log(0.25) + 1];
+  const z = Math.log(logits.reduce((a, v) => a + Math.exp(v), 0));
+  logits.forEach((v, i) => assert.ok(Math.abs(out[i] - (v - z)) < 1e-6, `token ${i}`));
+});
+
+Deno.test({
+  name: "chat: fields that cannot be honoured are 400s naming them; null means not given",
+  ignore: !chatModels.length,
+  fn: async () => {
+    const post = (body: Record<string, unknown>) =>
+      app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ messages: [{ role: "user", content: "hi" }], ...body }),
+      });
+    const tool = { type: "function", function: { name: "f", parameters: { type: "object" } } };
+    const cases: [Record<string, unknown>, string][] = [
+      [{ response_format: { type: "json_object" } }, "response_format"],
+      [{ response_format: { type: "json_schema", json_schema: { name: "x" } } }, "response_format"],
+      [{ response_format: { type: "yaml" } }, "response_format.type"],
+      [{ tools: [tool] }, "tools"],
+      [{ tools: [tool], tool_choice: "none" }, "tools"],
+      [{ tool_choice: "auto" }, "tool_choice"],
+      [{ tool_choice: "required" }, "tool_choice"],
+      [{ tool_choice: { type: "function", function: { name: "f" } } }, "tool_choice"],
+      [{ functions: [tool.function] }, "functions"],
+      [{ modalities: ["text", "audio"] }, "modalities"],
+      [{ audio: { voice: "alloy", format: "wav" } }, "audio"],
+      [{ frequency_penalty: 3 }, "frequency_penalty"],
+      [{ presence_penalty: -2.5 }, "presence_penalty"],
+      [{ logit_bias: { "red": 5 } }, "logit_bias.red"],
+      [{ logit_bias: { "99999999": 5 } }, "logit_bias.99999999"],
+      [{ logit_bias: { "5": 101 } }, "logit_bias.5"],
+      [{ messages: [{ role: "user", content: null }] }, "messages.0.content"],
+    ];
+    for (const [body, param] of cases) {
+      const res = await post(body);
+      const err = await res.json();
+      assert.equal(res.status, 400, JSON.stringify({ body, err }).slice(0, 300));
+      assert.equal(err.error.param, param, JSON.stringify(err));
+      assert.ok(err.error.message.length > 0);
+    }
+    // What is honoured, or a null (many clients send every field), is a 200.
+    const plain = await (await post({ max_tokens: 8 })).json();
+    const nulls = {
+      model: null,
+      max_tokens: 8,
+      max_completion_tokens: null,
+      temperature: null,
+      top_p: null,
+      top_k: null,
+      frequency_penalty: null,
+      presence_penalty: null,
+      logit_bias: null,
+      seed: null,
+      stop: null,
+      n: null,
+      stream: null,
+      stream_options: null,
+      logprobs: null,
+      top_logprobs: null,
+      response_format: null,
+      tools: null,
+      tool_choice: null,
+      parallel_tool_calls: null,
+      functions: null,
+      function_call: null,
+      audio: null,
+      modalities: null,
+      user: null,
+    };
+    for (
+      const body of [
+        nulls,
+        { max_tokens: 8, response_format: { type: "text" } },
+        { max_tokens: 8, tool_choice: "none", tools: [] },
+        { max_tokens: 8, modalities: ["text"], parallel_tool_calls: false },
+        {
+          max_tokens: 8,
+          messages: [
+            { role: "user", content: "hi" },
+            { role: "assistant", content: null, refusal: null },
+            { role: "user", content: "hi" },
+          ],
+        },
+      ]
+    ) {
+      const res = await post(body);
+      const r = await res.json();
+      assert.equal(res.status, 200, JSON.stringify({ body, r }).slice(0, 400));
+      if (body === nulls) {
+        assert.equal(r.choices[0].message.content, plain.choices[0].message.content);
+      }
+    }
+  },
+});
 
 Deno.test({
   name: "chat: clear 400s and 404s",

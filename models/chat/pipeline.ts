@@ -45,10 +45,19 @@ export interface ChatOptions {
   seed: number;
   stop: string[];
   topLogprobs: number;
+  /** OpenAI's sampling-time adjustments (see `adjustLogprobs`); absent: none. */
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  /** Token id → bias added to its logit (-100 bans it, +100 all but forces it). */
+  logitBias?: Map<number, number>;
   /** On WebGPU, run a decoder that has `model.safetensors` on our own kernels (default true). */
   kernels?: boolean;
-  /** Called with each new piece of text as it is decoded. */
-  onText?: (delta: string) => void | Promise<void>;
+  /**
+   * Called with each new piece of text as it is decoded, and the tokens decoded since the last
+   * call (their text is in this piece or held back for a stop string; a last call may carry
+   * tokens and no text).
+   */
+  onText?: (delta: string, tokens: ChatToken[]) => void | Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -83,6 +92,43 @@ interface State {
 type Forward = (tokens: number[]) => Promise<Float32Array>;
 
 const now = () => performance.now();
+
+/** The k most probable tokens, best first. */
+function topTokens(lp: Float32Array, k: number): Array<[number, number]> {
+  const best: Array<[number, number]> = [];
+  for (let i = 0; i < lp.length; i++) {
+    if (best.length < k || lp[i] > best[best.length - 1][1]) {
+      best.push([i, lp[i]]);
+      best.sort((a, b) => b[1] - a[1]);
+      if (best.length > k) best.pop();
+    }
+  }
+  return best;
+}
+
+/**
+ * OpenAI's penalties and logit bias, applied to one step's log-probabilities (equivalent to
+ * adjusting the logits, since log-softmax only shifts them): each token's logit gets its bias,
+ * minus `frequency · count` and `presence · (count > 0)` where count is how often the answer
+ * already holds it. Returns the renormalized log-probabilities (the input when nothing applies).
+ */
+export function adjustLogprobs(
+  lp: Float32Array,
+  counts: Map<number, number>,
+  o: Pick<ChatOptions, "frequencyPenalty" | "presencePenalty" | "logitBias">,
+): Float32Array {
+  const fp = o.frequencyPenalty ?? 0, pp = o.presencePenalty ?? 0;
+  const bias = o.logitBias ?? new Map<number, number>();
+  if (!bias.size && ((fp === 0 && pp === 0) || !counts.size)) return lp;
+  const out = lp.slice();
+  for (const [id, b] of bias) if (id < out.length) out[id] += b;
+  for (const [id, n] of counts) if (id < out.length) out[id] -= n * fp + (n > 0 ? pp : 0);
+  return logSoftmax(out);
+}
+
+/** Does `o` ask for any logit adjustment? */
+const adjusts = (o: ChatOptions) =>
+  (o.frequencyPenalty ?? 0) !== 0 || (o.presencePenalty ?? 0) !== 0 || (o.logitBias?.size ?? 0) > 0;
 
 export class ChatPipeline {
   private constructor(
@@ -234,6 +280,11 @@ export class ChatPipeline {
     );
   }
 
+  /** Is `id` a token of this model's vocabulary (for logit_bias)? */
+  hasToken(id: number): boolean {
+    return this.tokenizer.id_to_token(id) !== undefined;
+  }
+
   /** The prompt's token ids; a conversation too long for the model is a clear 400. */
   validate(messages: ChatMessage[], maxTokens: number): number[] {
     const ids = this.tokenizer.encode(this.prompt(messages), { add_special_tokens: false }).ids;
@@ -294,7 +345,7 @@ export class ChatPipeline {
         ? features.data as Float32Array<ArrayBuffer>
         : new Float32Array(this.hidden);
       kernels.reset(image, features ? features.dims[1] : 1);
-      const logitsWanted = o.temperature > 0 || o.topLogprobs > 0;
+      const logitsWanted = o.temperature > 0 || o.topLogprobs > 0 || adjusts(o);
       forward = async (tokens) => {
         const r = await this.sessions.schedule(() => kernels.step(tokens, logitsWanted));
         if (r.logits) return logSoftmax(r.logits);
@@ -335,16 +386,22 @@ export class ChatPipeline {
     o: ChatOptions,
     info: { visionMs: number; prefillMs: number; decoder: ChatResult["decoder"] },
   ): Promise<ChatResult> {
+    const counts = new Map<number, number>();
+    let last: Float32Array = new Float32Array(0); // the distribution the latest token was chosen from
     const decoder: StepDecoder<null> = {
       start: () => Promise.resolve(null),
       step: async (state, tokens) => {
         o.signal?.throwIfAborted();
-        return { logprobs: [await forward(tokens)], attention: null, state };
+        last = adjustLogprobs(await forward(tokens), counts, o);
+        return { logprobs: [last], attention: null, state };
       },
       select: (state) => state,
     };
-    let emitted = "", stopped = false;
+    let emitted = "", stopped = false, reported = 0;
     const generated: number[] = [];
+    const tokens: ChatToken[] = [];
+    const name = (id: number) => this.tokenizer.id_to_token(id) ?? "";
+    const unreported = () => tokens.slice(reported, reported = tokens.length);
     const stopAt = (text: string) => {
       let cut = -1;
       for (const s of o.stop) {
@@ -363,12 +420,20 @@ export class ChatPipeline {
       topK: o.topK,
       topP: o.topP,
       seed: o.seed,
-      topLogprobs: o.topLogprobs,
+      topLogprobs: 0, // reported from the same distributions by onToken, as it streams
       bos: ids.at(-1)!,
       eos: this.eos,
       signal: o.signal,
-      onToken: async (_i, id) => {
+      onToken: async (_i, id, logprob) => {
         generated.push(id);
+        counts.set(id, (counts.get(id) ?? 0) + 1);
+        tokens.push({
+          token: name(id),
+          logprob,
+          top_logprobs: o.topLogprobs > 0
+            ? topTokens(last, o.topLogprobs).map(([t, lp]) => ({ token: name(t), logprob: lp }))
+            : [],
+        });
         const text = this.#text(generated);
         const cut = stopAt(text);
         const visible = cut >= 0 ? text.slice(0, cut) : text;
@@ -376,7 +441,7 @@ export class ChatPipeline {
         const hold = cut >= 0 ? 0 : Math.max(0, ...o.stop.map((s) => s.length - 1));
         const safe = visible.slice(0, Math.max(emitted.length, visible.length - hold));
         if (safe.length > emitted.length) {
-          await o.onText?.(safe.slice(emitted.length));
+          await o.onText?.(safe.slice(emitted.length), unreported());
           emitted = safe;
         }
         if (cut >= 0) stopped = true;
@@ -387,18 +452,13 @@ export class ChatPipeline {
     let text = this.#text(h.ids);
     const cut = stopAt(text);
     if (cut >= 0) text = text.slice(0, cut);
-    if (text.length > emitted.length) await o.onText?.(text.slice(emitted.length));
+    if (text.length > emitted.length || reported < tokens.length) {
+      await o.onText?.(text.slice(emitted.length), unreported());
+    }
     const finishedByEos = h.ids.length < o.maxTokens;
     return {
       text,
-      tokens: h.ids.map((id, i) => ({
-        token: this.tokenizer.id_to_token(id) ?? "",
-        logprob: h.logprobs[i],
-        top_logprobs: (h.top[i] ?? []).map(([t, lp]) => ({
-          token: this.tokenizer.id_to_token(t) ?? "",
-          logprob: lp,
-        })),
-      })),
+      tokens,
       finishReason: stopped || finishedByEos ? "stop" : "length",
       promptTokens: ids.length,
       completionTokens: h.ids.length,
