@@ -1,7 +1,7 @@
 /** Operations: health, the model list, the OpenAPI document and the docs page. */
 import { z } from "@hono/zod-openapi";
 import { ApiError } from "../core/errors.ts";
-import { type App, type Deps, route } from "./http.ts";
+import { type App, type Deps, ErrorBody, route } from "./http.ts";
 
 const Health = z.object({
   status: z.literal("ok"),
@@ -61,14 +61,38 @@ export function opsRoutes(app: App, { registry }: Deps): void {
     response: ModelList,
   }, (c) => c.json({ object: "list" as const, data: registry.list() }));
 
+  // OpenAI's `models.retrieve`. Ids may hold a slash (org/name): the route takes the rest of the
+  // path, encoded or not.
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/v1/models/{model}",
+    summary: "One model, as listed by /v1/models",
+    tags: ["Operations"],
+    request: { params: z.object({ model: z.string().min(1).openapi({ example: "sd-tiny" }) }) },
+    responses: {
+      200: { description: "OK", content: { "application/json": { schema: Model } } },
+      404: { description: "Unknown model", content: { "application/json": { schema: ErrorBody } } },
+    },
+  });
+  app.get("/v1/models/:model{.+}", (c) => {
+    const id = c.req.param("model");
+    const model = registry.list().find((m) => m.id === id);
+    if (!model) throw new ApiError("model_not_found", `No model "${id}"`, "model");
+    return c.json(model);
+  });
+
   app.get("/openapi.json", (c) =>
     c.json(app.getOpenAPI31Document({
       openapi: "3.1.0",
       info: {
         title: "mm-edge: multimodal inference API",
         version: "0.1.0",
-        description:
-          "CLIP embeddings, zero-shot classification and similarity on ONNX Runtime (WebGPU, native CPU, WASM).",
+        description: "One OpenAI-compatible API for the multimodal systems of the course: " +
+          "captioning (Show and Tell, Show Attend and Tell with attention maps, ViT + GPT-2), " +
+          "CLIP (embeddings, zero-shot classification, similarity), image generation " +
+          "(Stable Diffusion design with img2img and inpainting; DALL-E with CLIP reranking) " +
+          "and multimodal chat (a unified embedding decoder and a cross-attention decoder), " +
+          "on ONNX Runtime (WebGPU, native CPU, WASM) and our own WGSL kernels.",
       },
     })));
 }
