@@ -1,10 +1,15 @@
 /**
  * Image generation, OpenAI-shaped: `POST /v1/images/generations` (text to image) and
  * `POST /v1/images/edits` (inpainting with `mask`, img2img with `strength`). Two generators sit
- * behind the same request and response: diffusion models (negative prompt, steps, guidance,
- * scheduler) and DALL-E models (temperature, top-k, top-p, CLIP `rerank`). `stream: true` answers
- * with Server-Sent Events: progress per step, previews, then the images. A client that
+ * behind the same request and response: diffusion models (negative prompt, steps or `quality`,
+ * guidance, scheduler) and DALL-E models (temperature, top-k, top-p); both offer CLIP `rerank`
+ * (best k of n). `stream: true` answers with Server-Sent Events named as OpenAI's
+ * (`image_generation.*` for generations, `image_edit.*` for edits): our `progress` per step,
+ * exactly `partial_images` previews, then one `completed` event per image. A client that
  * disconnects stops the job between steps.
+ *
+ * What cannot be honoured is a 400 naming the field (a transparent background, `style`,
+ * moderation, other output formats); `null` for an optional field means "not given".
  */
 import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
@@ -15,72 +20,114 @@ import { encodePng, type RgbImage } from "../core/image.ts";
 import type { DalleOptions } from "../models/dalle/pipeline.ts";
 import type { GenerateOptions, Progress } from "../models/diffusion/pipeline.ts";
 import { SCHEDULERS } from "../models/diffusion/schedulers.ts";
-import { ImageInput } from "./clip.ts";
+import { EXAMPLE_IMAGE, ImageInput } from "./clip.ts";
 import { type App, decodeImages, type Deps, type Env, route } from "./http.ts";
 
 const MAX_IMAGES = 4;
 
+const QUALITIES = ["low", "medium", "high", "auto", "standard", "hd"] as const;
+type Quality = typeof QUALITIES[number];
+
 const GenerationFields = {
-  model: z.string().min(1).optional().openapi({
+  model: z.string().min(1).nullish().openapi({
     description: "Model id; the default image model when absent",
     example: "sd-tiny",
   }),
   prompt: z.string().min(1).max(4000).openapi({
     example: "a large red circle in the center on a white background",
   }),
-  negative_prompt: z.string().max(4000).optional(),
-  n: z.number().int().min(1).max(MAX_IMAGES).default(1),
+  negative_prompt: z.string().max(4000).nullish(),
+  n: z.number().int().min(1).max(MAX_IMAGES).nullish().openapi({ description: "Default 1" }),
   size: z.string().regex(/^(\d+x\d+|auto)$/, 'Use "WIDTHxHEIGHT", e.g. "64x64", or "auto"')
-    .optional().openapi({ example: "64x64" }),
-  width: z.number().int().positive().optional(),
-  height: z.number().int().positive().optional(),
-  response_format: z.enum(["b64_json", "url"]).default("b64_json"),
-  output_format: z.literal("png").default("png"),
-  num_inference_steps: z.number().int().min(1).max(1000).optional().openapi({
+    .nullish().openapi({ example: "64x64" }),
+  width: z.number().int().positive().nullish(),
+  height: z.number().int().positive().nullish(),
+  response_format: z.enum(["b64_json", "url"]).nullish().openapi({
+    description: 'Only "b64_json" (the default): this server hosts no files',
+  }),
+  output_format: z.literal("png").nullish().openapi({ description: "PNG only" }),
+  output_compression: z.number().int().min(0).max(100).nullish().openapi({
+    description: "Not supported (it applies to JPEG and WebP; this server writes PNG): a 400",
+  }),
+  quality: z.enum(QUALITIES).nullish().openapi({
+    description: "Diffusion: low, medium (= standard = auto, the model's default steps) or " +
+      "high (= hd) choose the denoising steps: half, the default and twice the default. " +
+      "DALL-E models sample a fixed number of tokens: auto or standard only",
+  }),
+  background: z.enum(["transparent", "opaque", "auto"]).nullish().openapi({
+    description: "opaque or auto: the generators draw opaque images; transparent is a 400",
+  }),
+  style: z.enum(["vivid", "natural"]).nullish().openapi({
+    description: "Not supported (no model here has styles): a 400",
+  }),
+  moderation: z.enum(["low", "auto"]).nullish().openapi({
+    description: 'This server has no content moderation: "low" is accepted and does nothing; ' +
+      '"auto" (filtering) cannot be honoured and is a 400',
+  }),
+  num_inference_steps: z.number().int().min(1).max(1000).nullish().openapi({
     description: "Denoising steps; the model's default when absent",
   }),
-  guidance_scale: z.number().min(0).max(50).optional().openapi({
+  guidance_scale: z.number().min(0).max(50).nullish().openapi({
     description: "Classifier-free guidance; ≤ 1 runs the UNet once per step without it",
   }),
-  seed: z.number().int().min(0).max(2 ** 32 - 1).optional().openapi({
+  seed: z.number().int().min(0).max(2 ** 32 - 1).nullish().openapi({
     description: "Image j uses seed + j; random when absent, and returned",
   }),
-  scheduler: z.enum(SCHEDULERS).optional(),
-  temperature: z.number().min(0).max(2).optional().openapi({
+  scheduler: z.enum(SCHEDULERS).nullish(),
+  temperature: z.number().min(0).max(2).nullish().openapi({
     description: "DALL-E models: sampling temperature of the image tokens (0: greedy)",
   }),
-  top_k: z.number().int().min(0).max(10000).optional().openapi({
+  top_k: z.number().int().min(0).max(10000).nullish().openapi({
     description: "DALL-E models: sample among the k likeliest codes (0: all)",
   }),
-  top_p: z.number().gt(0).max(1).optional().openapi({
+  top_p: z.number().gt(0).max(1).nullish().openapi({
     description: "DALL-E models: nucleus sampling",
   }),
-  rerank: z.number().int().min(1).max(MAX_IMAGES).optional().openapi({
-    description:
-      "DALL-E models: sample n candidates, return the k that CLIP rates closest to the prompt",
+  rerank: z.number().int().min(1).max(MAX_IMAGES).nullish().openapi({
+    description: "Both generators: make n candidates, return the k that CLIP rates closest " +
+      "to the prompt, best first, each with its clip_score",
   }),
-  stream: z.boolean().default(false),
-  partial_images: z.number().int().min(0).max(10).default(0).openapi({
-    description: "Streaming: how many low-resolution previews to send during denoising",
+  stream: z.boolean().nullish(),
+  partial_images: z.number().int().min(0).max(10).nullish().openapi({
+    description: "Streaming: exactly this many previews of the predicted image (default 0); " +
+      "at most one per step",
   }),
-  user: z.string().optional(),
+  user: z.string().nullish(),
 };
 
 const GenerationRequest = z.object(GenerationFields).openapi("ImageGenerationRequest");
 const EditRequest = z.object({
   ...GenerationFields,
   image: ImageInput,
-  mask: ImageInput.optional().openapi({
+  mask: ImageInput.nullish().openapi({
     description: "Repaint where the mask is transparent (or, without alpha, white)",
   }),
-  strength: z.number().min(0).max(1).optional().openapi({
+  strength: z.number().min(0).max(1).nullish().openapi({
     description: "How much of the schedule to run from the noised input: 0 keeps it, 1 redraws",
   }),
+  input_fidelity: z.enum(["high", "low"]).nullish().openapi({
+    description: "Not supported: a 400 (use strength)",
+  }),
 }).openapi("ImageEditRequest");
+
+const ImagesUsage = z.object({
+  input_tokens: z.number().int(),
+  output_tokens: z.number().int(),
+  total_tokens: z.number().int(),
+  input_tokens_details: z.object({ text_tokens: z.number().int(), image_tokens: z.number().int() }),
+}).openapi("ImagesUsage", {
+  description: "Prompt tokens in; DALL-E: the image tokens sampled out (diffusion has none: 0)",
+});
 
 const ImagesResponse = z.object({
   created: z.number().int(),
   model: z.string(),
+  background: z.literal("opaque"),
+  output_format: z.literal("png"),
+  quality: z.enum(["low", "medium", "high"]).optional().openapi({
+    description: "Diffusion: the quality level the steps ran at, when they match one",
+  }),
+  usage: ImagesUsage,
   data: z.array(z.object({
     b64_json: z.string(),
     seed: z.number().int(),
@@ -114,8 +161,9 @@ const ImagesResponse = z.object({
 
 type Body = z.infer<typeof GenerationRequest> & {
   image?: string | Uint8Array;
-  mask?: string | Uint8Array;
-  strength?: number;
+  mask?: string | Uint8Array | null;
+  strength?: number | null;
+  input_fidelity?: string | null;
 };
 
 const b64 = async (img: RgbImage) => (await encodePng(img)).toBase64();
@@ -137,6 +185,9 @@ interface Output {
   images: RgbImage[];
   seeds: number[];
   scores?: number[];
+  promptTokens: number;
+  /** Image tokens sampled per image (DALL-E), for usage. */
+  outputTokens: number;
   steps: number;
   scheduler: string;
   loop?: "gpu-resident" | "host";
@@ -149,6 +200,9 @@ interface Job {
   model: string;
   steps: number;
   width: number;
+  height: number;
+  /** The quality level the job runs at, where it matches one. */
+  quality?: "low" | "medium" | "high";
   run(progress?: (p: Progress) => Promise<void>, signal?: AbortSignal): Promise<Output>;
 }
 
@@ -159,7 +213,7 @@ function rejectFields(
   model: string,
   kind: string,
 ) {
-  const set = fields.find((f) => body[f] !== undefined);
+  const set = fields.find((f) => body[f] != null);
   if (set) {
     throw new ApiError(
       "invalid_request",
@@ -169,16 +223,71 @@ function rejectFields(
   }
 }
 
+/** What the request asks for that no generator here can do: a 400 naming the field. */
+function rejectUnsupported(body: Body): void {
+  const no = (param: string, message: string) => {
+    throw new ApiError("unsupported", `${param}: ${message}`, param);
+  };
+  if (body.response_format === "url") {
+    no("response_format", 'this server does not host files: use "b64_json"');
+  }
+  if (body.background === "transparent") {
+    no("background", 'the generators draw opaque images: use "opaque" or "auto"');
+  }
+  if (body.style != null) no("style", "no model here has styles");
+  if (body.moderation === "auto") {
+    no(
+      "moderation",
+      'this server has no content moderation, so it cannot filter as "auto" asks; ' +
+        'send "low" or leave it out',
+    );
+  }
+  if (body.output_compression != null) {
+    no("output_compression", "it applies to JPEG and WebP; this server writes PNG");
+  }
+  if (body.input_fidelity != null) no("input_fidelity", "not supported; use strength");
+}
+
+/** Diffusion steps for a quality level: half the model's default, the default, twice it. */
+function qualitySteps(q: Quality, s: { defaultSteps: number; maxSteps: number }) {
+  const level = q === "standard" || q === "auto" ? "medium" : q === "hd" ? "high" : q;
+  const steps = {
+    low: Math.max(1, Math.round(s.defaultSteps / 2)),
+    medium: s.defaultSteps,
+    high: Math.min(s.maxSteps, 2 * s.defaultSteps),
+  };
+  return { level, steps: steps[level], levels: steps };
+}
+
 export function imageRoutes(app: App, { config, registry }: Deps): void {
+  const clipRerank = async (body: Body) => {
+    if (body.rerank == null) return undefined;
+    const clip = await registry.get("clip");
+    return {
+      k: body.rerank,
+      score: (images: RgbImage[]) => clip.scoreImages(images, body.prompt),
+    };
+  };
+
   const diffusionJob = async (
     c: Context<Env>,
     body: Body,
     edit: boolean,
     previews: number,
   ): Promise<Job> => {
-    const model = await registry.get("diffusion", body.model);
-    rejectFields(body, ["temperature", "top_k", "top_p", "rerank"], model.id, "diffusion");
+    const model = await registry.get("diffusion", body.model ?? undefined);
+    rejectFields(body, ["temperature", "top_k", "top_p"], model.id, "diffusion");
     const s = model.settings;
+    if (body.quality != null && body.quality !== "auto" && body.num_inference_steps != null) {
+      throw new ApiError(
+        "invalid_request",
+        "quality chooses the denoising steps: give quality or num_inference_steps, not both",
+        "quality",
+      );
+    }
+    const q = qualitySteps(body.quality ?? "auto", s);
+    const steps = body.num_inference_steps ?? q.steps;
+    const quality = (["low", "medium", "high"] as const).find((l) => q.levels[l] === steps);
     let width = body.width ?? s.defaultSize, height = body.height ?? s.defaultSize;
     if (body.size && body.size !== "auto") [width, height] = body.size.split("x").map(Number);
     const [image, mask] = edit
@@ -187,33 +296,38 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
         ...(body.mask ? [{ value: body.mask, param: "mask" }] : []),
       ])
       : [];
-    const steps = body.num_inference_steps ?? s.defaultSteps;
     const options: GenerateOptions = {
       prompt: body.prompt,
-      negativePrompt: body.negative_prompt,
+      negativePrompt: body.negative_prompt ?? undefined,
       steps,
       guidance: body.guidance_scale ?? s.defaultGuidance,
       seed: body.seed ?? Math.floor(Math.random() * 2 ** 32),
       scheduler: body.scheduler ?? s.defaultScheduler,
       width,
       height,
-      n: body.n,
+      n: body.n ?? 1,
       image,
       mask,
-      strength: body.strength,
-      previewEvery: previews > 0 ? Math.max(1, Math.floor(steps / (previews + 1))) : 0,
+      strength: body.strength ?? undefined,
+      previews,
+      rerank: await clipRerank(body),
     };
     model.validate(options); // a 400 now, before a stream has started
     return {
       model: model.id,
       steps,
       width,
-      run: (progress, signal) => model.generate(options, progress, signal),
+      height,
+      quality,
+      run: async (progress, signal) => ({
+        ...await model.generate(options, progress, signal),
+        outputTokens: 0,
+      }),
     };
   };
 
   const dalleJob = async (body: Body, edit: boolean, previews: number): Promise<Job> => {
-    const model = await registry.get("dalle", body.model);
+    const model = await registry.get("dalle", body.model ?? undefined);
     const diffusionOnly = ["negative_prompt", "num_inference_steps", "guidance_scale", "scheduler"];
     rejectFields(body, diffusionOnly, model.id, "DALL-E");
     if (edit) {
@@ -230,20 +344,22 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
     if (size !== `${S}x${S}`) {
       throw new ApiError("invalid_request", `${model.id} draws ${S}x${S} images only`, "size");
     }
-    const clip = body.rerank ? await registry.get("clip") : null;
+    if (body.quality != null && body.quality !== "auto" && body.quality !== "standard") {
+      throw new ApiError(
+        "unsupported",
+        `quality: ${model.id} samples a fixed ${model.imageTokens} image tokens; only "auto" or ` +
+          '"standard" (for more compute per image, use n with rerank)',
+        "quality",
+      );
+    }
     const options: DalleOptions = {
       prompt: body.prompt,
-      n: body.n,
+      n: body.n ?? 1,
       seed: body.seed ?? Math.floor(Math.random() * 2 ** 32),
       temperature: body.temperature ?? model.settings.defaultTemperature,
       topK: body.top_k ?? model.settings.defaultTopK,
       topP: body.top_p ?? 1,
-      rerank: clip
-        ? {
-          k: body.rerank!,
-          score: (images) => clip.scoreImages(images, body.prompt),
-        }
-        : undefined,
+      rerank: await clipRerank(body),
     };
     model.validate(options);
     const tokens = model.imageTokens;
@@ -251,29 +367,36 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
       model: model.id,
       steps: tokens,
       width: S,
+      height: S,
       run: async (progress, signal) => {
-        const every = previews > 0 ? Math.max(1, Math.floor(tokens / (previews + 1))) : 0;
-        const g = await model.generate({ ...options, previewEvery: every }, progress, signal);
-        return { ...g, scheduler: "sampling" };
+        const g = await model.generate({ ...options, previews }, progress, signal);
+        return { ...g, scheduler: "sampling", outputTokens: tokens };
       },
     };
   };
 
   const handle = async (c: Context<Env>, body: Body, edit: boolean) => {
-    if (body.response_format === "url") {
-      throw new ApiError(
-        "unsupported",
-        'This server does not host files: use response_format "b64_json"',
-        "response_format",
-      );
-    }
-    const previews = body.stream ? body.partial_images : 0;
+    rejectUnsupported(body);
+    const previews = body.stream ? body.partial_images ?? 0 : 0;
     const job = body.model && registry.familyOf(body.model) === "dalle"
       ? await dalleJob(body, edit, previews)
       : await diffusionJob(c, body, edit, previews);
+    const usage = (g: Output) => {
+      const output = g.outputTokens * g.images.length;
+      return {
+        input_tokens: g.promptTokens,
+        output_tokens: output,
+        total_tokens: g.promptTokens + output,
+        input_tokens_details: { text_tokens: g.promptTokens, image_tokens: 0 },
+      };
+    };
     const answer = async (g: Output) => ({
       created: Math.floor(Date.now() / 1000),
       model: job.model,
+      background: "opaque" as const,
+      output_format: "png" as const,
+      ...(job.quality ? { quality: job.quality } : {}),
+      usage: usage(g),
       data: await Promise.all(g.images.map(async (img, j) => ({
         b64_json: await b64(img),
         seed: g.seeds[j],
@@ -301,41 +424,60 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
       return c.json(await answer(g));
     }
 
+    // OpenAI's names: image_generation.* for generations, image_edit.* for edits.
+    const prefix = edit ? "image_edit" : "image_generation";
+    // The fields OpenAI's partial and completed events share.
+    const described = () => ({
+      created_at: Math.floor(Date.now() / 1000),
+      size: `${job.width}x${job.height}`,
+      quality: job.quality ?? "auto",
+      background: "opaque",
+      output_format: "png",
+    });
     return streamSSE(c, async (stream) => {
       const stop = new AbortController();
       stream.onAbort(() => stop.abort());
+      const send = (kind: string, fields: Record<string, unknown>) =>
+        stream.writeSSE({
+          event: `${prefix}.${kind}`,
+          data: JSON.stringify({ type: `${prefix}.${kind}`, ...fields }),
+        });
       let partial = 0;
       const progress = async (p: Progress) => {
-        await stream.writeSSE({
-          event: "image_generation.progress",
-          data: JSON.stringify({
-            type: "image_generation.progress",
-            step: p.step,
-            total: p.total,
-            percent: Math.round(100 * p.step / p.total),
-          }),
+        await send("progress", {
+          step: p.step,
+          total: p.total,
+          percent: Math.round(100 * p.step / p.total),
         });
         for (const [j, rgba] of (p.preview?.rgba ?? []).entries()) {
           const factor = Math.max(1, Math.floor(job.width / p.preview!.width));
-          await stream.writeSSE({
-            event: "image_generation.partial_image",
-            data: JSON.stringify({
-              type: "image_generation.partial_image",
-              partial_image_index: partial,
-              image_index: j,
-              step: p.step,
-              b64_json: await b64(enlarge(rgba, p.preview!.width, p.preview!.height, factor)),
-            }),
+          await send("partial_image", {
+            b64_json: await b64(enlarge(rgba, p.preview!.width, p.preview!.height, factor)),
+            ...described(),
+            partial_image_index: partial,
+            image_index: j,
+            step: p.step,
           });
         }
         if (p.preview) partial++;
       };
       try {
         const g = await job.run(progress, stop.signal);
-        await stream.writeSSE({
-          event: "image_generation.completed",
-          data: JSON.stringify({ type: "image_generation.completed", ...await answer(g) }),
-        });
+        const whole = await answer(g);
+        // One completed event per image, as OpenAI's carry one image each; the last also
+        // carries the whole response (data, timings, …) for clients that want it in one piece.
+        for (const [j, d] of whole.data.entries()) {
+          const last = j === whole.data.length - 1;
+          await send("completed", {
+            ...(last ? whole : {}),
+            ...described(),
+            b64_json: d.b64_json,
+            usage: whole.usage,
+            image_index: j,
+            seed: d.seed,
+            ...(d.clip_score === undefined ? {} : { clip_score: d.clip_score }),
+          });
+        }
       } catch (e) {
         if (stop.signal.aborted) return; // the client left; nobody to tell
         const err = e instanceof ApiError
@@ -352,12 +494,28 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
     path: "/v1/images/generations",
     summary: "Generate images from a prompt (diffusion or DALL-E)",
     description:
-      "OpenAI-compatible, plus seed; for diffusion models negative_prompt, num_inference_steps, " +
-      "guidance_scale and scheduler; for DALL-E models temperature, top_k, top_p and rerank. " +
-      "With stream: true, Server-Sent Events: image_generation.progress per step, " +
-      "image_generation.partial_image previews, then image_generation.completed.",
+      "OpenAI-compatible, plus seed and rerank (best k of n by CLIP); for diffusion models " +
+      "negative_prompt, num_inference_steps (or quality), guidance_scale and scheduler; for " +
+      "DALL-E models temperature, top_k and top_p. With stream: true, Server-Sent Events: " +
+      "image_generation.progress per step (ours), exactly partial_images " +
+      "image_generation.partial_image previews, then one image_generation.completed per image " +
+      "(the last also holds the whole response).",
     tags: ["Images"],
     body: GenerationRequest,
+    example: {
+      prompt: "a large red circle in the center on a white background",
+      n: 2,
+      seed: 42,
+      quality: "low",
+    },
+    events: [
+      "image_generation.progress: { step, total, percent } every step (ours)",
+      "image_generation.partial_image: exactly partial_images previews of the predicted image " +
+      "(b64_json, partial_image_index, image_index, …)",
+      "image_generation.completed: one per image (b64_json, usage, seed, …); the last also " +
+      "holds the whole response",
+      "error: { error } if the job fails after the stream started",
+    ],
     response: ImagesResponse,
   }, (c, body) => handle(c, body, false));
 
@@ -365,9 +523,24 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
     method: "post",
     path: "/v1/images/edits",
     summary: "Inpaint (image + mask) or transform (image + strength) an image",
+    description: "The generation fields, plus image, mask and strength. With stream: true, the " +
+      "same events as generations, named image_edit.progress, image_edit.partial_image and " +
+      "image_edit.completed.",
     tags: ["Images"],
     body: EditRequest,
     multipart: true,
+    example: {
+      prompt: "a large blue square in the center on a white background",
+      image: EXAMPLE_IMAGE,
+      strength: 0.6,
+      quality: "low",
+    },
+    events: [
+      "image_edit.progress: { step, total, percent } every step (ours)",
+      "image_edit.partial_image: exactly partial_images previews of the predicted image",
+      "image_edit.completed: one per image; the last also holds the whole response",
+      "error: { error } if the job fails after the stream started",
+    ],
     response: ImagesResponse,
   }, (c, body) => handle(c, body, true));
 }

@@ -108,7 +108,7 @@ Deno.test({
     const stop = new AbortController();
     const steps: number[] = [];
     await assert.rejects(
-      dalle!.generate({ ...base, previewEvery: 16 }, (p) => {
+      dalle!.generate({ ...base, previews: 3 }, (p) => {
         steps.push(p.step);
         if (p.preview) assert.equal(p.preview.rgba[0].length, 64 * 64 * 4);
         if (p.step === 20) stop.abort();
@@ -148,18 +148,25 @@ Deno.test({
       /transformer;dur=.*vqvae_decoder;dur=.*rerank;dur=/,
     );
 
-    const stream = await post({
-      model: "dalle-tiny",
-      prompt: base.prompt,
-      stream: true,
-      partial_images: 3,
-    });
-    const events = (await stream.text()).split("\n\n").filter(Boolean).map((e) =>
-      e.match(/^event: (.*)$/m)![1]
-    );
-    assert.equal(events.filter((e) => e === "image_generation.progress").length, 64);
-    assert.equal(events.filter((e) => e === "image_generation.partial_image").length, 3);
-    assert.equal(events.at(-1), "image_generation.completed");
+    // Exactly partial_images previews (2 used to send 3), one completed event per image.
+    for (const [n, partial_images] of [[1, 2], [1, 3], [2, 5]]) {
+      const stream = await post({
+        model: "dalle-tiny",
+        prompt: base.prompt,
+        stream: true,
+        n,
+        partial_images,
+      });
+      const events = (await stream.text()).split("\n\n").filter(Boolean).map((e) =>
+        e.match(/^event: (.*)$/m)![1]
+      );
+      assert.equal(events.filter((e) => e === "image_generation.progress").length, 64);
+      assert.equal(
+        events.filter((e) => e === "image_generation.partial_image").length,
+        n * partial_images,
+      );
+      assert.deepEqual(events.slice(-n), Array(n).fill("image_generation.completed"));
+    }
 
     const expect400 = async (body: Record<string, unknown>, param: string) => {
       const r = await post({ model: "dalle-tiny", prompt: base.prompt, ...body });
@@ -172,6 +179,19 @@ Deno.test({
     await expect400({ size: "128x128" }, "size");
     await expect400({ n: 2, rerank: 3 }, "rerank");
     await expect400({ prompt: "a red circle ".repeat(20) }, "prompt");
+    await expect400({ quality: "high" }, "quality");
+    await expect400({ background: "transparent" }, "background");
+    const nulls = await post({
+      model: "dalle-tiny",
+      prompt: base.prompt,
+      quality: "standard",
+      guidance_scale: null,
+      num_inference_steps: null,
+      scheduler: null,
+      negative_prompt: null,
+      rerank: null,
+    });
+    assert.equal(nulls.status, 200, "null diffusion fields are not set fields");
     const sd = await post({ prompt: base.prompt, temperature: 0.5 });
     assert.equal(sd.status, 400, "temperature is a DALL-E parameter");
     const edit = await app.request("/v1/images/edits", {

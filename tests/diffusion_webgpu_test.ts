@@ -1,12 +1,17 @@
 /**
  * The GPU-resident denoising loop (WebGPU: UNet outputs stay in GPU buffers, one WGSL dispatch
- * per step) gives the images of the CPU path, on the software adapter: same seed, same noise.
+ * per step) gives the images of the CPU path, on the software adapter: same seed, same noise;
+ * and the same previews (read from the GPU buffers before each preview step moves them).
  */
 import assert from "node:assert/strict";
 import { resolveBackend } from "../core/backend.ts";
 import { EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
-import { DiffusionPipeline, type GenerateOptions } from "../models/diffusion/pipeline.ts";
+import {
+  DiffusionPipeline,
+  type GenerateOptions,
+  type Progress,
+} from "../models/diffusion/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 
 const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
@@ -37,10 +42,23 @@ Deno.test({
       width: 64,
       height: 64,
       n: 2,
+      previews: 2,
     };
-    const onGpu = await gpu.generate(options);
+    const previews = (into: Uint8Array[][]) => (p: Progress) => {
+      if (p.preview) into.push(p.preview.rgba);
+    };
+    const gpuPreviews: Uint8Array[][] = [], cpuPreviews: Uint8Array[][] = [];
+    const onGpu = await gpu.generate(options, previews(gpuPreviews));
     const onHost = await gpu.generate({ ...options, hostLoop: true });
-    const onCpu = await cpu.generate(options);
+    const onCpu = await cpu.generate(options, previews(cpuPreviews));
+    assert.equal(gpuPreviews.length, 2);
+    assert.equal(cpuPreviews.length, 2);
+    gpuPreviews.forEach((images, k) =>
+      images.forEach((rgba, j) => {
+        const d = meanAbs(rgba, cpuPreviews[k][j]);
+        assert.ok(d < 1, `preview ${k} of image ${j}: GPU loop vs CPU mean |Δ| ${d}`);
+      })
+    );
     assert.deepEqual([onGpu.loop, onHost.loop, onCpu.loop], ["gpu-resident", "host", "host"]);
     for (let j = 0; j < 2; j++) {
       const a = meanAbs(onGpu.images[j].data, onCpu.images[j].data);

@@ -1,4 +1,8 @@
-/** `POST /v1/images/generations` and `/v1/images/edits`: shapes, determinism, streaming, edits, errors. */
+/**
+ * `POST /v1/images/generations` and `/v1/images/edits`: shapes, determinism, streaming (exactly
+ * `partial_images` previews of the predicted image), edits, `quality`, CLIP rerank, fields that
+ * cannot be honoured (400s naming them) and nulls (not given).
+ */
 import assert from "node:assert/strict";
 import sharp from "sharp";
 import { loadConfig } from "../core/config.ts";
@@ -113,9 +117,57 @@ Deno.test("generations with stream: progress per step to 100%, previews, then th
   assert.equal((await pixels(partials[0].data.b64_json)).width, 64);
   const done = events.at(-1)!;
   assert.equal(done.event, "image_generation.completed");
+  assert.equal(done.data.seed, 3);
   assert.equal(done.data.data[0].seed, 3);
   const same = await (await generate({ num_inference_steps: 6, seed: 3 })).json();
-  assert.equal(done.data.data[0].b64_json, same.data[0].b64_json, "streaming changes nothing");
+  assert.equal(done.data.b64_json, same.data[0].b64_json, "streaming changes nothing");
+  assert.equal(done.data.data[0].b64_json, same.data[0].b64_json);
+});
+
+Deno.test("generations with stream: exactly partial_images previews, one completed per image", async () => {
+  for (const [steps, partial_images] of [[20, 2], [20, 5], [20, 10], [6, 6], [3, 1]]) {
+    const res = await generate({ stream: true, num_inference_steps: steps, partial_images, n: 2 });
+    const events = await readEvents(res);
+    const partials = events.filter((e) => e.event === "image_generation.partial_image");
+    // One preview event per image at each preview step, indexed 0 … partial_images - 1.
+    assert.equal(partials.length, 2 * partial_images, `${steps} steps, ${partial_images} previews`);
+    assert.deepEqual(
+      [...new Set(partials.map((e) => e.data.partial_image_index))],
+      Array.from({ length: partial_images }, (_, i) => i),
+    );
+    const completed = events.filter((e) => e.event === "image_generation.completed");
+    assert.deepEqual(completed.map((e) => e.data.image_index), [0, 1]);
+  }
+  const tooMany = await generate({ stream: true, num_inference_steps: 3, partial_images: 4 });
+  assert.equal(tooMany.status, 400);
+  assert.equal((await tooMany.json()).error.param, "partial_images");
+});
+
+Deno.test("generations with stream: previews show the predicted image, converging on the final one", async () => {
+  for (const scheduler of ["ddim", "euler_a"]) {
+    const res = await generate({
+      stream: true,
+      num_inference_steps: 20,
+      partial_images: 4,
+      seed: 3,
+      scheduler,
+    });
+    const events = await readEvents(res);
+    const final = await pixels(events.at(-1)!.data.b64_json);
+    const gray = new Uint8Array(final.data.length).fill(128);
+    const far = meanAbs(final.data, gray); // how far a blank image is from the final one
+    const diffs = [];
+    for (const e of events.filter((e) => e.event === "image_generation.partial_image")) {
+      const p = await pixels(e.data.b64_json);
+      assert.deepEqual([p.width, p.height, p.channels], [64, 64, final.channels]);
+      diffs.push(meanAbs(p.data, final.data));
+    }
+    console.log(`  ${scheduler}: preview |Δ| to the final image ${diffs.map((d) => d.toFixed(1))}`);
+    assert.equal(diffs.length, 4);
+    assert.ok(diffs[0] < far / 3, `the first preview already resembles the image (${diffs[0]})`);
+    assert.ok(diffs[3] < 8, `the last preview is nearly the image (${diffs[3]})`);
+    assert.ok(diffs[3] < diffs[0]);
+  }
 });
 
 Deno.test("generations: a client that disconnects stops the job between steps", async () => {
@@ -223,6 +275,131 @@ Deno.test("edits: inpainting repaints the masked half and keeps the other", asyn
   );
   assert.ok(kept < 2 * roundTrip, `kept region changed by ${kept}`);
   assert.ok(repainted > kept, "the masked region was redrawn");
+});
+
+Deno.test("generations: quality chooses the steps (low, medium, high; standard, hd, auto)", async () => {
+  const steps = { low: 10, medium: 20, high: 40, standard: 20, hd: 40, auto: 20 };
+  for (const [quality, n] of Object.entries(steps)) {
+    const res = await generate({ quality, seed: 1 });
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(body));
+    assert.equal(body.steps, n, quality);
+    assert.equal(body.timings.unet_ms.length, n);
+    const level = quality === "standard" || quality === "auto"
+      ? "medium"
+      : quality === "hd"
+      ? "high"
+      : quality;
+    assert.equal(body.quality, level);
+  }
+  const custom = await (await generate({ num_inference_steps: 7 })).json();
+  assert.equal(custom.quality, undefined, "7 steps is none of the levels");
+  const both = await generate({ quality: "high", num_inference_steps: 7 });
+  assert.equal(both.status, 400);
+  assert.equal((await both.json()).error.param, "quality");
+});
+
+Deno.test("generations: sd-tiny reranks by CLIP — the best k of n candidates, best first", async () => {
+  const prompt = "a large red circle in the center on a white background";
+  const all = await (await generate({ prompt, n: 3, seed: 41, num_inference_steps: 6 })).json();
+  const res = await generate({ prompt, n: 3, rerank: 2, seed: 41, num_inference_steps: 6 });
+  const body = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(body));
+  assert.equal(body.data.length, 2);
+  assert.ok(body.data[0].clip_score >= body.data[1].clip_score);
+  assert.ok(body.timings.rerank_ms >= 0);
+  const clip = await registry.get("clip");
+  const scores: number[] = await clip.scoreImages(
+    await Promise.all(all.data.map(async (d: { b64_json: string }) => {
+      const p = await pixels(d.b64_json);
+      return { width: p.width, height: p.height, data: p.data };
+    })),
+    prompt,
+  );
+  const best = scores.map((v, j) => [v, all.data[j].seed]).sort((a, b) => b[0] - a[0]);
+  assert.deepEqual(body.data.map((d: { seed: number }) => d.seed), [best[0][1], best[1][1]]);
+  body.data.forEach((d: { clip_score: number }, i: number) =>
+    assert.ok(Math.abs(d.clip_score - best[i][0]) < 1e-4)
+  );
+  const tooMany = await generate({ n: 2, rerank: 3 });
+  assert.equal((await tooMany.json()).error.param, "rerank");
+});
+
+Deno.test("images: what cannot be honoured is a 400 naming it; null means not given", async () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ background: "transparent" }, "background"],
+    [{ style: "vivid" }, "style"],
+    [{ style: "natural" }, "style"],
+    [{ moderation: "auto" }, "moderation"],
+    [{ output_format: "webp" }, "output_format"],
+    [{ output_compression: 80 }, "output_compression"],
+    [{ quality: "ultra" }, "quality"],
+  ];
+  for (const [body, param] of cases) {
+    const res = await generate({ num_inference_steps: 2, ...body });
+    const err = await res.json();
+    assert.equal(res.status, 400, JSON.stringify({ body, err }));
+    assert.equal(err.error.param, param, JSON.stringify(err));
+  }
+  const fidelity = await post("/v1/images/edits", {
+    prompt: "x",
+    image: inputPng,
+    input_fidelity: "high",
+  });
+  assert.equal((await fidelity.json()).error.param, "input_fidelity");
+  const nulls = Object.fromEntries(
+    [
+      "model",
+      "negative_prompt",
+      "n",
+      "size",
+      "width",
+      "height",
+      "response_format",
+      "output_format",
+      "output_compression",
+      "quality",
+      "background",
+      "style",
+      "moderation",
+      "guidance_scale",
+      "scheduler",
+      "temperature",
+      "top_k",
+      "top_p",
+      "rerank",
+      "stream",
+      "partial_images",
+      "user",
+    ].map((k) => [k, null]),
+  );
+  const plain = await (await generate({ seed: 4, num_inference_steps: 2 })).json();
+  for (
+    const extra of [
+      nulls,
+      {
+        background: "opaque",
+        moderation: "low",
+        output_format: "png",
+        response_format: "b64_json",
+      },
+      { background: "auto" },
+    ]
+  ) {
+    const res = await generate({ seed: 4, num_inference_steps: 2, ...extra });
+    const body = await res.json();
+    assert.equal(res.status, 200, JSON.stringify({ extra, body }).slice(0, 300));
+    assert.equal(body.data[0].b64_json, plain.data[0].b64_json);
+    assert.equal(body.background, "opaque");
+  }
+  const edit = await post("/v1/images/edits", {
+    prompt: "x",
+    image: inputPng,
+    mask: null,
+    strength: null,
+    num_inference_steps: 2,
+  });
+  assert.equal(edit.status, 200);
 });
 
 Deno.test("images: clear 400s and 404s for bad requests", async () => {

@@ -24,6 +24,7 @@ import {
   readSafetensors,
 } from "../chat/gpu_decoder.ts";
 import { logSoftmax, sampleToken } from "../decoding.ts";
+import { previewSteps } from "../diffusion/pipeline.ts";
 import type { ModelEntry } from "../manifest.ts";
 
 export interface DalleOptions {
@@ -36,8 +37,8 @@ export interface DalleOptions {
   topP: number;
   /** Keep the k candidates that `score` rates highest (CLIP similarity to the prompt). */
   rerank?: { k: number; score: (images: RgbImage[]) => Promise<number[]> };
-  /** A decoded preview of the grid every k tokens (0: none). */
-  previewEvery?: number;
+  /** How many decoded previews of the grid to send while sampling (0: none). */
+  previews?: number;
   /** false: ORT even where the WGSL decoder could run (tests, benchmark). */
   kernels?: boolean;
 }
@@ -55,6 +56,8 @@ export interface DalleGenerated {
   scores?: number[];
   /** Image tokens sampled per candidate. */
   steps: number;
+  /** The prompt's tokens (unpadded), for usage. */
+  promptTokens: number;
   decoder: "wgsl-kernels" | "onnxruntime";
   timings: {
     transformer_ms: number;
@@ -208,10 +211,11 @@ export class DallePipeline {
         (_, j) => rgba.slice(j * S * S * 4, (j + 1) * S * S * 4),
       );
     };
+    let previewAt: Set<number> | null = null;
     const report = async (step: number, of: number) => {
-      const every = o.previewEvery ?? 0;
+      previewAt ??= previewSteps(of, o.previews ?? 0);
       const S = this.layout.size;
-      const preview = every > 0 && step < of && step % every === 0
+      const preview = previewAt.has(step)
         // Unsampled cells take the first cell's code (mostly background), so that the grid
         // visibly fills in, row by row.
         ? await decodeGrids(grids.map((g) => g.map((v) => (v < 0 ? g[0] : v))))
@@ -284,6 +288,7 @@ export class DallePipeline {
       seeds,
       scores,
       steps: total,
+      promptTokens: this.tokenizer.encode(o.prompt).ids.length,
       decoder: kernels ? "wgsl-kernels" : "onnxruntime",
       timings: {
         transformer_ms: transformerMs,

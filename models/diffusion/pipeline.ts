@@ -8,6 +8,10 @@
  * On WebGPU the latents live in GPU buffers for the whole loop: the UNet's output stays on the
  * device and one WGSL dispatch per step applies guidance and the scheduler (kernels/denoise.ts);
  * only the final RGBA bytes come back. Other backends run the kernels' TypeScript references.
+ *
+ * Previews show the image the step predicts (x0 from the latents and the guided model output,
+ * through the VAE decoder), not the noisy latents; a `rerank` scorer (CLIP, from the route) keeps
+ * the best of n candidates, as the DALL-E pipeline does.
  */
 import type { Tokenizer } from "@huggingface/tokenizers";
 import { ApiError } from "../../core/errors.ts";
@@ -16,8 +20,8 @@ import { loadTokenizer } from "../../core/tokenizers.ts";
 import { resize } from "../../core/preprocess.ts";
 import type { Outputs, Session, SessionRegistry } from "../../core/sessions.ts";
 import type { Tensor } from "../../core/backend.ts";
+import { readBuffer } from "../../kernels/gpu.ts";
 import {
-  type ColourMap,
   GpuDenoiser,
   IDENTITY,
   initReference,
@@ -29,6 +33,7 @@ import {
 } from "../../kernels/denoise.ts";
 import type { ModelEntry } from "../manifest.ts";
 import {
+  alphasCumprod,
   defaultScheduler,
   type Plan,
   plan,
@@ -53,8 +58,10 @@ export interface GenerateOptions {
   strength?: number;
   /** Inpainting mask: transparent (alpha 0) or white pixels are repainted. */
   mask?: RgbImage;
-  /** Latent preview every k steps (0: none). */
-  previewEvery?: number;
+  /** How many previews to send while denoising (spread over the steps; 0: none). */
+  previews?: number;
+  /** Keep the k candidates of n that `score` rates highest (CLIP similarity to the prompt). */
+  rerank?: { k: number; score: (images: RgbImage[]) => Promise<number[]> };
   /** Read the latents back every step even on WebGPU (the benchmark's baseline). */
   hostLoop?: boolean;
 }
@@ -62,7 +69,7 @@ export interface GenerateOptions {
 export interface Progress {
   step: number;
   total: number;
-  /** Low-resolution RGBA previews (latent resolution), one per image. */
+  /** RGBA previews of the predicted clean image, one per image. */
   preview?: { width: number; height: number; rgba: Uint8Array[] };
 }
 
@@ -71,12 +78,17 @@ export type Timings = {
   vae_encoder_ms: number;
   unet_ms: number[];
   vae_decoder_ms: number;
+  rerank_ms?: number;
   total_ms: number;
 };
 
 export interface Generated {
   images: RgbImage[];
   seeds: number[];
+  /** CLIP scores of the returned images, when reranked. */
+  scores?: number[];
+  /** The prompt's tokens (unpadded), for usage. */
+  promptTokens: number;
   steps: number;
   scheduler: SchedulerName;
   /** Where the denoising loop kept its latents: on the GPU throughout, or on the host. */
@@ -97,6 +109,18 @@ export interface DiffusionSettings {
 }
 
 const now = () => performance.now();
+
+/**
+ * The steps (1-based, of `total`) after which to send `count` previews: exactly `count`, spread
+ * evenly and before the last step while there are enough steps, else one after every step.
+ */
+export function previewSteps(total: number, count: number): Set<number> {
+  if (count <= 0) return new Set();
+  if (count >= total) return new Set(Array.from({ length: total }, (_, i) => i + 1));
+  return new Set(
+    Array.from({ length: count }, (_, j) => Math.round((j + 1) * total / (count + 1))),
+  );
+}
 
 function toPlanar(img: RgbImage): Float32Array {
   const n = img.width * img.height, out = new Float32Array(3 * n);
@@ -137,7 +161,6 @@ export class DiffusionPipeline {
     private latentChannels: number,
     private vaeFactor: number,
     private scalingFactor: number,
-    private previewMap: ColourMap | null,
     /** A dedicated inpainting UNet reads 2C + 1 channels: latents, mask, masked-image latents. */
     private inpaintingUnet: boolean,
     readonly settings: DiffusionSettings,
@@ -165,7 +188,6 @@ export class DiffusionPipeline {
     const vaeFactor = 2 ** ((vaeConfig.block_out_channels?.length ?? 4) - 1);
     const unetDown = 2 ** ((unetConfig.block_out_channels?.length ?? 4) - 1);
     const sample = (unetConfig.sample_size ?? 64) * vaeFactor;
-    const preview = s.latent_rgb as ColourMap | undefined;
     return new DiffusionPipeline(
       entry.manifest.id,
       sessions,
@@ -180,7 +202,6 @@ export class DiffusionPipeline {
       vaeConfig.latent_channels ?? 4,
       vaeFactor,
       vaeConfig.scaling_factor ?? 0.18215,
-      preview ?? null,
       (unetConfig.in_channels ?? unet.inputDims("sample")?.[1]) ===
         2 * (vaeConfig.latent_channels ?? 4) + 1,
       {
@@ -247,6 +268,21 @@ export class DiffusionPipeline {
         "num_inference_steps",
       );
     }
+    if (o.rerank && o.rerank.k > o.n) {
+      throw new ApiError(
+        "invalid_request",
+        `rerank (${o.rerank.k}) must not exceed n (${o.n})`,
+        "rerank",
+      );
+    }
+    const steps = this.planSteps(o);
+    if ((o.previews ?? 0) > steps) {
+      throw new ApiError(
+        "invalid_request",
+        `partial_images (${o.previews}) must not exceed the ${steps} denoising steps this job runs`,
+        "partial_images",
+      );
+    }
     if ((o.image || o.mask) && !this.vaeEncoder) {
       throw new ApiError("unsupported", `${this.id} has no VAE encoder: no img2img or inpainting`);
     }
@@ -259,6 +295,73 @@ export class DiffusionPipeline {
     }
     this.#tokens(o.prompt, "prompt");
     if (o.negativePrompt) this.#tokens(o.negativePrompt, "negative_prompt");
+  }
+
+  /** How many denoising steps `o` runs (fewer than `steps` for img2img with strength < 1). */
+  planSteps(o: GenerateOptions): number {
+    const strength = o.image ? (o.strength ?? (o.mask ? 1 : 0.8)) : 1;
+    return Math.min(Math.floor(o.steps * strength), o.steps);
+  }
+
+  /** The unpadded token count of the prompt. */
+  promptTokens(prompt: string): number {
+    return this.tokenizer.encode(prompt).ids.length;
+  }
+
+  #alphas: Float64Array | null = null;
+
+  /** x0 = X·x + OUT·out at timestep t: the clean latents a step's model output predicts. */
+  #cleanAffine(scheduler: SchedulerName, t: number): { x: number; out: number } {
+    this.#alphas ??= alphasCumprod(this.schedulerConfig);
+    const at = this.#alphas[t];
+    const vpred = this.schedulerConfig.prediction_type === "v_prediction";
+    if (scheduler === "euler" || scheduler === "euler_a") { // sigma space: x = x0 + σ·ε
+      const s = Math.sqrt((1 - at) / at);
+      return vpred ? { x: 1 / (s * s + 1), out: -s / Math.sqrt(s * s + 1) } : { x: 1, out: -s };
+    }
+    return vpred
+      ? { x: Math.sqrt(at), out: -Math.sqrt(1 - at) }
+      : { x: 1 / Math.sqrt(at), out: -Math.sqrt(1 - at) / Math.sqrt(at) };
+  }
+
+  /** RGBA previews of the clean image predicted from latents x and the raw model output. */
+  async #preview(
+    o: GenerateOptions,
+    shape: LoopShape,
+    step: { timestep: number },
+    x: Float32Array,
+    modelOut: Float32Array,
+    inpaint: Inpaint | undefined,
+    signal?: AbortSignal,
+  ): Promise<NonNullable<Progress["preview"]>> {
+    const count = shape.images * shape.perImage;
+    const { x: X, out: OUT } = this.#cleanAffine(o.scheduler, step.timestep);
+    const latents = new Float32Array(count);
+    for (let i = 0; i < count; i++) {
+      let out = modelOut[i];
+      if (shape.guided) out = out + o.guidance * (modelOut[count + i] - out);
+      let x0 = X * x[i] + OUT * out;
+      if (inpaint?.mask) {
+        const j = i % shape.perImage, m = inpaint.mask[j % shape.spatial];
+        x0 = m * x0 + (1 - m) * inpaint.known[j];
+      }
+      latents[i] = x0 / this.scalingFactor;
+    }
+    const C = this.latentChannels, h = o.height / this.vaeFactor, w = o.width / this.vaeFactor;
+    const decoded = await this.#decode(
+      this.sessions.tensor("float32", latents, [o.n, C, h, w]),
+      signal,
+    );
+    const pixels = decoded.location === "gpu-buffer"
+      ? await decoded.getData(true) as Float32Array
+      : decoded.data as Float32Array;
+    const px = o.width * o.height;
+    const rgba = toRgbaReference(pixels, o.n, 3, px, IDENTITY);
+    return {
+      width: o.width,
+      height: o.height,
+      rgba: Array.from({ length: o.n }, (_, j) => rgba.slice(j * px * 4, (j + 1) * px * 4)),
+    };
   }
 
   async generate(
@@ -348,15 +451,8 @@ export class DiffusionPipeline {
     // The GPU-resident loop feeds the UNet its own buffer: an inpainting UNet's wider input is
     // assembled on the host instead.
     const gpu = o.hostLoop || extra ? null : await this.sessions.gpuDevice();
-    const previewEvery = o.previewEvery ?? 0;
-    const wantsPreview = (i: number) =>
-      previewEvery > 0 && this.previewMap && (i + 1) % previewEvery === 0 &&
-      i + 1 < p.steps.length;
-    const preview = (rgba: Uint8Array) => ({
-      width: w,
-      height: h,
-      rgba: Array.from({ length: o.n }, (_, j) => rgba.slice(j * h * w * 4, (j + 1) * h * w * 4)),
-    });
+    const previewAt = previewSteps(p.steps.length, o.previews ?? 0);
+    const wantsPreview = (i: number) => previewAt.has(i + 1);
 
     let rgba: Uint8Array;
     let vaeDecMs: number;
@@ -374,6 +470,13 @@ export class DiffusionPipeline {
             encoder_hidden_states: contextTensor,
           }, signal);
           const eps = out.out_sample ?? out[this.unet.outputNames[0]];
+          // A preview reads this step's latents and model output before the step moves them.
+          const before = wantsPreview(i)
+            ? await Promise.all([
+              readBuffer(gpu, loop.latents, count * 4),
+              readBuffer(gpu, eps.gpuBuffer as GPUBuffer, batch * shape.perImage * 4),
+            ])
+            : null;
           loop.step(eps.gpuBuffer as GPUBuffer, {
             ...s,
             guidance: o.guidance,
@@ -383,13 +486,21 @@ export class DiffusionPipeline {
           await gpu.queue.onSubmittedWorkDone();
           eps.dispose();
           unetMs.push(now() - t0);
-          const previewRgba = wantsPreview(i)
-            ? await toRgbaGpu(gpu, loop.latents, o.n, C, h * w, this.previewMap!)
+          const preview = before
+            ? await this.#preview(
+              o,
+              shape,
+              s,
+              new Float32Array(before[0]),
+              new Float32Array(before[1]),
+              inpaint,
+              signal,
+            )
             : undefined;
           await onProgress?.({
             step: i + 1,
             total: p.steps.length,
-            ...(previewRgba ? { preview: preview(previewRgba) } : {}),
+            ...(preview ? { preview } : {}),
           });
         }
         signal?.throwIfAborted();
@@ -433,6 +544,9 @@ export class DiffusionPipeline {
         const modelOut = eps.location === "gpu-buffer"
           ? await eps.getData(true) as Float32Array
           : eps.data as Float32Array;
+        const preview = wantsPreview(i)
+          ? await this.#preview(o, shape, s, latents, modelOut, inpaint, signal)
+          : undefined;
         stepReference(
           shape,
           { ...s, guidance: o.guidance, scaleNext: scaleAt(i + 1), stream: i + 1 },
@@ -442,13 +556,7 @@ export class DiffusionPipeline {
           inpaint,
         );
         unetMs.push(now() - t0);
-        await onProgress?.({
-          step: i + 1,
-          total: p.steps.length,
-          ...(wantsPreview(i)
-            ? { preview: preview(toRgbaReference(latents, o.n, C, h * w, this.previewMap!)) }
-            : {}),
-        });
+        await onProgress?.({ step: i + 1, total: p.steps.length, ...(preview ? { preview } : {}) });
       }
       signal?.throwIfAborted();
       t0 = now();
@@ -464,12 +572,26 @@ export class DiffusionPipeline {
     }
 
     const px = o.width * o.height * 4;
+    let images = Array.from(
+      { length: o.n },
+      (_, j) => rgbaToRgb(rgba.subarray(j * px, (j + 1) * px), o.width, o.height),
+    );
+    let seeds = Array.from({ length: o.n }, (_, j) => (o.seed + j) >>> 0);
+    let scores: number[] | undefined;
+    t0 = now();
+    if (o.rerank) {
+      const all = await o.rerank.score(images);
+      const order = all.map((v, j) => [v, j]).sort((a, b) => b[0] - a[0]).slice(0, o.rerank.k);
+      images = order.map(([, j]) => images[j]);
+      seeds = order.map(([, j]) => seeds[j]);
+      scores = order.map(([v]) => v);
+    }
+    const rerankMs = now() - t0;
     return {
-      images: Array.from(
-        { length: o.n },
-        (_, j) => rgbaToRgb(rgba.subarray(j * px, (j + 1) * px), o.width, o.height),
-      ),
-      seeds: Array.from({ length: o.n }, (_, j) => (o.seed + j) >>> 0),
+      images,
+      seeds,
+      ...(scores ? { scores } : {}),
+      promptTokens: this.promptTokens(o.prompt),
       steps: p.steps.length,
       scheduler: o.scheduler,
       loop: gpu ? "gpu-resident" : "host",
@@ -478,6 +600,7 @@ export class DiffusionPipeline {
         vae_encoder_ms: vaeEncMs,
         unet_ms: unetMs,
         vae_decoder_ms: vaeDecMs,
+        ...(o.rerank ? { rerank_ms: rerankMs } : {}),
         total_ms: now() - start,
       },
     };
