@@ -61,6 +61,8 @@ async function streamEvents(path, body, signal, onData) {
       if (!data || data === "[DONE]") continue;
       const event = JSON.parse(data);
       if (event.error) throw new Error(event.error.message);
+      // Cancel wins over events that arrived in the same chunk.
+      signal.throwIfAborted();
       onData(event);
     }
   }
@@ -78,9 +80,10 @@ async function guarded(errorEl, task, cancelled = "Cancelled.") {
 
 const models = (await fetch("/v1/models").then((r) => r.json()).catch(() => ({ data: [] }))).data;
 // Each picker starts on its family's default (what the API uses when no model is given).
-function fillModels(select, family, label = (m) => m.id) {
+function fillModels(select, family, label = (m) => m.id, preselect = true) {
   for (const m of models.filter((m) => m.family === family && m.installed)) {
-    select.append(new Option(label(m), m.id, m.default, m.default));
+    const on = preselect && m.default === true;
+    select.append(new Option(label(m), m.id, on, on));
   }
 }
 fillModels(
@@ -89,7 +92,7 @@ fillModels(
   (m) => `${m.id}${m.capabilities.includes("attention-maps") ? " (attention)" : ""}`,
 );
 fillModels($("gen-model"), "diffusion", (m) => `${m.id} (diffusion)`);
-fillModels($("gen-model"), "dalle", (m) => `${m.id} (DALL-E)`);
+fillModels($("gen-model"), "dalle", (m) => `${m.id} (DALL-E)`, false); // diffusion first
 fillModels($("chat-model"), "chat", (m) => `${m.id} — ${m.description.split(",")[0]}`);
 
 // ---------------------------------------------------------------- tabs
@@ -521,7 +524,8 @@ $("gen-form").addEventListener("submit", (event) => {
       } else if (kind === "partial_image") {
         $("gen-image").src = `data:image/png;base64,${data.b64_json}`;
         $("gen-image").hidden = false;
-      } else if (kind === "completed") {
+      } else if (kind === "completed" && data.data) {
+        // One completed event per image (OpenAI's shape); the last also carries them all.
         const [image] = data.data;
         lastGenerated = image;
         $("gen-image").src = `data:image/png;base64,${image.b64_json}`;

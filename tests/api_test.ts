@@ -106,6 +106,20 @@ Deno.test("GET /openapi.json documents every route from the zod schemas; /docs a
     assert.ok(doc.paths[p], p);
   }
   assert.ok(doc.components.schemas.ClassifyRequest.properties.candidate_labels);
+  assert.match(doc.info.description, /captioning.*CLIP.*DALL-E.*chat/s);
+  // Every POST route has an example on /docs, and it works as it is.
+  type Op = { requestBody: { content: Record<string, { example?: unknown }> } };
+  for (const [path, ops] of Object.entries(doc.paths) as [string, { post?: Op }][]) {
+    if (!ops.post) continue;
+    const example = ops.post.requestBody.content["application/json"].example;
+    assert.ok(example, `${path} has an example`);
+    const res = await post(path, example);
+    const text = await res.text();
+    assert.equal(res.status, 200, `${path} example: ${text.slice(0, 300)}`);
+  }
+  assert.ok(
+    doc.paths["/v1/world/scene"].get.parameters.some((p: { name: string }) => p.name === "seed"),
+  );
   for (const page of ["/docs", "/"]) {
     const res = await app.request(page);
     assert.equal(res.status, 200);
@@ -382,5 +396,20 @@ Deno.test("GET /v1/world/scene: a seeded scene with captions and questions; bad 
     400,
     "invalid_request",
     "objects",
+  );
+});
+
+Deno.test("repeated form fields collect into one list, in order", async () => {
+  const form = new FormData();
+  form.append("image", new Blob([redCircle], { type: "image/png" }));
+  for (const label of ["red circle", "blue square", "green triangle"]) {
+    form.append("candidate_labels", label);
+  }
+  const res = await post("/v1/clip/classify", form);
+  const body = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(body));
+  assert.deepEqual(
+    body.results.map((r: { label: string }) => r.label).sort(),
+    ["blue square", "green triangle", "red circle"],
   );
 });

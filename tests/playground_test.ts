@@ -171,18 +171,22 @@ Deno.test({
         );
         await screenshot(page, "generate");
 
-        // Cancel: a long job stops advancing once cancelled, and the form is ready again. The
-        // page itself presses Cancel on the first progress event (no round trip through the test
-        // driver), and the job is the longest the API allows, so however slow or busy the machine,
-        // the click lands while the job is running.
-        await page.getByLabel("Steps").fill("1000");
+        // Cancel: a long job stops advancing once cancelled, and the form is ready again. The page
+        // itself presses Cancel the moment the first progress reaches the bar (inside the setter,
+        // no round trip through the test driver), and the page drops events once cancelled, so
+        // the click lands before the job can end, however slow or busy the machine.
+        await page.getByLabel("Steps").fill("100");
         await page.evaluate(() => {
           const progress = document.getElementById("gen-progress") as HTMLProgressElement;
           const cancel = document.getElementById("gen-cancel") as HTMLButtonElement;
-          const watcher = new MutationObserver(() => {
-            if (progress.value >= 0.1) watcher.disconnect(), cancel.click();
+          const value = Object.getOwnPropertyDescriptor(HTMLProgressElement.prototype, "value")!;
+          Object.defineProperty(progress, "value", {
+            get: () => value.get!.call(progress),
+            set: (v: number) => {
+              value.set!.call(progress, v);
+              if (v > 0 && v < 100 && !cancel.disabled) cancel.click();
+            },
           });
-          watcher.observe(progress, { attributes: true, attributeFilter: ["value"] });
         });
         await page.getByRole("button", { name: "Generate", exact: true }).click();
         await page.locator("#gen-error", { hasText: "Cancelled." }).waitFor();
