@@ -8,11 +8,13 @@ import { timing } from "hono/timing";
 import { resolveBackend } from "./core/backend.ts";
 import { type Config, loadConfig } from "./core/config.ts";
 import { ApiError } from "./core/errors.ts";
+import { Scheduler } from "./core/scheduler.ts";
 import { SessionRegistry } from "./core/sessions.ts";
 import { type CatalogEntry, loadCatalog, modelDir, pullModel } from "./models/catalog.ts";
 import { hubToApiError } from "./models/hub.ts";
 import { scanModels } from "./models/manifest.ts";
 import { ModelRegistry } from "./models/registry.ts";
+import { admission } from "./routes/admission.ts";
 import { captionRoutes } from "./routes/captions.ts";
 import { chatRoutes } from "./routes/chat.ts";
 import { clipRoutes } from "./routes/clip.ts";
@@ -59,6 +61,9 @@ export async function createApp(
     },
   }));
 
+  const scheduler = new Scheduler(config.scheduler);
+  app.use("/v1/*", admission(scheduler, registry));
+
   const deps = { config, registry };
   opsRoutes(app, deps);
   clipRoutes(app, deps);
@@ -83,7 +88,10 @@ export async function createApp(
     return c.json(e.toJSON(), 404);
   });
   app.onError((err, c) => {
-    if (err instanceof ApiError) return c.json(err.toJSON(), err.status as 400);
+    if (err instanceof ApiError) {
+      if (err.retryAfter !== undefined) c.header("retry-after", String(err.retryAfter));
+      return c.json(err.toJSON(), err.status as 400);
+    }
     if (err instanceof DOMException && err.name === "AbortError") {
       return c.json(new ApiError("cancelled", "The request was cancelled").toJSON(), 499 as 400);
     }

@@ -25,6 +25,10 @@ const Env = z.object({
   MM_MAX_BODY_BYTES: z.coerce.number().int().positive().default(20 * 1024 * 1024),
   /** Threads for the native CPU backend (0 = ORT's default). */
   MM_THREADS: z.coerce.number().int().min(0).default(0),
+  /** Per model: jobs that run at once, jobs that may wait (then 429), and the wait limit (503). */
+  MM_MAX_CONCURRENT: z.coerce.number().int().min(1).default(4),
+  MM_MAX_QUEUE: z.coerce.number().int().min(0).default(32),
+  MM_QUEUE_TIMEOUT_S: z.coerce.number().positive().default(60),
 });
 
 export type Config = {
@@ -38,6 +42,7 @@ export type Config = {
   maxImagePixels: number;
   maxBodyBytes: number;
   threads: number;
+  scheduler: { concurrency: number; maxQueue: number; queueTimeoutMs: number };
 };
 
 export const EMBEDDED_MODELS_DIR = new URL("../models/embedded/", import.meta.url).pathname;
@@ -67,5 +72,10 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     maxImagePixels: e.MM_MAX_IMAGE_PIXELS,
     maxBodyBytes: e.MM_MAX_BODY_BYTES,
     threads: e.MM_THREADS,
+    scheduler: {
+      concurrency: e.MM_MAX_CONCURRENT,
+      maxQueue: e.MM_MAX_QUEUE,
+      queueTimeoutMs: e.MM_QUEUE_TIMEOUT_S * 1000,
+    },
   };
 }

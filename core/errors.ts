@@ -13,6 +13,8 @@ export type ErrorCode =
   | "unsupported"
   | "unsupported_backend"
   | "not_ready"
+  | "queue_full"
+  | "queue_timeout"
   | "cancelled"
   | "internal_error";
 
@@ -26,13 +28,21 @@ const STATUS: Record<ErrorCode, number> = {
   unsupported: 400,
   unsupported_backend: 400,
   not_ready: 503,
+  queue_full: 429,
+  queue_timeout: 503,
   cancelled: 499,
   internal_error: 500,
 };
 
 export class ApiError extends Error {
   readonly status: number;
-  constructor(readonly code: ErrorCode, message: string, readonly param: string | null = null) {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly param: string | null = null,
+    /** Seconds a client should wait before retrying (sent as Retry-After). */
+    readonly retryAfter?: number,
+  ) {
     super(message);
     this.name = "ApiError";
     this.status = STATUS[code];
@@ -40,6 +50,7 @@ export class ApiError extends Error {
 
   get type(): string {
     if (this.status >= 500) return "server_error";
+    if (this.status === 429) return "rate_limit_error";
     return this.code === "model_not_found" ? "not_found_error" : "invalid_request_error";
   }
 

@@ -156,6 +156,11 @@ export class ModelRegistry {
     return p;
   }
 
+  /** The id a request of `family` without a model gets. */
+  defaultId(family: Family): string | undefined {
+    return this.#defaultOf(family)?.manifest.id;
+  }
+
   /** The family's model marked `default`, else its first. */
   #defaultOf(family: Family): ModelEntry | undefined {
     const of = this.entries.filter((e) => e.manifest.family === family);

@@ -1,0 +1,63 @@
+/**
+ * Admission middleware: every inference route takes a slot of its model's lane in the scheduler
+ * before any work, and gives it back when the response is complete — for a stream, when its last
+ * byte is sent or the client leaves. One place for every family; routes stay as they are.
+ */
+import type { MiddlewareHandler } from "hono";
+import type { Scheduler } from "../core/scheduler.ts";
+import type { Family } from "../models/manifest.ts";
+import type { ModelRegistry } from "../models/registry.ts";
+import { readBody } from "./http.ts";
+
+/** The family each inference route serves when the request names no model. */
+const ROUTES: Record<string, Family> = {
+  "/v1/embeddings": "clip",
+  "/v1/clip/classify": "clip",
+  "/v1/clip/similarity": "clip",
+  "/v1/captions": "captioning",
+  "/v1/images/generations": "diffusion",
+  "/v1/images/edits": "diffusion",
+  "/v1/chat/completions": "chat",
+};
+
+export function admission(scheduler: Scheduler, registry: ModelRegistry): MiddlewareHandler {
+  return async (c, next) => {
+    const family = c.req.method === "POST" ? ROUTES[c.req.path] : undefined;
+    if (!family) return next();
+    // The body is parsed once here and cached by the request; the route reads the same object.
+    const body = await readBody(c);
+    const named = (body as { model?: unknown })?.model;
+    const model = typeof named === "string" ? named : registry.defaultId(family) ?? family;
+    const release = await scheduler.admit(model, c.req.raw.signal);
+    try {
+      await next();
+    } catch (e) {
+      release();
+      throw e;
+    }
+    const stream = c.res.body;
+    if (!stream || !c.res.headers.get("content-type")?.startsWith("text/event-stream")) {
+      release();
+      return;
+    }
+    const reader = stream.getReader();
+    c.res = new Response(
+      new ReadableStream({
+        async pull(out) {
+          try {
+            const { value, done } = await reader.read();
+            if (done) release(), out.close();
+            else out.enqueue(value);
+          } catch (e) {
+            release(), out.error(e);
+          }
+        },
+        cancel(reason) {
+          release();
+          return reader.cancel(reason);
+        },
+      }),
+      c.res,
+    );
+  };
+}
