@@ -4,7 +4,9 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
 import { timing } from "hono/timing";
+import { apiKeyAuth, corsFor, originGuard } from "./core/access.ts";
 import { resolveBackend } from "./core/backend.ts";
 import { type Config, loadConfig } from "./core/config.ts";
 import { ApiError } from "./core/errors.ts";
@@ -50,6 +52,10 @@ export async function createApp(
     await next();
     c.header("x-request-id", id);
   });
+  // Who may call: origins (before CORS answers a preflight), then keys; before any body is read.
+  app.use(originGuard(config));
+  app.use(corsFor(config));
+  app.use("/v1/*", apiKeyAuth(config));
   app.use(timing({ crossOrigin: true }));
   app.use(bodyLimit({
     maxSize: config.maxBodyBytes,
@@ -88,6 +94,7 @@ export async function createApp(
     return c.json(e.toJSON(), 404);
   });
   app.onError((err, c) => {
+    if (err instanceof HTTPException) return err.getResponse(); // bearerAuth's 401, enveloped
     if (err instanceof ApiError) {
       if (err.retryAfter !== undefined) c.header("retry-after", String(err.retryAfter));
       return c.json(err.toJSON(), err.status as 400);
@@ -118,15 +125,21 @@ function methodsFor(app: OpenAPIHono<Env>, path: string): string[] {
   return [...methods].sort();
 }
 
+/** `http://127.0.0.1:8000`, `http://[::1]:8000`; 0.0.0.0 and :: said as what they are. */
+export function listenUrl(hostname: string, port: number): string {
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  const all = hostname === "0.0.0.0" || hostname === "::" ? " (all interfaces)" : "";
+  return `http://${host}:${port}${all}`;
+}
+
 if (import.meta.main) {
   const config = loadConfig();
   const { app, registry } = await createApp(config);
   Deno.serve({
+    hostname: config.host,
     port: config.port,
     onListen: ({ hostname, port }) =>
-      console.log(
-        `mm-edge listening on http://${hostname === "0.0.0.0" ? "localhost" : hostname}:${port}`,
-      ),
+      console.log(`mm-edge listening on ${listenUrl(hostname, port)}`),
   }, app.fetch);
   const b = registry.sessions.backend;
   console.log(`backend: ${b.name} (${b.executionProvider}, ${b.device}); loading models...`);

@@ -4,8 +4,43 @@ import { z } from "zod";
 export const BACKENDS = ["auto", "webgpu", "cpu", "wasm"] as const;
 export type BackendChoice = typeof BACKENDS[number];
 
+/** An API key: what a `Authorization: Bearer` token may hold (RFC 6750's token68). */
+const API_KEY = /^[A-Za-z0-9._~+/-]+=*$/;
+
+/** A comma-separated list; blanks and surrounding spaces dropped. */
+const list = (v: string) => v.split(",").map((s) => s.trim()).filter((s) => s !== "");
+
 const Env = z.object({
+  /** The address to listen on: loopback unless asked (`0.0.0.0` or `::` for every interface). */
+  HOST: z.string().trim().min(1).default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+  /** Comma-separated keys: when set, `/v1/*` and `/metrics` need `Authorization: Bearer <key>`. */
+  MM_API_KEYS: z.string().default("").transform(list).refine(
+    (keys) => keys.every((k) => API_KEY.test(k)),
+    "each key is letters, digits and . _ ~ + / - (then = padding), comma-separated",
+  ),
+  /** Comma-separated origins (scheme://host[:port]) whose pages may call the API, or `*`. */
+  MM_CORS_ORIGINS: z.string().default("").transform(list).transform((origins, ctx) =>
+    origins.map((o) => {
+      if (o === "*") return o;
+      try {
+        const u = new URL(o);
+        const bare = u.pathname === "/" && !u.search && !u.hash && !u.username && !o.endsWith("#");
+        if (u.origin !== "null" && bare) return u.origin;
+      } catch { /* reported below */ }
+      ctx.addIssue({
+        code: "custom",
+        message: `"${o}" is not an origin like https://app.example.com`,
+      });
+      return o;
+    })
+  ),
+  /** Seconds in-flight requests get to finish after SIGTERM or SIGINT (then they are cut). */
+  MM_DRAIN_S: z.coerce.number().min(0).max(3600).optional(),
+  /** Deno Deploy sets this; it kills a process 5 s after SIGINT. */
+  DENO_DEPLOYMENT_ID: z.string().optional(),
+  /** "0": no request log on stdout. */
+  MM_LOG: z.enum(["0", "1", ""]).default("1"),
   MM_BACKEND: z.enum(BACKENDS, {
     error: (issue) => `MM_BACKEND must be one of ${BACKENDS.join(", ")}; got "${issue.input}"`,
   }).default("auto"),
@@ -32,7 +67,16 @@ const Env = z.object({
 });
 
 export type Config = {
+  host: string;
   port: number;
+  /** API keys; empty: the API is open. */
+  apiKeys: string[];
+  /** Origins allowed to call the API from a browser (`*`: any); empty: same origin only. */
+  corsOrigins: string[];
+  /** Seconds to let in-flight requests finish on SIGTERM/SIGINT. */
+  drainSeconds: number;
+  /** One JSON line per request on stdout (the server; `createApp` logs only when given a sink). */
+  log: boolean;
   backend: BackendChoice;
   /** Folders scanned for models: the embedded ones first, then `pulledModelsDir`. */
   modelsDirs: string[];
@@ -59,7 +103,13 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
   const pulled = e.MM_MODELS_DIR ??
     `${e.XDG_CACHE_HOME ?? `${e.HOME ?? "."}/.cache`}/mm-edge/models`;
   return {
+    host: e.HOST,
     port: e.PORT,
+    apiKeys: e.MM_API_KEYS,
+    corsOrigins: e.MM_CORS_ORIGINS,
+    // Deno Deploy sends SIGKILL 5 s after SIGINT: drain in 4 there unless told otherwise.
+    drainSeconds: e.MM_DRAIN_S ?? (e.DENO_DEPLOYMENT_ID ? 4 : 30),
+    log: e.MM_LOG !== "0",
     backend: e.MM_BACKEND,
     modelsDirs: [EMBEDDED_MODELS_DIR, pulled],
     pulledModelsDir: pulled,

@@ -43,3 +43,19 @@ Deno.test({
     console.log(`  auto chose ${b.name} (${b.device})`);
   },
 });
+
+Deno.test("loadConfig(): the serving variables (HOST, drain, log) and their defaults", () => {
+  const c = loadConfig({});
+  assert.equal(c.host, "127.0.0.1");
+  assert.equal(c.drainSeconds, 30);
+  assert.equal(c.log, true);
+  assert.deepEqual(c.apiKeys, []);
+  assert.deepEqual(c.corsOrigins, []);
+  // Deno Deploy kills 5 s after SIGINT: drain in 4 there, unless MM_DRAIN_S says otherwise.
+  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "abc" }).drainSeconds, 4);
+  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "abc", MM_DRAIN_S: "2.5" }).drainSeconds, 2.5);
+  assert.equal(loadConfig({ MM_LOG: "0" }).log, false);
+  assert.equal(loadConfig({ HOST: "0.0.0.0" }).host, "0.0.0.0");
+  assert.throws(() => loadConfig({ MM_DRAIN_S: "-1" }), /MM_DRAIN_S/);
+  assert.throws(() => loadConfig({ MM_LOG: "yes" }), /MM_LOG/);
+});

@@ -15,6 +15,8 @@ export type ErrorCode =
   | "not_ready"
   | "queue_full"
   | "queue_timeout"
+  | "invalid_api_key"
+  | "origin_not_allowed"
   | "cancelled"
   | "internal_error";
 
@@ -30,6 +32,8 @@ const STATUS: Record<ErrorCode, number> = {
   not_ready: 503,
   queue_full: 429,
   queue_timeout: 503,
+  invalid_api_key: 401,
+  origin_not_allowed: 403,
   cancelled: 499,
   internal_error: 500,
 };

@@ -8,6 +8,26 @@ $("status-backend").textContent = health?.backend
   ? `Backend: ${health.backend} (${health.execution_provider}, ${health.device})`
   : `Backend: not ready (${health?.error?.message ?? "no answer"})`;
 
+/**
+ * fetch() for the API. A server started with MM_API_KEYS answers 401 without a key: the page
+ * asks for one once, keeps it in this browser (localStorage) and sends it as a Bearer token.
+ */
+const KEY = "mm-edge.api-key";
+async function api(path, init = {}) {
+  const headers = new Headers(init.headers);
+  const send = () => {
+    const key = localStorage.getItem(KEY);
+    if (key) headers.set("authorization", `Bearer ${key}`);
+    return fetch(path, { ...init, headers });
+  };
+  const res = await send();
+  if (res.status !== 401) return res;
+  const key = prompt("This server needs an API key (it was started with MM_API_KEYS):");
+  if (!key?.trim()) return res;
+  localStorage.setItem(KEY, key.trim());
+  return send();
+}
+
 /** Shows which endpoint answered and its per-stage timings, whatever the tab. */
 function showTiming(path, stages) {
   $("status-timing").textContent = `${path}: ${stages || "no timings"}`;
@@ -25,7 +45,7 @@ async function apiError(res) {
 
 /** POSTs JSON (or FormData) and returns the parsed answer; shows its timings. */
 async function post(path, body) {
-  const res = await fetch(path, {
+  const res = await api(path, {
     method: "POST",
     ...(body instanceof FormData
       ? { body }
@@ -41,7 +61,7 @@ async function post(path, body) {
  * event's parsed data (the closing "[DONE]" skipped); API errors become thrown Errors.
  */
 async function streamEvents(path, body, signal, onData) {
-  const res = await fetch(path, {
+  const res = await api(path, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify(body),
@@ -78,7 +98,7 @@ async function guarded(errorEl, task, cancelled = "Cancelled.") {
   }
 }
 
-const models = (await fetch("/v1/models").then((r) => r.json()).catch(() => ({ data: [] }))).data;
+const models = (await api("/v1/models").then((r) => r.json()).catch(() => ({ data: [] }))).data;
 // Each picker starts on its family's default (what the API uses when no model is given).
 function fillModels(select, family, label = (m) => m.id, preselect = true) {
   for (const m of models.filter((m) => m.family === family && m.installed)) {
@@ -206,7 +226,7 @@ const fromBase64 = (b64, type = "image/png") =>
 $("random-scene").addEventListener("click", () =>
   guarded($("image-error"), async () => {
     const split = $("random-heldout").checked ? "heldout" : "test";
-    const res = await fetch(`/v1/world/scene?split=${split}`);
+    const res = await api(`/v1/world/scene?split=${split}`);
     if (!res.ok) throw await apiError(res);
     const scene = await res.json();
     await addImage(fromBase64(scene.b64_json), {
