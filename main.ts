@@ -10,6 +10,8 @@ import { apiKeyAuth, corsFor, originGuard } from "./core/access.ts";
 import { resolveBackend } from "./core/backend.ts";
 import { type Config, loadConfig } from "./core/config.ts";
 import { ApiError } from "./core/errors.ts";
+import { Lifecycle, lifecycleMiddleware, noteModel, type RequestLog } from "./core/lifecycle.ts";
+import { Metrics } from "./core/metrics.ts";
 import { Scheduler } from "./core/scheduler.ts";
 import { SessionRegistry } from "./core/sessions.ts";
 import { type CatalogEntry, loadCatalog, modelDir, pullModel } from "./models/catalog.ts";
@@ -22,13 +24,21 @@ import { chatRoutes } from "./routes/chat.ts";
 import { clipRoutes } from "./routes/clip.ts";
 import type { Env } from "./routes/http.ts";
 import { imageRoutes } from "./routes/images.ts";
-import { opsRoutes } from "./routes/ops.ts";
+import { metricsRoute, opsRoutes } from "./routes/ops.ts";
 import { worldRoutes } from "./routes/world.ts";
 import { staticRoutes } from "./routes/static.ts";
 
-export async function createApp(
-  config: Config,
-): Promise<{ app: OpenAPIHono<Env>; registry: ModelRegistry }> {
+export interface AppOptions {
+  /** Receives one line per request (the server prints them as JSON; tests may collect them). */
+  log?: (line: RequestLog) => void;
+}
+
+export async function createApp(config: Config, options: AppOptions = {}): Promise<{
+  app: OpenAPIHono<Env>;
+  registry: ModelRegistry;
+  lifecycle: Lifecycle;
+  metrics: Metrics;
+}> {
   const backend = await resolveBackend(config.backend);
   const pull = async (entry: CatalogEntry) => {
     console.log(`pulling ${entry.id} from ${config.hub.endpoint} (MM_ALLOW_DOWNLOADS=1)...`);
@@ -43,6 +53,20 @@ export async function createApp(
     new SessionRegistry(backend, config.threads),
     { catalog: await loadCatalog(), pull: config.allowDownloads ? pull : undefined },
   );
+  // Each request is labelled with the model it resolved, for its metrics and its log line.
+  const resolve = registry.get.bind(registry);
+  registry.get = async (family, id) => {
+    const pipeline = await resolve(family, id);
+    noteModel(pipeline.id);
+    return pipeline;
+  };
+  const lifecycle = new Lifecycle();
+  const metrics = new Metrics({
+    models: () => registry.list(),
+    ready: () => registry.ready,
+    draining: () => lifecycle.draining,
+    queues: () => scheduler.depth(),
+  });
   const app = new OpenAPIHono<Env>();
 
   app.use(async (c, next) => {
@@ -52,10 +76,13 @@ export async function createApp(
     await next();
     c.header("x-request-id", id);
   });
-  // Who may call: origins (before CORS answers a preflight), then keys; before any body is read.
+  // In flight until the last byte, metrics, the log line, and the drain; then who may call:
+  // origins (before CORS answers a preflight), then keys; all before any body is read.
+  app.use(lifecycleMiddleware(lifecycle, metrics, options.log));
   app.use(originGuard(config));
   app.use(corsFor(config));
   app.use("/v1/*", apiKeyAuth(config));
+  app.use("/metrics", apiKeyAuth(config));
   app.use(timing({ crossOrigin: true }));
   app.use(bodyLimit({
     maxSize: config.maxBodyBytes,
@@ -68,10 +95,18 @@ export async function createApp(
   }));
 
   const scheduler = new Scheduler(config.scheduler);
+  const admit = scheduler.admit.bind(scheduler);
+  scheduler.admit = async (key, signal) => {
+    const t0 = performance.now();
+    const release = await admit(key, signal);
+    metrics.observeQueueWait(key, (performance.now() - t0) / 1000);
+    return release;
+  };
   app.use("/v1/*", admission(scheduler, registry));
 
   const deps = { config, registry };
   opsRoutes(app, deps);
+  metricsRoute(app, metrics);
   clipRoutes(app, deps);
   captionRoutes(app, deps);
   imageRoutes(app, deps);
@@ -107,7 +142,7 @@ export async function createApp(
     const e = new ApiError("internal_error", `Internal error (request id ${c.get("requestId")})`);
     return c.json(e.toJSON(), 500);
   });
-  return { app, registry };
+  return { app, registry, lifecycle, metrics };
 }
 
 /** The methods the app answers on `path` (from its route table; middleware excluded). */
@@ -134,13 +169,43 @@ export function listenUrl(hostname: string, port: number): string {
 
 if (import.meta.main) {
   const config = loadConfig();
-  const { app, registry } = await createApp(config);
-  Deno.serve({
+  const { app, registry, lifecycle } = await createApp(config, {
+    log: config.log ? (line) => console.log(JSON.stringify(line)) : undefined,
+  });
+  const server = Deno.serve({
     hostname: config.host,
     port: config.port,
     onListen: ({ hostname, port }) =>
       console.log(`mm-edge listening on ${listenUrl(hostname, port)}`),
   }, app.fetch);
+
+  // SIGTERM (Kubernetes, systemd, docker stop) and SIGINT (Ctrl-C, Deno Deploy): drain, exit 0.
+  // A second signal exits at once.
+  let stopping = false;
+  const stop = async (signal: Deno.Signal) => {
+    if (stopping) {
+      console.log(`${signal} again: exiting without waiting`);
+      Deno.exit(1);
+    }
+    stopping = true;
+    const drained = lifecycle.drain(config.drainSeconds);
+    console.log(
+      `${signal}: draining, ${lifecycle.inFlight} request(s) in flight, up to ${config.drainSeconds} s`,
+    );
+    const { finished, cut } = await drained;
+    console.log(finished ? "drained" : `drain time up: ${cut} request(s) cut`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      server.shutdown(),
+      new Promise((resolve) => timer = setTimeout(resolve, 2000)),
+    ]);
+    clearTimeout(timer);
+    Deno.exit(0);
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(signal, () => stop(signal));
+  }
+
   const b = registry.sessions.backend;
   console.log(`backend: ${b.name} (${b.executionProvider}, ${b.device}); loading models...`);
   const t0 = performance.now();

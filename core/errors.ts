@@ -15,6 +15,7 @@ export type ErrorCode =
   | "not_ready"
   | "queue_full"
   | "queue_timeout"
+  | "shutting_down"
   | "invalid_api_key"
   | "origin_not_allowed"
   | "cancelled"
@@ -32,6 +33,7 @@ const STATUS: Record<ErrorCode, number> = {
   not_ready: 503,
   queue_full: 429,
   queue_timeout: 503,
+  shutting_down: 503,
   invalid_api_key: 401,
   origin_not_allowed: 403,
   cancelled: 499,

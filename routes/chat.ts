@@ -13,6 +13,7 @@ import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import { setMetric } from "hono/timing";
 import { ApiError } from "../core/errors.ts";
+import { countTokens } from "../core/metrics.ts";
 import type {
   ChatMessage,
   ChatOptions,
@@ -297,6 +298,7 @@ export function chatRoutes(app: App, { config, registry }: Deps): void {
 
     if (!body.stream) {
       const r = await model.chat(messages, { ...options, signal: c.req.raw.signal });
+      countTokens("chat", model.id, r.completionTokens);
       setMetric(c, "vision", r.timings.vision_ms);
       setMetric(c, "prefill", r.timings.prefill_ms);
       setMetric(c, "decode", r.timings.decode_ms);
@@ -352,6 +354,7 @@ export function chatRoutes(app: App, { config, registry }: Deps): void {
               finish_reason: null,
             }]),
         });
+        countTokens("chat", model.id, r.completionTokens);
         const finish = { index: 0, delta: {}, logprobs: null, finish_reason: r.finishReason };
         if (withUsage) {
           await chunk([finish]);

@@ -16,6 +16,7 @@ import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import { setMetric } from "hono/timing";
 import { ApiError } from "../core/errors.ts";
+import { countDiffusionSteps, countTokens } from "../core/metrics.ts";
 import { encodePng, type RgbImage } from "../core/image.ts";
 import type { DalleOptions } from "../models/dalle/pipeline.ts";
 import type { GenerateOptions, Progress } from "../models/diffusion/pipeline.ts";
@@ -390,6 +391,12 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
         input_tokens_details: { text_tokens: g.promptTokens, image_tokens: 0 },
       };
     };
+    // For /metrics: the work done, over all n candidates (rerank returns the best k of them).
+    const count = (g: Output) => {
+      const n = body.n ?? 1;
+      if (g.outputTokens > 0) countTokens("dalle", job.model, g.outputTokens * n);
+      else countDiffusionSteps(job.model, g.steps * n);
+    };
     const answer = async (g: Output) => ({
       created: Math.floor(Date.now() / 1000),
       model: job.model,
@@ -413,6 +420,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
 
     if (!body.stream) {
       const g = await job.run(undefined, c.req.raw.signal);
+      count(g);
       for (const [name, ms] of Object.entries(g.timings)) {
         if (name === "total_ms") continue;
         setMetric(
@@ -463,6 +471,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
       };
       try {
         const g = await job.run(progress, stop.signal);
+        count(g);
         const whole = await answer(g);
         // One completed event per image, as OpenAI's carry one image each; the last also
         // carries the whole response (data, timings, …) for clients that want it in one piece.

@@ -1,6 +1,7 @@
 /** Operations: health, the model list, the OpenAPI document and the docs page. */
 import { z } from "@hono/zod-openapi";
 import { ApiError } from "../core/errors.ts";
+import type { Metrics } from "../core/metrics.ts";
 import { type App, type Deps, ErrorBody, route } from "./http.ts";
 
 const Health = z.object({
@@ -38,11 +39,14 @@ export function opsRoutes(app: App, { registry }: Deps): void {
   route(app, {
     method: "get",
     path: "/health",
-    summary: "200 once the preloaded models are warm; 503 while they load",
+    summary: "200 once the preloaded models are warm; 503 with Retry-After while they load, " +
+      "and while the server drains on shutdown",
     tags: ["Operations"],
     response: Health,
   }, (c) => {
-    if (!registry.ready) throw new ApiError("not_ready", "Models are still loading; retry shortly");
+    if (!registry.ready) {
+      throw new ApiError("not_ready", "Models are still loading; retry shortly", null, 5);
+    }
     const b = registry.sessions.backend;
     return c.json({
       status: "ok" as const,
@@ -95,4 +99,28 @@ export function opsRoutes(app: App, { registry }: Deps): void {
           "on ONNX Runtime (WebGPU, native CPU, WASM) and our own WGSL kernels.",
       },
     })));
+}
+
+/**
+ * `GET /metrics`: Prometheus text format. Behind the API key when keys are set (main.ts guards
+ * it as it guards /v1/*; Prometheus sends one with `authorization: { credentials: <key> }`).
+ */
+export function metricsRoute(app: App, metrics: Metrics): void {
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/metrics",
+    summary: "Prometheus metrics: requests, latency, in-flight, queues, tokens, steps, models, " +
+      "memory (needs the API key when MM_API_KEYS is set)",
+    tags: ["Operations"],
+    responses: {
+      200: {
+        description: "Prometheus text exposition format",
+        content: { "text/plain": { schema: { type: "string" } } },
+      },
+    },
+  });
+  app.get("/metrics", async (c) => {
+    const { contentType, body } = await metrics.scrape();
+    return c.body(body, 200, { "content-type": contentType });
+  });
 }

@@ -76,7 +76,7 @@ Deno.test("MM_API_KEYS and MM_CORS_ORIGINS are lists, checked at start", () => {
   assert.throws(() => cpu({ MM_CORS_ORIGINS: "example.com" }), /MM_CORS_ORIGINS/);
 });
 
-Deno.test("with MM_API_KEYS, /v1/* needs a Bearer key (401 invalid_api_key)", async () => {
+Deno.test("with MM_API_KEYS, /v1/* and /metrics need a Bearer key (401 invalid_api_key)", async () => {
   const { app } = keyed;
   const missing = await app.request("/v1/models");
   assert.match(missing.headers.get("www-authenticate") ?? "", /^Bearer/);
@@ -99,6 +99,11 @@ Deno.test("with MM_API_KEYS, /v1/* needs a Bearer key (401 invalid_api_key)", as
   const ok = await post(app, "/v1/embeddings", { authorization: "Bearer sk-second~key" });
   assert.equal(ok.status, 200, await ok.clone().text());
 
+  await expectError(await app.request("/metrics"), 401, "invalid_api_key");
+  const metrics = await app.request("/metrics", {
+    headers: { authorization: "bearer sk-first_key.1" },
+  });
+  assert.equal(metrics.status, 200);
   // Health and the pages stay open.
   for (const path of ["/health", "/", "/docs", "/openapi.json", "/static/app.js"]) {
     assert.notEqual((await app.request(path)).status, 401, path);

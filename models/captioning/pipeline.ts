@@ -10,6 +10,7 @@
  */
 import { Tokenizer } from "@huggingface/tokenizers";
 import { ApiError } from "../../core/errors.ts";
+import { countTokens } from "../../core/metrics.ts";
 import { heatmapOverlay } from "../../core/heatmap.ts";
 import type { RgbImage } from "../../core/image.ts";
 import { preprocess, type ProcessorConfig } from "../../core/preprocess.ts";
@@ -340,6 +341,7 @@ export class CaptionPipeline {
       eos: this.generation.eos_token_id,
       signal,
     });
+    countTokens("captioning", this.id, hyps.slice(0, o.n).reduce((t, h) => t + h.ids.length, 0));
     return {
       captions: await Promise.all(hyps.slice(0, o.n).map((h) => this.#describe(h, image, o))),
       alternatives: hyps.slice(o.n).map((h) => ({
