@@ -261,3 +261,43 @@ Deno.test("without MM_CORS_ORIGINS there is no cross-origin access at all", asyn
   await expectError(res, 403, "origin_not_allowed");
   assert.equal(res.headers.get("access-control-allow-origin"), null);
 });
+
+const CHROMIUM = Deno.env.get("MM_CHROMIUM") ?? "/usr/bin/chromium";
+const haveChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
+
+Deno.test({
+  name: "the playground on a keyed server asks for the key once and then works",
+  ignore: !haveChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const { chromium } = await import("playwright-core");
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      keyed.app.fetch,
+    );
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    });
+    try {
+      const page = await browser.newPage();
+      const asked: string[] = [];
+      page.on("dialog", (d) => {
+        asked.push(d.message());
+        d.accept("sk-second~key");
+      });
+      const url = `http://127.0.0.1:${server.addr.port}/`;
+      await page.goto(url);
+      await page.locator("#cap-model option").first().waitFor({ state: "attached" });
+      assert.equal(asked.length, 1);
+      assert.match(asked[0], /API key/);
+      await page.reload();
+      await page.locator("#cap-model option").first().waitFor({ state: "attached" });
+      assert.equal(asked.length, 1, "kept in localStorage: not asked again");
+    } finally {
+      await browser.close();
+      await server.shutdown();
+    }
+  },
+});
