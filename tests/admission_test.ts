@@ -1,7 +1,11 @@
 /** Admission control through HTTP: per-model lanes, 429 with Retry-After, slots back on cancel. */
 import assert from "node:assert/strict";
 import { loadConfig } from "../core/config.ts";
+import { Hono } from "hono";
+import { Scheduler } from "../core/scheduler.ts";
 import { createApp } from "../main.ts";
+import type { ModelRegistry } from "../models/registry.ts";
+import { admission } from "../routes/admission.ts";
 
 const { app, registry } = await createApp(
   loadConfig({ MM_BACKEND: "cpu", MM_MAX_CONCURRENT: "1", MM_MAX_QUEUE: "0" }),
@@ -22,7 +26,7 @@ const generation = {
   num_inference_steps: 50,
 };
 
-Deno.test("a model's full lane answers 429 with Retry-After; other models still answer; a cancelled stream gives its slot back", async () => {
+Deno.test("a model's full lane answers 429 with Retry-After; other models still answer; the slot comes back when the stream ends", async () => {
   const first = new AbortController();
   const stream = await post("/v1/images/generations", generation, first.signal);
   assert.equal(stream.status, 200);
@@ -40,8 +44,7 @@ Deno.test("a model's full lane answers 429 with Retry-After; other models still 
   assert.equal(other.status, 200, "clip-tiny has its own lane");
   await other.body?.cancel();
 
-  await reader.cancel(); // the client leaves: the slot comes back
-  first.abort();
+  while (!(await reader.read()).done); // the stream ends: the slot comes back
   const again = await post("/v1/images/generations", {
     ...generation,
     stream: false,
@@ -60,6 +63,27 @@ Deno.test("a request without a model waits in its family default's lane", async 
   const busy = await post("/v1/images/generations", unnamed);
   assert.equal(busy.status, 429, "sd-tiny is the diffusion default");
   await busy.body?.cancel();
-  await reader.cancel();
-  first.abort();
+  while (!(await reader.read()).done);
+});
+
+Deno.test("admission() gives a stream's slot back when its client leaves", async () => {
+  const scheduler = new Scheduler({ concurrency: 1, maxQueue: 0, queueTimeoutMs: 60_000 });
+  const registry = { defaultId: () => "m" } as unknown as ModelRegistry;
+  const app = new Hono();
+  app.use("/v1/*", admission(scheduler, registry));
+  app.post(
+    "/v1/chat/completions",
+    () =>
+      new Response(new ReadableStream({ pull: () => new Promise(() => {}) }), {
+        headers: { "content-type": "text/event-stream" },
+      }),
+  );
+  const res = await app.request("/v1/chat/completions", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: "{}",
+  });
+  assert.deepEqual(scheduler.depth(), { m: { running: 1, waiting: 0 } });
+  await res.body!.cancel();
+  assert.deepEqual(scheduler.depth(), {});
 });
