@@ -10,7 +10,7 @@ import { apiKeyAuth, corsFor, originGuard } from "./core/access.ts";
 import { resolveBackend } from "./core/backend.ts";
 import { type Config, loadConfig } from "./core/config.ts";
 import { ApiError } from "./core/errors.ts";
-import { Lifecycle, lifecycleMiddleware, noteModel, type RequestLog } from "./core/lifecycle.ts";
+import { Lifecycle, lifecycleMiddleware, type RequestLog } from "./core/lifecycle.ts";
 import { Metrics } from "./core/metrics.ts";
 import { Scheduler } from "./core/scheduler.ts";
 import { SessionRegistry } from "./core/sessions.ts";
@@ -53,13 +53,6 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     new SessionRegistry(backend, config.threads),
     { catalog: await loadCatalog(), pull: config.allowDownloads ? pull : undefined },
   );
-  // Each request is labelled with the model it resolved, for its metrics and its log line.
-  const resolve = registry.get.bind(registry);
-  registry.get = async (family, id) => {
-    const pipeline = await resolve(family, id);
-    noteModel(pipeline.id);
-    return pipeline;
-  };
   const lifecycle = new Lifecycle();
   const metrics = new Metrics({
     models: () => registry.list(),
@@ -94,14 +87,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     },
   }));
 
-  const scheduler = new Scheduler(config.scheduler);
-  const admit = scheduler.admit.bind(scheduler);
-  scheduler.admit = async (key, signal) => {
-    const t0 = performance.now();
-    const release = await admit(key, signal);
-    metrics.observeQueueWait(key, (performance.now() - t0) / 1000);
-    return release;
-  };
+  const scheduler = new Scheduler(config.scheduler, {
+    waited: (model, seconds) => metrics.observeQueueWait(model, seconds),
+  });
   app.use("/v1/*", admission(scheduler, registry));
 
   const deps = { config, registry };

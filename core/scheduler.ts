@@ -26,7 +26,11 @@ interface Lane {
 
 export class Scheduler {
   #lanes = new Map<string, Lane>();
-  constructor(readonly options: SchedulerOptions) {}
+  /** `waited` hears how long each admitted job waited (for the queue-wait metric). */
+  constructor(
+    readonly options: SchedulerOptions,
+    private hooks: { waited?: (key: string, seconds: number) => void } = {},
+  ) {}
 
   /** Waits for a slot of `key`; resolves to the function that gives it back (call it once). */
   admit(key: string, signal?: AbortSignal): Promise<() => void> {
@@ -42,8 +46,10 @@ export class Scheduler {
     };
     if (lane.running < this.options.concurrency) {
       lane.running++;
+      this.hooks.waited?.(key, 0);
       return Promise.resolve(release);
     }
+    const queued = performance.now();
     if (lane.waiting.length >= this.options.maxQueue) {
       return Promise.reject(
         new ApiError(
@@ -67,6 +73,7 @@ export class Scheduler {
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
         lane.running++;
+        this.hooks.waited?.(key, (performance.now() - queued) / 1000);
         resolve(release);
       };
       const onAbort = () => leave(signal!.reason);

@@ -4,6 +4,7 @@
  * byte is sent or the client leaves. One place for every family; routes stay as they are.
  */
 import type { MiddlewareHandler } from "hono";
+import { noteModel } from "../core/lifecycle.ts";
 import type { Scheduler } from "../core/scheduler.ts";
 import type { Family } from "../models/manifest.ts";
 import type { ModelRegistry } from "../models/registry.ts";
@@ -28,6 +29,7 @@ export function admission(scheduler: Scheduler, registry: ModelRegistry): Middle
     const body = await readBody(c);
     const named = (body as { model?: unknown })?.model;
     const model = typeof named === "string" ? named : registry.defaultId(family) ?? family;
+    noteModel(model); // the request's model label, for its metrics and its log line
     const release = await scheduler.admit(model, c.req.raw.signal);
     try {
       await next();
