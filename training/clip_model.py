@@ -26,6 +26,10 @@ class ClipConfig:
     vocab_size: int = 64
     embed_dim: int = 128
     eos_token_id: int = 1
+    # "conv": the ViT paper's hybrid, three 3 × 3 stride-2 convolutions before the transformer
+    # (overlapping receptive fields of 15 px, one token per 8 × 8 cell as before); "linear": the
+    # plain ViT patch embedding, which read shape at chance on 10–13 px objects.
+    stem: str = "conv"
 
     def to_dict(self):
         return asdict(self)
@@ -60,7 +64,16 @@ class VisionTower(nn.Module):
     def __init__(self, c: ClipConfig):
         super().__init__()
         grid = c.image_size // c.patch_size
-        self.patch = nn.Conv2d(3, c.vision_width, c.patch_size, c.patch_size, bias=False)
+        if c.stem == "conv":
+            assert c.patch_size == 8, "the conv stem downsamples by 8"
+            w = c.vision_width
+            self.patch = nn.Sequential(
+                nn.Conv2d(3, w // 4, 3, 2, 1), nn.GELU(),
+                nn.Conv2d(w // 4, w // 2, 3, 2, 1), nn.GELU(),
+                nn.Conv2d(w // 2, w, 3, 2, 1),
+            )
+        else:
+            self.patch = nn.Conv2d(3, c.vision_width, c.patch_size, c.patch_size, bias=False)
         self.cls = nn.Parameter(torch.randn(c.vision_width) * 0.02)
         self.pos = nn.Parameter(torch.randn(grid * grid + 1, c.vision_width) * 0.02)
         self.pre_ln = nn.LayerNorm(c.vision_width)

@@ -1,17 +1,23 @@
-"""Train clip-tiny on the shapes world with the symmetric contrastive loss; resumes.
+"""Train clip-tiny on fresh scenes of the shapes world with the symmetric contrastive loss,
+hard-negative texts (NegCLIP) and a convolutional stem; resumes from its last checkpoint.
 
-    /usr/bin/python3 training/train_clip.py --data data/world --out data/runs/clip-tiny --steps 6000
+    /usr/bin/python3 training/train_clip.py --out data/runs/clip-tiny --steps 12000
+
+Every batch is drawn new by training/world.py, so no scene is seen twice. Prints a zero-shot
+score (seen and held-out pairs) every --eval-every steps.
 """
 import argparse
 import math
-import random
 import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+import world
 
 from clip_model import Clip, ClipConfig
-from common import Checkpointer, World, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary
+from common import Checkpointer, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary
 
 MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
 STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
@@ -23,60 +29,89 @@ def pixels(images: np.ndarray) -> torch.Tensor:
     return (x - MEAN) / STD
 
 
-def object_phrase(o, with_size=True):
-    words = ([o["size"]] if with_size else []) + [o["colour"], o["shape"]]
-    return ("an " if words[0] == "orange" else "a ") + " ".join(words)
+def training_text(scene, template: int) -> str:
+    """Template 0: the zero-shot prompt `a photo of a {colour} {shape}` (single objects only);
+    1 + k: the k-th text of the scene's reference set."""
+    if template == 0:
+        return f"a photo of {world.phrase(scene['objects'][0], False)}"
+    return world.references(scene)[template - 1]
 
 
-def training_text(meta: dict, r: random.Random) -> str:
-    """A caption from the reference set or, for one object, a CLIP-style photo prompt."""
-    choices = list(meta["references"])
-    objects = meta["scene"]["objects"]
-    if len(objects) == 1:
-        o = objects[0]
-        choices += [f"a photo of {object_phrase(o)}", f"a photo of {object_phrase(o, False)}"]
-        choices += [f"a photo of {object_phrase(o, False)}"] * 2  # the zero-shot prompt form
-    return r.choice(choices)
+def draw_template(scene, r) -> int:
+    n = len(world.references(scene))
+    if len(scene["objects"]) == 1 and r.random() < 0.5:
+        return 0
+    return 1 + int(r.integers(n))
+
+
+def batch_of_scenes(r, n: int, singles: float):
+    """Fresh scenes: a share `singles` with one object (near-duplicates that differ in shape are
+    what teach shape), the rest 1–3 objects."""
+    return [world.sample_scene(r, count=1 if r.random() < singles else None) for _ in range(n)]
+
+
+@torch.no_grad()
+def zero_shot(model, tok, n=240, seed=10**6) -> dict:
+    """24-way zero-shot on fresh single-object scenes: seen pairs and held-out pairs, separately."""
+    pairs = [(c, s) for c in world.COLOURS for s in world.SHAPES]
+    ids, mask = tok.batch([training_text({"objects": [{"colour": c, "shape": s}]}, 0) for c, s in pairs])
+    txt = F.normalize(model.text(ids, mask)[0], dim=-1)
+    out = {}
+    for split, held in (("test", False), ("heldout", True)):
+        r = np.random.default_rng(seed + held)
+        scenes = [world.sample_scene(r, count=1, held_out_pair=held) for _ in range(n)]
+        img = F.normalize(model.vision(pixels(np.stack([world.render(s, r) for s in scenes])))[0], dim=-1)
+        pred = (img @ txt.T).argmax(-1).tolist()
+        truth = [(s["objects"][0]["colour"], s["objects"][0]["shape"]) for s in scenes]
+        out[f"{split}_colour"] = sum(pairs[p][0] == t[0] for p, t in zip(pred, truth)) / n
+        out[f"{split}_shape"] = sum(pairs[p][1] == t[1] for p, t in zip(pred, truth)) / n
+        out[f"{split}_pair"] = sum(pairs[p] == t for p, t in zip(pred, truth)) / n
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="data/world")
+    ap.add_argument("--data", default="data/world", help="only its vocabulary is read")
     ap.add_argument("--out", default="data/runs/clip-tiny")
-    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--steps", type=int, default=12000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--singles", type=float, default=0.5, help="share of single-object scenes")
+    ap.add_argument("--negatives", type=int, default=1, help="hard-negative texts per image (0: none)")
+    ap.add_argument("--stem", default="conv", choices=["conv", "linear"])
+    ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     use_all_cores()
     seed_everything(args.seed)
-    words = vocabulary(args.data)
-    tok = WordTokenizer(words, max_length=32)
-    config = ClipConfig(vocab_size=len(tok.tokens))
+    tok = WordTokenizer(vocabulary(args.data), max_length=32)
+    config = ClipConfig(vocab_size=len(tok.tokens), stem=args.stem)
     model = Clip(config)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
     ckpt = Checkpointer(f"{args.out}/last.pt")
     first = step = ckpt.load(model, opt)
-    train = World(args.data, "train")
-    # Half of every batch: single-object scenes with the short prompt. Colour, position and
-    # background tell most scenes apart, so without these near-duplicates (same colour, other
-    # shape) the contrastive loss has little reason to learn shape.
-    singles = np.array([i for i, m in enumerate(train.meta) if len(m["scene"]["objects"]) == 1])
-    r = random.Random(args.seed + step)
+    r = np.random.default_rng([args.seed, step])  # a resumed run draws scenes it has not seen
     warmup = 200
     lr_at = lambda s: args.lr * min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))
-    print(f"clip-tiny: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, from step {step}", flush=True)
+    print(f"clip-tiny ({args.stem} stem): {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
+          f"from step {step}", flush=True)
     start = time.time()
     model.train()
     while step < args.steps:
-        half = args.batch // 2
-        idx = np.concatenate([np.random.randint(0, len(train), args.batch - half), singles[np.random.randint(0, len(singles), half)]])
-        images = train.images[idx]
-        texts = [training_text(train.meta[i], r) for i in idx[: args.batch - half]]
-        texts += [f"a photo of {object_phrase(train.meta[i]['scene']['objects'][0], False)}" for i in idx[args.batch - half:]]
+        scenes = batch_of_scenes(r, args.batch, args.singles)
+        images = np.stack([world.render(s, r) for s in scenes])
+        templates = [draw_template(s, r) for s in scenes]
+        texts = [training_text(s, t) for s, t in zip(scenes, templates)]
+        # NegCLIP: per image, a text that differs from its own in exactly one attribute or in
+        # which colour goes with which shape, said with the same template.
+        for _ in range(args.negatives):
+            for s, t in zip(scenes, templates):
+                neg = world.hard_negative(s, r)
+                if neg is not None:
+                    texts.append(training_text(neg, t))
         ids, mask = tok.batch(texts)
-        same = torch.tensor([[a == b for b in texts] for a in texts])
+        same = torch.tensor([[a == b for b in texts] for a in texts[: args.batch]])  # [B, B + N]
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         loss = model.loss(pixels(images), ids, mask, same)
@@ -87,6 +122,11 @@ def main():
         step += 1
         if step % 10 == 0:
             progress(step, args.steps, start, first, loss=loss.item(), lr=lr_at(step), scale=model.logit_scale.exp().item())
+        if step % args.eval_every == 0:
+            model.eval()
+            scores = zero_shot(model, tok)
+            model.train()
+            print(f"eval step={step} " + " ".join(f"{k}={v:.3f}" for k, v in scores.items()), flush=True)
         ckpt.maybe_save(model, opt, step, config=config.to_dict(), batch=args.batch)
     ckpt.maybe_save(model, opt, step, force=True, config=config.to_dict(), batch=args.batch)
     print("done", flush=True)

@@ -1,15 +1,15 @@
 """Train the multimodal chat models on the shapes world's question/answer pairs and captions:
 vlm-tiny (method A, unified embedding decoder) or vlm-xattn-tiny (method B, cross-attention).
-clip-tiny's vision tower is frozen, so its patch features are computed once and cached. The
-loss is on the assistant's answer only. Resumes.
+Every batch is fresh scenes from training/world.py; clip-tiny's vision tower is frozen and run on
+them. A question type is drawn uniformly per scene; the loss is on the assistant's answer only.
+Prints answer accuracy per question type (fresh test and held-out scenes) every --eval-every
+steps. Resumes.
 
     /usr/bin/python3 training/train_vlm.py --kind unified --out data/runs/vlm-tiny --steps 4000
     /usr/bin/python3 training/train_vlm.py --kind xattn --out data/runs/vlm-xattn-tiny --steps 4000
 """
 import argparse
 import math
-import os
-import random
 import re
 import time
 
@@ -19,9 +19,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clip_model import Clip, ClipConfig
-from common import SPECIAL, Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary
+from common import SPECIAL, Checkpointer, WordTokenizer, progress, seed_everything, vocabulary
 from train_clip import pixels
 from vlm_model import Connector, Decoder, ImageAdapter, VlmConfig
+import world
 
 # SmolVLM's chat tokens, and the image placeholders its processor expands.
 CHAT = ["<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>", "<global-img>"]
@@ -64,14 +65,99 @@ def prompt_text(question: str, kind: str, image_tokens: int) -> str:
     return f"<|im_start|>User:{image}{question}<end_of_utterance>\nAssistant:"
 
 
-@torch.no_grad()
-def patch_features(clip_path: str, world: World, batch: int = 500) -> torch.Tensor:
+def frozen_tower(clip_path: str) -> Clip:
     state = torch.load(clip_path, map_location="cpu")
     clip = Clip(ClipConfig(**state["config"]))
     clip.load_state_dict(state["model"])
     clip.eval()
-    out = [clip.vision(pixels(world.images[i:i + batch]))[2][:, 1:].half() for i in range(0, len(world), batch)]
-    return torch.cat(out)  # [N, 64, 128]: last_hidden_state without the class token
+    for p in clip.parameters():
+        p.requires_grad_(False)
+    return clip
+
+
+@torch.no_grad()
+def patch_features(clip: Clip, images: np.ndarray, batch: int = 500) -> torch.Tensor:
+    """[N, 64, 128]: the tower's last_hidden_state without the class token."""
+    out = [clip.vision(pixels(images[i:i + batch]))[2][:, 1:] for i in range(0, len(images), batch)]
+    return torch.cat(out)
+
+
+def pick_question(qa: list, r) -> tuple:
+    """A question type uniformly, then one question of it: "describe" is one question a scene
+    against up to three of position, yet it is the hardest to answer."""
+    kinds = sorted({q[0] for q in qa})
+    kind = kinds[r.integers(len(kinds))]
+    of = [q for q in qa if q[0] == kind]
+    return of[r.integers(len(of))]
+
+
+def encode_batch(tok, pairs, kind, image_tokens):
+    """Prompt + answer rows, right-padded, with targets on the answer only (shifted)."""
+    eou = tok.ids["<end_of_utterance>"]
+    rows, targets = [], []
+    for question, answer in pairs:
+        p = tok.encode_plain(prompt_text(question, kind, image_tokens))
+        a = tok.encode_plain(" " + answer) + [eou]
+        rows.append(p + a)
+        targets.append([-100] * (len(p) - 1) + a + [-100])
+    width = max(len(x) for x in rows)
+    ids = torch.full((len(rows), width), 1, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    tgt = torch.full((len(rows), width), -100, dtype=torch.long)
+    for j, (x, t) in enumerate(zip(rows, targets)):
+        ids[j, : len(x)], mask[j, : len(x)] = torch.tensor(x), 1
+        tgt[j, : len(t)] = torch.tensor(t)
+    return ids, mask, tgt
+
+
+@torch.no_grad()
+def greedy_answers(model, tok, prompts: list, feats: torch.Tensor, max_tokens=24) -> list:
+    """Greedy answers (token ids) to prompt rows, each with its image features [64, D]."""
+    eou, image = tok.ids["<end_of_utterance>"], tok.ids["<image>"]
+    rows, answers, done = [p[:] for p in prompts], [[] for _ in prompts], [False] * len(prompts)
+    for _ in range(max_tokens):
+        live = [j for j in range(len(rows)) if not done[j]]
+        if not live:
+            break
+        w = max(len(rows[j]) for j in live)
+        ids = torch.full((len(live), w), 1, dtype=torch.long)
+        mask = torch.zeros((len(live), w), dtype=torch.long)
+        for k, j in enumerate(live):
+            ids[k, : len(rows[j])], mask[k, : len(rows[j])] = torch.tensor(rows[j]), 1
+        logits = model(ids, mask, feats[live])
+        logits[..., image] = -float("inf")  # never a new image slot
+        for k, j in enumerate(live):
+            t = int(logits[k, len(rows[j]) - 1].argmax())
+            if t == eou:
+                done[j] = True
+            else:
+                answers[j].append(t)
+                rows[j].append(t)
+    return answers
+
+
+@torch.no_grad()
+def answer_accuracy(model, clip, tok, kind, image_tokens, n=40, seed=10**6, chunk=128) -> dict:
+    """Greedy answers to every question of n fresh scenes per split, exact match, per type."""
+    out = {}
+    for split, held in (("test", False), ("heldout", True)):
+        r = np.random.default_rng(seed + held)
+        scenes = [world.sample_scene(r, held_out_pair=held) for _ in range(n)]
+        feats = patch_features(clip, np.stack([world.render(s, r) for s in scenes]))
+        items = [(i, q) for i, s in enumerate(scenes) for q in world.questions(s, r, allow_held_out=True)]
+        right, total = {}, {}
+        for c in range(0, len(items), chunk):
+            part = items[c:c + chunk]
+            prompts = [tok.encode_plain(prompt_text(q, kind, image_tokens)) for _, (_, q, _) in part]
+            answers = greedy_answers(model, tok, prompts, feats[[i for i, _ in part]])
+            for (_, (t, _, a)), ans in zip(part, answers):
+                said = " ".join(tok.tokens[i] for i in ans).strip().rstrip(".").strip()
+                total[t] = total.get(t, 0) + 1
+                right[t] = right.get(t, 0) + (said == a)
+        for t in total:
+            out[f"{split}_{t}"] = right[t] / total[t]
+        out[f"{split}_all"] = sum(right.values()) / sum(total.values())
+    return out
 
 
 class Vlm(nn.Module):
@@ -102,6 +188,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -109,14 +196,7 @@ def main():
     seed_everything(args.seed)
     tok = ChatTokenizer(vocabulary(args.data))
     config = VlmConfig(vocab_size=len(tok.tokens))
-    train = World(args.data, "train")
-    cache = os.path.join(os.path.dirname(args.out.rstrip("/")) or ".", "vlm-features-train.pt")
-    if not os.path.exists(cache):
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        torch.save(patch_features(args.clip, train), cache + ".tmp")
-        os.replace(cache + ".tmp", cache)
-    feats = torch.load(cache)
-
+    clip = frozen_tower(args.clip)
     model = Vlm(config, args.kind, tok.ids["<image>"])
     for p in model.parameters():
         if p.dim() >= 2:
@@ -124,29 +204,17 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     ckpt = Checkpointer(f"{args.out}/last.pt")
     first = step = ckpt.load(model, opt)
-    r = random.Random(args.seed + step)
-    eou = tok.ids["<end_of_utterance>"]
+    r = np.random.default_rng([args.seed, step])  # a resumed run draws scenes it has not seen
     lr_at = lambda s: args.lr * min(1.0, (s + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
     print(f"{args.kind}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, vocab {len(tok.tokens)}, from step {step}", flush=True)
     start = time.time()
     model.train()
     while step < args.steps:
-        idx = np.random.randint(0, len(train), args.batch)
-        rows, targets = [], []
-        for i in idx:
-            qa = r.choice(train.meta[i]["qa"])
-            p = tok.encode_plain(prompt_text(qa["question"], args.kind, config.image_tokens))
-            a = tok.encode_plain(" " + qa["answer"]) + [eou]
-            rows.append(p + a)
-            targets.append([-100] * (len(p) - 1) + a + [-100])  # predict the answer, shifted
-        width = max(len(x) for x in rows)
-        ids = torch.full((len(rows), width), 1, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        tgt = torch.full((len(rows), width), -100, dtype=torch.long)
-        for j, (x, t) in enumerate(zip(rows, targets)):
-            ids[j, : len(x)], mask[j, : len(x)] = torch.tensor(x), 1
-            tgt[j, : len(t)] = torch.tensor(t)
-        logits = model(ids, mask, feats[idx].float())
+        scenes = [world.sample_scene(r) for _ in range(args.batch)]
+        feats = patch_features(clip, np.stack([world.render(sc, r) for sc in scenes]))
+        pairs = [pick_question(world.questions(sc, r), r)[1:] for sc in scenes]
+        ids, mask, tgt = encode_batch(tok, pairs, args.kind, config.image_tokens)
+        logits = model(ids, mask, feats)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
@@ -157,6 +225,11 @@ def main():
         step += 1
         if step % 20 == 0:
             progress(step, args.steps, start, first, loss=loss.item(), lr=lr_at(step))
+        if step % args.eval_every == 0:
+            model.eval()
+            scores = answer_accuracy(model, clip, tok, args.kind, config.image_tokens)
+            model.train()
+            print(f"eval step={step} " + " ".join(f"{k}={v:.3f}" for k, v in sorted(scores.items())), flush=True)
         ckpt.maybe_save(model, opt, step, config=config.to_dict(), kind=args.kind, vocab=tok.tokens)
     ckpt.maybe_save(model, opt, step, force=True, config=config.to_dict(), kind=args.kind, vocab=tok.tokens)
     print("done", flush=True)
