@@ -26,8 +26,9 @@ class Lines {
   constructor(stream: ReadableStream<Uint8Array>) {
     this.done = (async () => {
       let buffer = "";
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-        buffer += text;
+      const decoder = new TextDecoder();
+      for await (const chunk of stream) {
+        buffer += decoder.decode(chunk, { stream: true });
         let cut;
         while ((cut = buffer.indexOf("\n")) >= 0) {
           this.#line(buffer.slice(0, cut));
@@ -112,8 +113,9 @@ function readEvents(body: ReadableStream<Uint8Array>) {
   const first = new Promise<void>((resolve) => onFirst = resolve);
   const all = (async () => {
     let buffer = "";
-    for await (const text of body.pipeThrough(new TextDecoderStream())) {
-      buffer += text;
+    const decoder = new TextDecoder();
+    for await (const chunk of body) {
+      buffer += decoder.decode(chunk, { stream: true });
       let cut;
       while ((cut = buffer.indexOf("\n\n")) >= 0) {
         const block = buffer.slice(0, cut);
