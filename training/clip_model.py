@@ -26,10 +26,11 @@ class ClipConfig:
     vocab_size: int = 64
     embed_dim: int = 128
     eos_token_id: int = 1
-    # "conv": the ViT paper's hybrid, three 3 × 3 stride-2 convolutions before the transformer
-    # (overlapping receptive fields of 15 px, one token per 8 × 8 cell as before); "linear": the
-    # plain ViT patch embedding, which read shape at chance on 10–13 px objects.
-    stem: str = "conv"
+    # The ViT paper's hybrid: a CNN before the transformer, one token per 8 × 8 cell as before.
+    # "sat": sat-soft-tiny's encoder CNN (can start from its trained weights); "conv": three
+    # 3 × 3 stride-2 convolutions from scratch; "linear": the plain ViT patch embedding, which
+    # read shape at chance on 10–13 px objects.
+    stem: str = "sat"
 
     def to_dict(self):
         return asdict(self)
@@ -64,7 +65,17 @@ class VisionTower(nn.Module):
     def __init__(self, c: ClipConfig):
         super().__init__()
         grid = c.image_size // c.patch_size
-        if c.stem == "conv":
+        if c.stem == "sat":
+            # sat-soft-tiny's encoder CNN (64 -> 32 -> 16 -> 8), which reads shape well, as the
+            # hybrid's backbone; see init_stem_from_onnx.
+            assert c.patch_size == 8 and c.vision_width == 128, "the sat CNN gives 8 x 8 x 128"
+            self.patch = nn.Sequential(
+                nn.Conv2d(3, 32, 4, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(128, 128, 3, padding=1),
+            )
+        elif c.stem == "conv":
             assert c.patch_size == 8, "the conv stem downsamples by 8"
             w = c.vision_width
             self.patch = nn.Sequential(
@@ -90,6 +101,23 @@ class VisionTower(nn.Module):
         last_hidden_state = x  # [B, 1 + L, width]
         tokens = self.proj(self.post_ln(x))  # [B, 1 + L, embed]
         return tokens[:, 0], tokens[:, 1:], last_hidden_state
+
+
+def init_stem_from_onnx(tower: "VisionTower", path: str, mean, std) -> None:
+    """Loads sat-soft-tiny's encoder convolutions from its ONNX export into a "sat" stem. That CNN
+    was trained on pixels scaled to [-1, 1]; this tower gets CLIP-normalized ones, so the first
+    convolution takes the per-channel affine map between the two: x_sat = 2 std x + 2 mean - 1."""
+    import onnx
+    from onnx import numpy_helper
+    w = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in onnx.load(path).graph.initializer}
+    with torch.no_grad():
+        for k in (0, 2, 4, 7):
+            tower.patch[k].weight.copy_(w[f"m.encoder.net.{k}.weight"])
+            tower.patch[k].bias.copy_(w[f"m.encoder.net.{k}.bias"])
+        a, b = 2 * std.flatten(), 2 * mean.flatten() - 1  # per input channel
+        first = tower.patch[0]
+        first.bias.add_((first.weight * b[None, :, None, None]).sum((1, 2, 3)))
+        first.weight.mul_(a[None, :, None, None])
 
 
 class TextTower(nn.Module):

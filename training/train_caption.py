@@ -1,5 +1,7 @@
 """Train a captioner (nic, sat-soft, sat-hard, vit-gpt2) on the world's canonical captions; resumes.
 
+By default every batch is drawn fresh by training/world.py (--fresh 0 re-reads data/world).
+
     /usr/bin/python3 training/train_caption.py --kind sat-soft --steps 3000
 """
 import argparse
@@ -11,6 +13,7 @@ import torch
 
 from caption_model import Captioner, CaptionConfig
 from vit_gpt2_model import VitGpt2, VitGpt2Config
+import world
 from common import Checkpointer, World, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary
 
 MEAN, STD = 0.5, 0.5
@@ -31,6 +34,8 @@ def main():
     ap.add_argument("--lr", type=float, default=None, help="default: 2e-3 (LSTM), 1e-3 (vit-gpt2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    ap.add_argument("--fresh", type=float, default=1.0,
+                    help="share of each batch drawn fresh by training/world.py (the rest: data/world)")
     args = ap.parse_args()
     out = args.out or f"data/runs/{args.kind}-tiny"
 
@@ -53,12 +58,16 @@ def main():
     baseline = None
     start = time.time()
     model.train()
+    r = np.random.default_rng([args.seed, step])  # a resumed run draws scenes it has not seen
     while step < args.steps:
-        idx = np.random.randint(0, len(train), args.batch)
-        ids, mask = tok.batch([captions[i] for i in idx])
+        fresh = int(round(args.batch * args.fresh))
+        idx = np.random.randint(0, len(train), args.batch - fresh)
+        scenes = [world.sample_scene(r) for _ in range(fresh)]
+        images = np.concatenate([train.images[idx], *([np.stack([world.render(sc, r) for sc in scenes])] if fresh else [])])
+        ids, mask = tok.batch([captions[i] for i in idx] + [world.canonical_caption(sc) for sc in scenes])
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        loss, stats = model.loss(pixels(train.images[idx]), ids, mask.float(), baseline)
+        loss, stats = model.loss(pixels(images), ids, mask.float(), baseline)
         if "reward" in stats:  # moving-average baseline for REINFORCE
             baseline = stats["reward"] if baseline is None else 0.9 * baseline + 0.1 * stats["reward"]
         opt.zero_grad(set_to_none=True)

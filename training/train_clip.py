@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 import world
 
-from clip_model import Clip, ClipConfig
+from clip_model import Clip, ClipConfig, init_stem_from_onnx
 from common import Checkpointer, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary
 
 MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
@@ -78,7 +78,9 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--singles", type=float, default=0.5, help="share of single-object scenes")
     ap.add_argument("--negatives", type=int, default=1, help="hard-negative texts per image (0: none)")
-    ap.add_argument("--stem", default="conv", choices=["conv", "linear"])
+    ap.add_argument("--stem", default="sat", choices=["sat", "conv", "linear"])
+    ap.add_argument("--init-stem", default="models/embedded/sat-soft-tiny/onnx/encoder_model.onnx",
+                    help="sat stem: start from this captioner's encoder (empty: from scratch)")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -91,6 +93,9 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
     ckpt = Checkpointer(f"{args.out}/last.pt")
     first = step = ckpt.load(model, opt)
+    if step == 0 and args.stem == "sat" and args.init_stem:
+        init_stem_from_onnx(model.vision, args.init_stem, MEAN, STD)
+        print(f"stem initialised from {args.init_stem}", flush=True)
     r = np.random.default_rng([args.seed, step])  # a resumed run draws scenes it has not seen
     warmup = 200
     lr_at = lambda s: args.lr * min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))
