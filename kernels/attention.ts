@@ -3,8 +3,9 @@
  * fused scaled-dot-product attention with an online softmax, causal masking and grouped-query
  * heads, for prefill (T new positions) and single-token decode (T = 1).
  */
-import { computePipeline, readBuffer, storageBuffer, uniformBuffer } from "./gpu.ts";
-import source from "./attention.wgsl" with { type: "text" };
+import { computePipeline, readBuffer, storageBuffer, uniformBuffer, wgsl } from "./gpu.ts";
+
+const source = await wgsl("attention.wgsl");
 
 export interface AttentionShape {
   queries: number;

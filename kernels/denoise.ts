@@ -8,10 +8,17 @@
  * Layout: latents [images, C, H, W]; the UNet input holds them scaled, twice when guiding
  * ([uncond; cond] halves, which is also how the model output comes back).
  */
-import { computePipeline, dispatch, readBuffer, storageBuffer, uniformBuffer } from "./gpu.ts";
+import {
+  computePipeline,
+  dispatch,
+  readBuffer,
+  storageBuffer,
+  uniformBuffer,
+  wgsl,
+} from "./gpu.ts";
 import { gaussian, RANDOM_WGSL } from "./random.ts";
-import denoiseSource from "./denoise.wgsl" with { type: "text" };
-import rgbaSource from "./to_rgba.wgsl" with { type: "text" };
+const denoiseSource = await wgsl("denoise.wgsl");
+const rgbaSource = await wgsl("to_rgba.wgsl");
 
 /** Noise streams: the initial latents draw stream 0, step k stream k + 1. */
 export const INIT_STREAM = 0;

@@ -2,6 +2,14 @@
 
 export const STORAGE = 0x80 | 0x4 | 0x8; // STORAGE | COPY_SRC | COPY_DST
 
+/**
+ * The source of a WGSL file of kernels/, read when its module loads: importing it `with { type:
+ * "text" }` needs --unstable-raw-imports before Deno 2.8, and Deno Deploy runs 2.5.
+ */
+export function wgsl(name: string): Promise<string> {
+  return Deno.readTextFile(new URL(name, import.meta.url));
+}
+
 export function storageBuffer(
   device: GPUDevice,
   data: Float32Array<ArrayBuffer> | Uint32Array<ArrayBuffer> | number,

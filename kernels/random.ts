@@ -2,7 +2,9 @@
  * Counter-based Gaussian noise, the TypeScript twin of kernels/random.wgsl: the value at
  * (seed, stream, index) depends on nothing else, so CPU and GPU paths draw the same noise.
  */
-import source from "./random.wgsl" with { type: "text" };
+import { wgsl } from "./gpu.ts";
+
+const source = await wgsl("random.wgsl");
 
 export const RANDOM_WGSL: string = source;
 

@@ -4,8 +4,9 @@
  * RMSNorm, rotary embeddings, SwiGLU, KV-cache append, embedding lookup, and argmax (so that a
  * greedy decoder reads back one number per token).
  */
-import { computePipeline, uniformBuffer } from "./gpu.ts";
-import source from "./transformer.wgsl" with { type: "text" };
+import { computePipeline, uniformBuffer, wgsl } from "./gpu.ts";
+
+const source = await wgsl("transformer.wgsl");
 
 export type Kernel = "linear" | "rmsnorm" | "rope" | "swiglu" | "append" | "embed" | "argmax";
 
