@@ -127,3 +127,20 @@ Deno.test("imageBytesFromString() takes data URLs, bare base64 and base64url", (
   assert.throws(() => imageBytesFromString("not base64 at all!"), ApiError);
   assert.throws(() => imageBytesFromString("https://example.com/cat.png"), /not fetched/);
 });
+
+Deno.test("decodeImage() splits RGBA and grey + alpha into RGB and an alpha channel", async () => {
+  const rgba = Uint8Array.of(10, 20, 30, 0, 40, 50, 60, 128, 70, 80, 90, 255);
+  const png = new Uint8Array(
+    await sharp(rgba, { raw: { width: 3, height: 1, channels: 4 } }).png().toBuffer(),
+  );
+  const img = await decodeImage(png, LIMITS);
+  assert.deepEqual([...img.data], [10, 20, 30, 40, 50, 60, 70, 80, 90]);
+  assert.deepEqual([...img.alpha!], [0, 128, 255]);
+  const greyAlpha = Uint8Array.of(5, 9, 200, 100);
+  const png2 = new Uint8Array(
+    await sharp(greyAlpha, { raw: { width: 2, height: 1, channels: 2 } }).png().toBuffer(),
+  );
+  const g = await decodeImage(png2, LIMITS);
+  assert.deepEqual([...g.data], [5, 5, 5, 200, 200, 200]);
+  assert.deepEqual([...g.alpha!], [9, 100]);
+});

@@ -28,7 +28,9 @@ const MAX_MESSAGES = 64;
 const MAX_IMAGES = 8;
 export const IMAGE_ONLY_PROMPT = "describe the image.";
 
-const TextPart = z.object({ type: z.literal("text"), text: z.string() });
+/** Characters of one text, checked before anything is tokenized (the models read 128 tokens). */
+const MAX_TEXT_CHARS = 32_000;
+const TextPart = z.object({ type: z.literal("text"), text: z.string().max(MAX_TEXT_CHARS) });
 const ImageUrlPart = z.object({
   type: z.literal("image_url"),
   image_url: z.object({
@@ -38,7 +40,10 @@ const ImageUrlPart = z.object({
 });
 const Message = z.object({
   role: z.enum(["system", "developer", "user", "assistant"]),
-  content: z.union([z.string(), z.array(z.union([TextPart, ImageUrlPart])).min(1)]).nullish()
+  content: z.union([
+    z.string().max(MAX_TEXT_CHARS),
+    z.array(z.union([TextPart, ImageUrlPart])).min(1).max(64),
+  ]).nullish()
     .openapi({ description: "null or absent only in assistant messages" }),
   name: z.string().nullish(),
 });

@@ -12,6 +12,12 @@ import type { Context } from "hono";
 
 const MAX_TEXTS = 256;
 const MAX_IMAGES = 32;
+/**
+ * Characters per text, checked by the schema before anything is tokenized (a 19 MB text was
+ * tokenized before its length was refused). CLIP reads 77 tokens at most, so this is generous.
+ */
+const MAX_TEXT_CHARS = 2000;
+const Text = z.string().max(MAX_TEXT_CHARS);
 
 export const ImageInput = z.union([
   z.string().min(1),
@@ -40,9 +46,9 @@ const ModelField = z.string().min(1).optional().openapi({
 const EmbeddingsRequest = z.object({
   model: ModelField,
   input: z.union([
-    z.string(),
+    Text,
     ImagePart,
-    z.array(z.union([z.string(), ImagePart])).min(1).max(MAX_TEXTS),
+    z.array(z.union([Text, ImagePart])).min(1).max(MAX_TEXTS),
   ]),
   encoding_format: z.enum(["float", "base64"]).default("float"),
   dimensions: z.number().int().min(1).optional().openapi({
@@ -63,12 +69,12 @@ const EmbeddingsResponse = z.object({
   usage: z.object({ prompt_tokens: z.number().int(), total_tokens: z.number().int() }),
 }).openapi("EmbeddingsResponse");
 
-const Templates = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(32)]);
+const Templates = z.union([Text.min(1), z.array(Text.min(1)).min(1).max(32)]);
 
 const ClassifyRequest = z.object({
   model: ModelField,
   image: ImageInput,
-  candidate_labels: z.union([z.string(), z.array(z.string().trim()).max(MAX_TEXTS)])
+  candidate_labels: z.union([z.string().max(MAX_TEXTS * 64), z.array(Text.trim()).max(MAX_TEXTS)])
     .transform((v) => (Array.isArray(v) ? v : v.split(",").map((s) => s.trim())).filter(Boolean))
     .pipe(z.array(z.string()).min(1, "needs at least one non-empty label").max(MAX_TEXTS))
     .openapi({ description: "Labels to choose from (a list, or one comma-separated string)" }),
@@ -103,7 +109,7 @@ const oneOrMany = <T extends z.ZodType>(item: T, max: number) =>
 const SimilarityRequest = z.object({
   model: ModelField,
   images: oneOrMany(ImageInput, MAX_IMAGES),
-  texts: oneOrMany(z.string().min(1), MAX_TEXTS),
+  texts: oneOrMany(Text.min(1), MAX_TEXTS),
 }).openapi("SimilarityRequest");
 
 const SimilarityResponse = z.object({

@@ -322,6 +322,24 @@ Deno.test("unknown model is 404; missing or wrong fields are 400 naming the fiel
   await stillServing();
 });
 
+Deno.test("an overlong text is refused by the schema before it is tokenized", async () => {
+  const huge = "red ".repeat(250_000); // 1 MB: under the body limit, over every text limit
+  for (
+    const [path, body, param] of [
+      ["/v1/embeddings", { input: huge }, "input"],
+      ["/v1/clip/similarity", { images: [dataUrl(redCircle)], texts: [huge] }, "texts.0"],
+      [
+        "/v1/chat/completions",
+        { messages: [{ role: "user", content: huge }] },
+        "messages.0.content",
+      ],
+    ] as const
+  ) {
+    const e = await expectError(await post(path, body), 400, "invalid_request");
+    assert.ok(e.param.startsWith(param), `${path}: ${e.param}`);
+  }
+});
+
 Deno.test("a known route with the wrong method is 405 with Allow", async () => {
   const res = await app.request("/v1/embeddings");
   assert.equal(res.headers.get("allow"), "POST");
