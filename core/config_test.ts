@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { resolveBackend } from "./backend.ts";
 import { EMBEDDED_MODELS_DIR, loadConfig } from "./config.ts";
 
 Deno.test("loadConfig() has working defaults and reads the environment once", () => {
@@ -28,20 +27,6 @@ Deno.test("loadConfig() rejects a bad backend with the list of valid ones", () =
     /MM_BACKEND must be one of auto, webgpu, cpu, wasm; got "cuda"/,
   );
   assert.throws(() => loadConfig({ PORT: "http" }), /PORT/);
-});
-
-Deno.test({
-  name: "resolveBackend('auto') does not pick a software WebGPU adapter",
-  sanitizeResources: false,
-  fn: async () => {
-    const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
-    const fallback = !adapter ||
-      Boolean((adapter.info as { isFallbackAdapter?: boolean }).isFallbackAdapter);
-    const b = await resolveBackend("auto");
-    if (fallback) assert.notEqual(b.name, "webgpu");
-    else assert.equal(b.name, "webgpu");
-    console.log(`  auto chose ${b.name} (${b.device})`);
-  },
 });
 
 Deno.test("loadConfig(): the serving variables (HOST, drain, log) and their defaults", () => {
