@@ -7,7 +7,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { timing } from "hono/timing";
 import { apiKeyAuth, corsFor, originGuard } from "./core/access.ts";
-import { resolveBackend } from "./core/backend.ts";
+import { adapterName, resolveBackend } from "./core/backend.ts";
 import { type Config, loadConfig } from "./core/config.ts";
 import { ApiError } from "./core/errors.ts";
 import { Lifecycle, lifecycleMiddleware, type RequestLog } from "./core/lifecycle.ts";
@@ -157,6 +157,17 @@ export function listenUrl(hostname: string, port: number): string {
 
 if (import.meta.main) {
   const config = loadConfig();
+  if (config.deploy) {
+    const { deploymentId, timeline } = config.deploy;
+    console.log(
+      `Deno ${Deno.version.deno} on Deno Deploy (deployment ${deploymentId ?? "?"}, timeline ${
+        timeline ?? "?"
+      }): binding ${config.host}:${config.port}` +
+        (config.ignoredHost
+          ? ` (HOST=${config.ignoredHost} ignored: Deploy needs every interface)`
+          : ""),
+    );
+  }
   const { app, registry, lifecycle } = await createApp(config, {
     log: config.log ? (line) => console.log(JSON.stringify(line)) : undefined,
   });
@@ -195,7 +206,15 @@ if (import.meta.main) {
   }
 
   const b = registry.sessions.backend;
-  console.log(`backend: ${b.name} (${b.executionProvider}, ${b.device}); loading models...`);
+  const a = b.adapter;
+  const gpu = !a
+    ? "no WebGPU adapter"
+    : `WebGPU adapter ${adapterName(a)}${a.software ? " (software)" : ""}${
+      b.name === "webgpu" ? "" : ", not used"
+    }`;
+  console.log(
+    `backend: ${b.name} (${b.executionProvider}, ${b.device}; ${gpu}); Deno ${Deno.version.deno}; loading models...`,
+  );
   const t0 = performance.now();
   await registry.preload();
   console.log(

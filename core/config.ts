@@ -11,8 +11,11 @@ const API_KEY = /^[A-Za-z0-9._~+/-]+=*$/;
 const list = (v: string) => v.split(",").map((s) => s.trim()).filter((s) => s !== "");
 
 const Env = z.object({
-  /** The address to listen on: loopback unless asked (`0.0.0.0` or `::` for every interface). */
-  HOST: z.string().trim().min(1).default("127.0.0.1"),
+  /**
+   * The address to listen on: loopback unless asked (`0.0.0.0` or `::` for every interface).
+   * On Deno Deploy always every interface (`0.0.0.0`, or `::` when HOST says so).
+   */
+  HOST: z.string().trim().min(1).optional(),
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   /** Comma-separated keys: when set, `/v1/*` and `/metrics` need `Authorization: Bearer <key>`. */
   MM_API_KEYS: z.string().default("").transform(list).refine(
@@ -37,8 +40,10 @@ const Env = z.object({
   ),
   /** Seconds in-flight requests get to finish after SIGTERM or SIGINT (then they are cut). */
   MM_DRAIN_S: z.coerce.number().min(0).max(3600).optional(),
-  /** Deno Deploy sets this; it kills a process 5 s after SIGINT. */
+  /** Deno Deploy sets these (it kills a process 5 s after SIGINT). */
+  DENO_DEPLOY: z.string().optional(),
   DENO_DEPLOYMENT_ID: z.string().optional(),
+  DENO_TIMELINE: z.string().optional(),
   /** "0": no request log on stdout. */
   MM_LOG: z.enum(["0", "1", ""]).default("1"),
   MM_BACKEND: z.enum(BACKENDS, {
@@ -66,9 +71,20 @@ const Env = z.object({
   MM_QUEUE_TIMEOUT_S: z.coerce.number().positive().default(60),
 });
 
+/** Where Deno Deploy runs us, as its environment says. */
+export interface DeployInfo {
+  deploymentId: string | null;
+  /** `production`, `git-branch/<name>` or `preview/<revision>`. */
+  timeline: string | null;
+}
+
 export type Config = {
   host: string;
   port: number;
+  /** Set when running on Deno Deploy (`DENO_DEPLOY` or `DENO_DEPLOYMENT_ID` in the environment). */
+  deploy: DeployInfo | null;
+  /** A HOST that was not used because Deploy needs every interface (the server says so). */
+  ignoredHost: string | null;
   /** API keys; empty: the API is open. */
   apiKeys: string[];
   /** Origins allowed to call the API from a browser (`*`: any); empty: same origin only. */
@@ -100,15 +116,23 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     );
   }
   const e = parsed.data;
+  const onDeploy = Boolean(e.DENO_DEPLOY || e.DENO_DEPLOYMENT_ID);
+  // Deploy routes requests to the process over the network: loopback would never be reached.
+  const wildcard = e.HOST === "0.0.0.0" || e.HOST === "::";
+  const host = onDeploy ? (wildcard ? e.HOST! : "0.0.0.0") : e.HOST ?? "127.0.0.1";
   const pulled = e.MM_MODELS_DIR ??
     `${e.XDG_CACHE_HOME ?? `${e.HOME ?? "."}/.cache`}/mm-edge/models`;
   return {
-    host: e.HOST,
+    host,
     port: e.PORT,
+    deploy: onDeploy
+      ? { deploymentId: e.DENO_DEPLOYMENT_ID || null, timeline: e.DENO_TIMELINE || null }
+      : null,
+    ignoredHost: onDeploy && e.HOST !== undefined && !wildcard ? e.HOST : null,
     apiKeys: e.MM_API_KEYS,
     corsOrigins: e.MM_CORS_ORIGINS,
     // Deno Deploy sends SIGKILL 5 s after SIGINT: drain in 4 there unless told otherwise.
-    drainSeconds: e.MM_DRAIN_S ?? (e.DENO_DEPLOYMENT_ID ? 4 : 30),
+    drainSeconds: e.MM_DRAIN_S ?? (onDeploy ? 4 : 30),
     log: e.MM_LOG !== "0",
     backend: e.MM_BACKEND,
     modelsDirs: [EMBEDDED_MODELS_DIR, pulled],

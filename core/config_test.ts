@@ -44,3 +44,31 @@ Deno.test("loadConfig(): the serving variables (HOST, drain, log) and their defa
   assert.throws(() => loadConfig({ MM_DRAIN_S: "-1" }), /MM_DRAIN_S/);
   assert.throws(() => loadConfig({ MM_LOG: "yes" }), /MM_LOG/);
 });
+
+Deno.test("loadConfig(): on Deno Deploy the server binds every interface, whatever HOST says", () => {
+  for (const env of [{ DENO_DEPLOY: "true" }, { DENO_DEPLOYMENT_ID: "abc123" }]) {
+    const c = loadConfig(env);
+    assert.equal(c.host, "0.0.0.0");
+    assert.equal(c.port, 8000);
+    assert.equal(c.drainSeconds, 4);
+    assert.equal(c.ignoredHost, null);
+    assert.ok(c.deploy);
+  }
+  const d = loadConfig({
+    DENO_DEPLOY: "true",
+    DENO_DEPLOYMENT_ID: "abc123",
+    DENO_TIMELINE: "production",
+    PORT: "8080",
+    HOST: "127.0.0.1",
+  });
+  assert.deepEqual(d.deploy, { deploymentId: "abc123", timeline: "production" });
+  assert.equal(d.host, "0.0.0.0", "loopback would never be reached on Deploy");
+  assert.equal(d.port, 8080, "Deploy's PORT");
+  assert.equal(d.ignoredHost, "127.0.0.1", "said at start");
+  assert.equal(loadConfig({ DENO_DEPLOY: "true", HOST: "::" }).host, "::");
+  // Locally: loopback unless asked, and no Deploy report.
+  const local = loadConfig({});
+  assert.equal(local.host, "127.0.0.1");
+  assert.equal(local.deploy, null);
+  assert.equal(loadConfig({ DENO_DEPLOY: "" }).deploy, null);
+});
