@@ -1,8 +1,49 @@
 /** Operations: health, the model list, the OpenAPI document and the docs page. */
 import { z } from "@hono/zod-openapi";
+import type { Backend } from "../core/backend.ts";
+import type { Config } from "../core/config.ts";
 import { ApiError } from "../core/errors.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { type App, type Deps, ErrorBody, route } from "./http.ts";
+
+const Adapter = z.object({
+  vendor: z.string(),
+  architecture: z.string(),
+  device: z.string(),
+  description: z.string(),
+  is_fallback_adapter: z.boolean().nullable().openapi({
+    description: "As the adapter reports it; null where the runtime does not say. Deno 2.5 " +
+      "says false for Mesa's llvmpipe, so `software` is decided from the names as well",
+  }),
+  software: z.boolean().openapi({ description: "A software rasterizer: `auto` never uses one" }),
+  software_reason: z.string().nullable(),
+  used: z.boolean().openapi({ description: "Whether the backend runs on it" }),
+}).openapi("Adapter");
+
+const Runtime = z.object({
+  deno: z.string().openapi({ example: "2.5.7" }),
+  v8: z.string(),
+  typescript: z.string(),
+  os: z.string(),
+  arch: z.string(),
+  cpus: z.number().int(),
+  deploy: z.object({ deployment_id: z.string().nullable(), timeline: z.string().nullable() })
+    .nullable().openapi({ description: "Set on Deno Deploy (DENO_DEPLOY / DENO_DEPLOYMENT_ID)" }),
+  backend: z.object({
+    requested: z.string().openapi({ description: "MM_BACKEND" }),
+    name: z.string(),
+    execution_provider: z.string(),
+    device: z.string(),
+    notes: z.array(z.string()).openapi({
+      description: "Why `auto` passed over a backend (software adapter, WebGPU failing at start, " +
+        "native addon not loading)",
+    }),
+  }),
+  adapter: Adapter.nullable().openapi({
+    description: "The WebGPU adapter navigator.gpu offered, used or not; null: none",
+  }),
+  rss_mb: z.number().openapi({ description: "Resident memory of the process" }),
+}).openapi("Runtime");
 
 const Health = z.object({
   status: z.literal("ok"),
@@ -10,7 +51,44 @@ const Health = z.object({
   execution_provider: z.string(),
   device: z.string(),
   models: z.array(z.string()),
+  runtime: Runtime,
 }).openapi("Health");
+
+/** What a first deploy needs to see: the runtime, the backend and why, the adapter. */
+export function runtimeReport(backend: Backend, config: Pick<Config, "deploy">) {
+  const a = backend.adapter;
+  return {
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    typescript: Deno.version.typescript,
+    os: Deno.build.os,
+    arch: Deno.build.arch,
+    cpus: navigator.hardwareConcurrency,
+    deploy: config.deploy
+      ? { deployment_id: config.deploy.deploymentId, timeline: config.deploy.timeline }
+      : null,
+    backend: {
+      requested: backend.choice,
+      name: backend.name,
+      execution_provider: backend.executionProvider,
+      device: backend.device,
+      notes: backend.notes,
+    },
+    adapter: a
+      ? {
+        vendor: a.vendor,
+        architecture: a.architecture,
+        device: a.device,
+        description: a.description,
+        is_fallback_adapter: a.isFallbackAdapter,
+        software: a.software,
+        software_reason: a.softwareReason,
+        used: backend.name === "webgpu",
+      }
+      : null,
+    rss_mb: Math.round(Deno.memoryUsage().rss / 2 ** 20),
+  };
+}
 
 const Model = z.object({
   id: z.string(),
@@ -35,12 +113,13 @@ const ModelList = z.object({ object: z.literal("list"), data: z.array(Model) }).
   "ModelList",
 );
 
-export function opsRoutes(app: App, { registry }: Deps): void {
+export function opsRoutes(app: App, { config, registry }: Deps): void {
   route(app, {
     method: "get",
     path: "/health",
-    summary: "200 once the preloaded models are warm; 503 with Retry-After while they load, " +
-      "and while the server drains on shutdown",
+    summary: "200 once the preloaded models are warm, with the runtime (Deno version, Deploy, " +
+      "backend and why, WebGPU adapter); 503 with Retry-After while they load, and while the " +
+      "server drains on shutdown",
     tags: ["Operations"],
     response: Health,
   }, (c) => {
@@ -54,6 +133,7 @@ export function opsRoutes(app: App, { registry }: Deps): void {
       execution_provider: b.executionProvider,
       device: b.device,
       models: registry.list().filter((m) => m.loaded).map((m) => m.id),
+      runtime: runtimeReport(b, config),
     });
   });
 
