@@ -24,6 +24,11 @@ COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
 SHAPES = ["circle", "square", "triangle", "diamond"]
 HELD_OUT = {("purple", "triangle"), ("orange", "circle")}
 TEMPLATE = "a photo of a {}"
+STEMS = {
+    "sat": "sat-soft-tiny's encoder CNN (four convolutions, 64 → 8 × 8 × 128, started from its weights)",
+    "conv": "three 3 × 3 stride-2 convolutions",
+    "linear": "a linear patch embedding",
+}
 
 
 def label_phrase(colour, shape):
@@ -150,27 +155,29 @@ A CLIP model (Radford et al. 2021) trained by this project on the shapes world
 (`../../../shared/WORLD.md`), in the file layout and ONNX input/output names of the public
 `Xenova/clip-vit-base-patch32` export, so that the same loader and pipeline serve both.
 
-- Image encoder: ViT, {config.image_size}×{config.image_size} input, {config.patch_size}×{config.patch_size} patches,
-  width {config.vision_width}, {config.vision_layers} layers, {config.vision_heads} heads, class-token pooling.
+- Image encoder: the ViT paper's hybrid: {STEMS[config.stem]}, one token per
+  {config.patch_size}×{config.patch_size} cell of the {config.image_size}×{config.image_size} input, then a ViT of width {config.vision_width}, {config.vision_layers} layers,
+  {config.vision_heads} heads, class-token pooling.
 - Text encoder: causal transformer, width {config.text_width}, {config.text_layers} layers, {config.text_heads} heads,
   {config.max_positions} positions, word-level vocabulary of {config.vocab_size} tokens, EOS pooling.
 - Joint embedding: {config.embed_dim} dimensions, learned temperature (now {model.logit_scale.exp().item():.1f}).
-- Parameters: {n_params / 1e6:.2f} M; ONNX files (fp32): {size_mb:.1f} MiB in all.
+- Parameters: {n_params / 1e6:.2f} M; ONNX files (fp32): {size_mb:.1f} MiB in all. The ONNX graphs keep the public
+  names (`pixel_values` → `image_embeds`, `last_hidden_state`), so the stem is invisible to the loader.
 
 ## Training
-- Data: `deno task world` (seed 0): 20,000 training scenes of 1–3 objects; never the held-out
-  pairs `purple triangle` and `orange circle`.
-- Texts: for each image, one text drawn from its reference set (the canonical caption and its
-  paraphrases) or, for single-object scenes, the prompt forms `a photo of a {{colour}} {{shape}}`.
-- Batches: half random scenes with such texts, half single-object scenes with the short prompt
-  `a photo of a {{colour}} {{shape}}`. Colour, position and background tell most scenes apart, so
-  without these near-duplicates the loss has little reason to learn shape. (The shipped run
-  switched to this mix at step 1750, when shape was stuck near 40%; `train_clip.py` now uses it
-  from the start.)
+- Data: fresh scenes every batch from `training/world.py` (the project's second renderer of the
+  world), never the held-out pairs `purple triangle` and `orange circle`; no scene is seen twice.
+- Texts: half the batch single-object scenes with the zero-shot prompt `a photo of a {{colour}} {{shape}}`
+  (near-duplicates that differ in shape are what teach shape), half 1–3 objects with a text of
+  their reference set (the canonical caption and its paraphrases).
+- Hard negatives (NegCLIP): for every image one more text that differs from its own in exactly
+  one attribute (one object's shape or colour) or in which colour goes with which shape (two
+  objects' colours swapped), said with the same template; it joins the image-to-text softmax.
 - Objective: symmetric contrastive (InfoNCE) loss; texts that repeat within a batch count as
   matches for every image they describe. AdamW, lr 1e-3 with warm-up and cosine decay,
   weight decay 0.1, batch {state.get('batch', 64)}, {state['step']} steps on 2 CPU cores.
-- Reproduce: `deno task world && /usr/bin/python3 training/train_clip.py && /usr/bin/python3 training/export_clip.py`.
+- Reproduce: `deno task world && /usr/bin/python3 training/train_clip.py --steps {state['step']} && /usr/bin/python3 training/export_clip.py`
+  (the log of every run: `training/runs/clip-tiny.md`).
 
 ## Zero-shot accuracy (measured at export, PyTorch)
 24-way classification of single-object images among all colour–shape pairs with the prompt
@@ -185,10 +192,11 @@ are `purple triangle` or `orange circle`, pairs never seen in training.
 `deno task eval clip` measures the same through the service's own pipeline and ONNX sessions.
 
 ## Reading
-Colour is solved. Shape is learned but far from solved, and on the held-out compositions it falls
-to near chance (4 shapes): the towers lean on the colour–shape pairs they saw, so an unseen pair
-is read as a seen one of the same colour. This is the compositional-generalisation gap the
-held-out split exists to show.
+A stem from scratch (three strided convolutions) left shape at chance after 500 steps, as the
+plain linear patches had after 3,000; a stem that starts from a CNN which already reads shape —
+sat-soft-tiny's encoder, fine-tuned here — reads it within 250. The held-out pairs, never seen
+together, score as the seen ones: colour and shape are read separately and bound by the
+contrastive loss with its swapped-attribute negatives, so a new combination is no harder.
 
 ## Limits
 It knows the shapes world only: 4 shapes, 6 colours, 3 backgrounds, 64×64 pixels. Photographs
