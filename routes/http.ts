@@ -99,15 +99,23 @@ export async function readBody(c: Context): Promise<unknown> {
 }
 
 /**
+ * JSON nested deeper than this is a 400 before it is walked: no request needs more than a few
+ * levels (a chat image URL is 6 down), and 10,000 levels overflowed the stack (a 500).
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/**
  * Drops object fields whose value is null, at any depth: OpenAI clients send `"field": null` for
  * "not given", so null must mean the default, not a 400. Nulls inside arrays stay (and fail).
  */
-export function withoutNulls(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map((x) => x === null ? x : withoutNulls(x));
+export function withoutNulls(v: unknown, depth = 0): unknown {
   if (typeof v !== "object" || v === null) return v;
-  return Object.fromEntries(
-    Object.entries(v).filter(([, x]) => x !== null).map(([k, x]) => [k, withoutNulls(x)]),
-  );
+  if (depth >= MAX_JSON_DEPTH) {
+    throw new ApiError("invalid_request", `Body is nested deeper than ${MAX_JSON_DEPTH} levels`);
+  }
+  if (Array.isArray(v)) return v.map((x) => x === null ? x : withoutNulls(x, depth + 1));
+  const entries = Object.entries(v).filter(([, x]) => x !== null);
+  return Object.fromEntries(entries.map(([k, x]) => [k, withoutNulls(x, depth + 1)]));
 }
 
 /** Form fields are strings; numbers, booleans and JSON arrays are parsed so one schema fits both. */
