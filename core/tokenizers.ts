@@ -13,6 +13,16 @@ export interface LoadedTokenizer {
   padId: number;
 }
 
+/**
+ * The library's tokenizer, except that decoding no ids is the empty string: the library throws
+ * ("token_ids must be a non-empty array"), and a model may end its answer at the first token.
+ */
+class SafeTokenizer extends Tokenizer {
+  override decode(ids: number[] | bigint[], options?: Parameters<Tokenizer["decode"]>[1]): string {
+    return ids.length === 0 ? "" : super.decode(ids, options);
+  }
+}
+
 const tokenName = (t: unknown) =>
   typeof t === "string" ? t : (t as { content?: string } | undefined)?.content;
 
@@ -88,7 +98,7 @@ export async function loadTokenizer(dir: string): Promise<LoadedTokenizer> {
     const lines = merges.split("\n").filter((l) => l && !l.startsWith("#version"));
     json = clipTokenizerJson(vocab, lines);
   }
-  const tokenizer = new Tokenizer(json, config);
+  const tokenizer = new SafeTokenizer(json, config);
   const pad = tokenName(config.pad_token) ?? "<|endoftext|>";
   return { tokenizer, config, padId: tokenizer.token_to_id(pad) ?? 0 };
 }
