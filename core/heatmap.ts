@@ -21,23 +21,52 @@ export function heatColour(t: number): [number, number, number] {
   ];
 }
 
+/** Images larger than this are shrunk to fit it before a map is drawn over them, once per image. */
+const shrunk = new WeakMap<RgbImage, Promise<RgbImage>>();
+function fitWithin(image: RgbImage, maxSide: number): Promise<RgbImage> {
+  if (Math.max(image.width, image.height) <= maxSide) return Promise.resolve(image);
+  let done = shrunk.get(image);
+  if (!done) {
+    const raw = { width: image.width, height: image.height, channels: 3 as const };
+    done = sharp(image.data, { raw })
+      .resize({ width: maxSide, height: maxSide, fit: "inside" })
+      .raw().toBuffer({ resolveWithObject: true })
+      .then(({ data, info }) => ({
+        width: info.width,
+        height: info.height,
+        data: new Uint8Array(data),
+      }));
+    shrunk.set(image, done);
+  }
+  return done;
+}
+
 /**
- * PNG of `image` with `values` (row-major rows × cols) as a heatmap, `alpha` opacity, enlarged so
- * that the short side is at least `minSide` pixels.
+ * PNG of `image` with `values` (row-major rows × cols) as a heatmap, `alpha` opacity, enlarged by
+ * whole pixels so that the short side is at least `minSide` pixels, and never more than `maxSide`
+ * on its long side (a larger image is shrunk to fit): the map has a few cells a side, and a
+ * 1 × 65536 strip enlarged to a 256-pixel short side was 4 G pixels, which hung the server.
  */
 export async function heatmapOverlay(
-  image: RgbImage,
+  source: RgbImage,
   values: ArrayLike<number>,
   rows: number,
   cols: number,
-  { alpha = 0.55, minSide = 256 } = {},
+  { alpha = 0.55, minSide = 256, maxSide = 512 } = {},
 ): Promise<Uint8Array> {
   let lo = Infinity, hi = -Infinity;
   for (let i = 0; i < values.length; i++) {
     lo = Math.min(lo, values[i]), hi = Math.max(hi, values[i]);
   }
   const norm = (i: number) => hi > lo ? (values[i] - lo) / (hi - lo) : 0;
-  const scale = Math.max(1, Math.ceil(minSide / Math.min(image.width, image.height)));
+  const image = await fitWithin(source, maxSide);
+  const scale = Math.max(
+    1,
+    Math.min(
+      Math.ceil(minSide / Math.min(image.width, image.height)),
+      Math.floor(maxSide / Math.max(image.width, image.height)),
+    ),
+  );
   const w = image.width * scale, h = image.height * scale;
   const up = bilinear(norm, rows, cols, w, h);
   // The image enlarged by whole pixels (nearest), so its pixels stay sharp under the map.
