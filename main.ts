@@ -105,7 +105,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   app.notFound((c) => {
     // A known path with another method is a 405 that says which methods it has.
     const allowed = methodsFor(app, c.req.path);
-    if (allowed.length > 0) {
+    // (A route that has the method but not the thing, as a missing /static/ file, is a 404.)
+    if (allowed.length > 0 && !allowed.includes(c.req.method)) {
       c.header("allow", allowed.join(", "));
       const e = new ApiError(
         "method_not_allowed",
