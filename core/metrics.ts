@@ -39,6 +39,8 @@ export function countDiffusionSteps(model: string, n: number): void {
 /** Latency buckets from a cached health check (1 ms) to a long generation (10 min). */
 const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
+const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
+
 /** What the app's gauges read at scrape time. */
 export interface MetricSources {
   /** Installed models and whether each is loaded. */
@@ -163,8 +165,19 @@ export class Metrics {
     };
   }
 
+  /**
+   * Labels only from bounded sets: `model` an installed model's id (else "other": the id came
+   * from a request body, and each new one was a new series kept for ever), `method` a standard one.
+   */
   observe(s: RequestSample): void {
-    const labels = { route: s.route, method: s.method, model: s.model, status: String(s.status) };
+    const known = s.model === "" ||
+      this.sources.models().some((m) => m.installed && m.id === s.model);
+    const labels = {
+      route: s.route,
+      method: METHODS.has(s.method) ? s.method : "other",
+      model: known ? s.model : "other",
+      status: String(s.status),
+    };
     this.#requests.inc(labels);
     this.#duration.observe(labels, s.seconds);
   }
