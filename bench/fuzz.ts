@@ -480,6 +480,30 @@ export class FuzzGenerator {
     return { index, ...g.weighted(categories)(g) };
   }
 
+  /**
+   * The warm-up batch: every image above as a data URL in every image field, once. The largest
+   * allocations of a run (4096² decodes) happen here, so that the RSS baseline taken after it is
+   * the allocator's high-water mark, not a fraction of it. Warm-up case j replays as `--case wj`.
+   */
+  warmupCases(): FuzzCase[] {
+    const out: FuzzCase[] = [];
+    for (const [path, fields] of Object.entries(IMAGE_FIELDS)) {
+      if (!this.posts.some((r) => r.path === path)) continue;
+      for (const [which, field] of fields) {
+        for (const name of this.imageNames) {
+          const body = clone(this.bases[path][which]);
+          const url = `data:image/png;base64,${this.assets.images[name].toBase64()}`;
+          setAt(body, field, url);
+          out.push({
+            index: -2 - out.length,
+            ...this.post(path, jsonText(body), `warm-up: image ${name} in ${field.join(".")}`),
+          });
+        }
+      }
+    }
+    return out;
+  }
+
   private post(path: string, body: string | Uint8Array, kind: string, headers = {}) {
     return {
       kind,
@@ -1248,6 +1272,8 @@ export interface FuzzReport {
   /** The case after which RSS rose most. */
   biggestRssStep: { case: FuzzCase; bytes: number } | null;
   seconds: number;
+  /** Requests of the warm-up batch (checked too, not in `table`). */
+  warmupRequests: number;
   /** Stopped at the time bound before `count`. */
   stoppedEarly: boolean;
   rss: {
@@ -1263,8 +1289,10 @@ export interface FuzzReport {
 export interface FuzzOptions {
   seed: number;
   count: number;
-  /** Cases before the RSS baseline is taken. */
+  /** Cases before the RSS baseline is taken (after the warm-up batch). */
   warmup?: number;
+  /** Run the warm-up batch (every image in every image field) first; default true. */
+  warmupBatch?: boolean;
   timeoutMs?: number;
   maxSeconds?: number;
   /** RSS after the run may exceed RSS after the warm-up by this much. */
@@ -1289,8 +1317,13 @@ export async function runFuzz(
   const violations: Violation[] = [];
   let slowest: FuzzReport["slowest"] = null;
   let biggestRssStep: FuzzReport["biggestRssStep"] = null;
-  let afterWarmup = Deno.memoryUsage().rss, peak = afterWarmup, heapAtPeak = 0;
   const t0 = performance.now();
+  const batch = o.warmupBatch === false ? [] : gen.warmupCases();
+  for (const c of batch) {
+    const outcome = await runCase(app, c, timeoutMs);
+    if (outcome.problems.length > 0) violations.push({ case: c, outcome });
+  }
+  let afterWarmup = Deno.memoryUsage().rss, peak = afterWarmup, heapAtPeak = 0;
   let done = 0, stoppedEarly = false;
   for (let i = 0; i < o.count; i++) {
     if (o.maxSeconds !== undefined && performance.now() - t0 > o.maxSeconds * 1000) {
@@ -1359,6 +1392,7 @@ export async function runFuzz(
     violations,
     slowest,
     biggestRssStep,
+    warmupRequests: batch.length,
     seconds: (performance.now() - t0) / 1000,
     stoppedEarly,
     rss: { afterWarmup, after, peak, heapAtPeak, boundBytes },
@@ -1465,7 +1499,9 @@ if (import.meta.main) {
   if (values.case !== undefined) {
     // Replay one case, and show it whole.
     const gen = new FuzzGenerator(seed, assets, await routesOf(app));
-    const c = gen.case(Number(values.case));
+    const w = values.case.match(/^w(\d+)$/);
+    const c = w ? gen.warmupCases()[Number(w[1])] : gen.case(Number(values.case));
+    if (!c) throw new RangeError(`no case ${values.case}`);
     console.log(describeCase(c));
     const o = await runCase(app, c, timeoutMs);
     console.log(`  → ${o.status} in ${o.ms.toFixed(0)} ms: ${o.body}`);
@@ -1500,7 +1536,9 @@ if (import.meta.main) {
   if (tty) Deno.stderr.writeSync(enc.encode("\n"));
   console.log(`\n${formatTable(report)}\n`);
   console.log(
-    `${report.count} requests in ${report.seconds.toFixed(1)} s` +
+    `${report.count} requests (after a warm-up batch of ${report.warmupRequests}) in ${
+      report.seconds.toFixed(1)
+    } s` +
       (report.stoppedEarly ? ` (stopped at the --max-seconds bound before ${count})` : ""),
   );
   if (report.slowest) {
@@ -1530,9 +1568,9 @@ if (import.meta.main) {
           v.outcome.problems.join("; ")
         }\n  body: ${v.outcome.body}`,
       );
-      if (v.case.index >= 0) {
-        console.log(`  replay: deno task fuzz --seed ${seed} --case ${v.case.index}`);
-      }
+      const i = v.case.index;
+      const which = i >= 0 ? String(i) : i <= -2 ? `w${-2 - i}` : null;
+      if (which !== null) console.log(`  replay: deno task fuzz --seed ${seed} --case ${which}`);
     }
     Deno.exit(1);
   }

@@ -42,6 +42,7 @@ Deno.test("fuzz: 600 seeded malformed requests, no 5xx, the envelope on every 4x
     seed: 14,
     count: 600,
     warmup: 100,
+    warmupBatch: false, // the long run's allocator warm-up (every image in every field): 400 more
     // Generous: a case that hangs fails, a slow machine does not.
     timeoutMs: 120_000,
     // RSS of a short run is mostly allocator warm-up; the long run (`deno task fuzz`) holds the
