@@ -14,6 +14,7 @@
 import { parseArgs } from "node:util";
 import sharp from "sharp";
 import { renderScene } from "../world/world.ts";
+import { envPairs, freePort, SERVE_ARGS } from "./child_server.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -31,18 +32,9 @@ const { values } = parseArgs({
 const levels = values.levels.split(",").map(Number).filter((n) => n >= 1);
 const scale = Number(values.scale);
 const cellMs = Number(values["cell-seconds"]) * 1000;
-const extraEnv = Object.fromEntries(values.env.map((kv) => {
-  const i = kv.indexOf("=");
-  if (i < 1) throw new Error(`--env wants NAME=VALUE, got "${kv}"`);
-  return [kv.slice(0, i), kv.slice(i + 1)];
-}));
+const extraEnv = envPairs(values.env);
 
-const port = (() => {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const p = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return p;
-})();
+const port = freePort();
 const base = `http://127.0.0.1:${port}`;
 const root = new URL("../", import.meta.url).pathname;
 
@@ -50,15 +42,7 @@ const root = new URL("../", import.meta.url).pathname;
 // The server.
 
 const child = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "--allow-net",
-    "--allow-read",
-    "--allow-env",
-    "--allow-ffi",
-    "--allow-sys",
-    "main.ts",
-  ],
+  args: SERVE_ARGS,
   cwd: root,
   env: { HOST: "127.0.0.1", PORT: String(port), MM_LOG: "0", NO_COLOR: "1", ...extraEnv },
   stdout: "piped",

@@ -12,6 +12,7 @@
  * `--env MM_BACKEND=wasm`. Exits 0 when every check passed; the last line says how many did.
  */
 import { parseArgs } from "node:util";
+import { envPairs, freePort } from "./child_server.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -24,21 +25,12 @@ const { values } = parseArgs({
 const deno = values.deno ?? Deno.execPath();
 const root = new URL("../", import.meta.url).pathname;
 const startupMs = Number(values["startup-timeout"]) * 1000;
-const extraEnv = Object.fromEntries(values.env.map((kv) => {
-  const i = kv.indexOf("=");
-  if (i < 1) throw new Error(`--env wants NAME=VALUE, got "${kv}"`);
-  return [kv.slice(0, i), kv.slice(i + 1)];
-}));
+const extraEnv = envPairs(values.env);
 
 const version = new TextDecoder().decode(
   (await new Deno.Command(deno, { args: ["--version"], stdout: "piped" }).output()).stdout,
 ).split("\n")[0];
-const port = (() => {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const p = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return p;
-})();
+const port = freePort();
 const base = `http://127.0.0.1:${port}`;
 console.log(`smoke: ${version} (${deno}), server on ${base}`);
 

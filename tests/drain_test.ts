@@ -12,6 +12,7 @@
  * the only timeout is a generous bound on the whole run.
  */
 import assert from "node:assert/strict";
+import { SERVE_ARGS } from "../bench/child_server.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const BOUND_MS = 10 * 60_000;
@@ -77,16 +78,7 @@ async function startServer(
   spawned: (child: Deno.ChildProcess) => void,
 ): Promise<Server> {
   const child = new Deno.Command(Deno.execPath(), {
-    // The permissions of `deno task serve`, so the test also proves they suffice.
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      "--allow-ffi",
-      "--allow-sys",
-      "main.ts",
-    ],
+    args: SERVE_ARGS, // `deno task serve`'s, so the test also proves they suffice
     cwd: ROOT,
     env: { PORT: "0", HOST: "127.0.0.1", MM_BACKEND: "cpu", NO_COLOR: "1", ...env },
     stdin: "null",
