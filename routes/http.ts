@@ -56,7 +56,15 @@ export function validationError(error: z.ZodError): ApiError {
 }
 
 /** Reads a JSON or multipart body; multipart files become Uint8Array, repeated fields arrays. */
-export async function readBody(c: Context): Promise<unknown> {
+export function readBody(c: Context): Promise<unknown> {
+  // Parsed once per request: the admission middleware reads `model` before the route runs.
+  let body = parsedBodies.get(c.req.raw);
+  if (!body) parsedBodies.set(c.req.raw, body = parseBody(c));
+  return body;
+}
+const parsedBodies = new WeakMap<Request, Promise<unknown>>();
+
+async function parseBody(c: Context): Promise<unknown> {
   const type = c.req.header("content-type") ?? "";
   if (
     type.startsWith("multipart/form-data") || type.startsWith("application/x-www-form-urlencoded")
