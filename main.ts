@@ -3,6 +3,7 @@
  * serves it when run directly (`deno task serve`); tests call `createApp()` and `app.request()`.
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { timing } from "hono/timing";
@@ -17,12 +18,14 @@ import { SessionRegistry } from "./core/sessions.ts";
 import { type CatalogEntry, loadCatalog, modelDir, pullModel } from "./models/catalog.ts";
 import { hubToApiError } from "./models/hub.ts";
 import { scanModels } from "./models/manifest.ts";
-import { ModelRegistry } from "./models/registry.ts";
+import { type BackendInfo, ModelRegistry, type Models } from "./models/registry.ts";
+import { EnginePool, FAMILY_GROUPS } from "./models/remote.ts";
 import { admission } from "./routes/admission.ts";
 import { captionRoutes } from "./routes/captions.ts";
 import { chatRoutes } from "./routes/chat.ts";
 import { clipRoutes } from "./routes/clip.ts";
-import type { Env } from "./routes/http.ts";
+import { forwardToEngines, keepRawBody } from "./routes/forward.ts";
+import type { Deps, Env } from "./routes/http.ts";
 import { imageRoutes } from "./routes/images.ts";
 import { metricsRoute, opsRoutes } from "./routes/ops.ts";
 import { worldRoutes } from "./routes/world.ts";
@@ -33,12 +36,54 @@ export interface AppOptions {
   log?: (line: RequestLog) => void;
 }
 
-export async function createApp(config: Config, options: AppOptions = {}): Promise<{
+interface Served {
   app: OpenAPIHono<Env>;
-  registry: ModelRegistry;
   lifecycle: Lifecycle;
   metrics: Metrics;
+}
+
+/** The app with its pipelines in this thread (tests, benches, and `MM_WORKERS=0`). */
+export async function createApp(config: Config, options: AppOptions = {}): Promise<
+  Served & { registry: ModelRegistry }
+> {
+  const registry = await createRegistry(config);
+  return { ...serve(config, registry, options), registry };
+}
+
+/**
+ * The app on the HTTP thread with the pipelines in engine workers (the server's default):
+ * access, admission, health, metrics and the model list here; every request that needs a
+ * pipeline forwarded to the worker serving its family.
+ */
+export async function createFront(config: Config, options: AppOptions = {}): Promise<
+  Served & { pool: EnginePool }
+> {
+  const installed = new Set((await scanModels(config.modelsDirs)).map((e) => e.manifest.family));
+  const groups = config.workers === "one"
+    ? [FAMILY_GROUPS.flat()]
+    : FAMILY_GROUPS.filter((g) => g.some((f) => installed.has(f)));
+  const pool = new EnginePool(
+    new URL("./engine.ts", import.meta.url),
+    groups.length ? groups : [FAMILY_GROUPS.flat()],
+  );
+  return { ...serve(config, pool.models, options, pool), pool };
+}
+
+/** The app in an engine worker: routes and pipelines; the HTTP thread did the rest. */
+export async function createEngine(config: Config, onChange: () => void): Promise<{
+  app: OpenAPIHono<Env>;
+  registry: ModelRegistry;
 }> {
+  const registry = await createRegistry(config, onChange);
+  const app = new OpenAPIHono<Env>();
+  app.use(requestId);
+  app.use(timing({ total: false })); // the routes' own Server-Timing entries (decode, …)
+  allRoutes(app, { config, registry });
+  answerErrors(app);
+  return { app, registry };
+}
+
+async function createRegistry(config: Config, onChange?: () => void): Promise<ModelRegistry> {
   const backend = await resolveBackend(config.backend);
   const pull = async (entry: CatalogEntry) => {
     console.log(`pulling ${entry.id} from ${config.hub.endpoint} (MM_ALLOW_DOWNLOADS=1)...`);
@@ -48,27 +93,26 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     const [installed] = await scanModels([modelDir(config.pulledModelsDir, entry.id)]);
     return installed;
   };
-  const registry = new ModelRegistry(
+  return new ModelRegistry(
     await scanModels(config.modelsDirs),
     new SessionRegistry(backend, config.threads),
-    { catalog: await loadCatalog(), pull: config.allowDownloads ? pull : undefined },
+    { catalog: await loadCatalog(), pull: config.allowDownloads ? pull : undefined, onChange },
   );
+}
+
+/** The app that accepts requests: in this thread with `models`, or in front of `pool`. */
+function serve(config: Config, models: Models, options: AppOptions, pool?: EnginePool): Served {
   const lifecycle = new Lifecycle();
   const metrics = new Metrics({
-    models: () => registry.list(),
-    ready: () => registry.ready,
+    models: () => models.list(),
+    ready: () => models.ready,
     draining: () => lifecycle.draining,
     queues: () => scheduler.depth(),
+    generated: pool && (() => pool.generatedMetrics()),
   });
   const app = new OpenAPIHono<Env>();
 
-  app.use(async (c, next) => {
-    const incoming = c.req.header("x-request-id");
-    const id = incoming && /^[\w.-]{1,64}$/.test(incoming) ? incoming : crypto.randomUUID();
-    c.set("requestId", id);
-    await next();
-    c.header("x-request-id", id);
-  });
+  app.use(requestId);
   // In flight until the last byte, metrics, the log line, and the drain; then who may call:
   // origins (before CORS answers a preflight), then keys; all before any body is read.
   app.use(lifecycleMiddleware(lifecycle, metrics, options.log));
@@ -90,18 +134,38 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const scheduler = new Scheduler(config.scheduler, {
     waited: (model, seconds) => metrics.observeQueueWait(model, seconds),
   });
-  app.use("/v1/*", admission(scheduler, registry));
+  if (pool) app.use("/v1/*", keepRawBody());
+  app.use("/v1/*", admission(scheduler, models));
+  if (pool) app.use("/v1/*", forwardToEngines(pool));
 
-  const deps = { config, registry };
-  opsRoutes(app, deps);
+  allRoutes(app, { config, registry: models });
   metricsRoute(app, metrics);
+  answerErrors(app);
+  return { app, lifecycle, metrics };
+}
+
+/** Every route; in front of workers the inference ones still declare the OpenAPI document. */
+function allRoutes(app: OpenAPIHono<Env>, deps: Deps): void {
+  opsRoutes(app, deps);
   clipRoutes(app, deps);
   captionRoutes(app, deps);
   imageRoutes(app, deps);
   chatRoutes(app, deps);
   worldRoutes(app);
   staticRoutes(app);
+}
 
+/** A request id for the log and the error messages: the caller's if it is sane, else a new one. */
+const requestId: MiddlewareHandler<Env> = async (c, next) => {
+  const incoming = c.req.header("x-request-id");
+  const id = incoming && /^[\w.-]{1,64}$/.test(incoming) ? incoming : crypto.randomUUID();
+  c.set("requestId", id);
+  await next();
+  c.header("x-request-id", id);
+};
+
+/** 404 and 405 (with Allow) for what has no route; every error in the envelope. */
+function answerErrors(app: OpenAPIHono<Env>): void {
   app.notFound((c) => {
     // A known path with another method is a 405 that says which methods it has.
     const allowed = methodsFor(app, c.req.path);
@@ -131,7 +195,6 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     const e = new ApiError("internal_error", `Internal error (request id ${c.get("requestId")})`);
     return c.json(e.toJSON(), 500);
   });
-  return { app, registry, lifecycle, metrics };
 }
 
 /** The methods the app answers on `path` (from its route table; middleware excluded). */
@@ -169,9 +232,14 @@ if (import.meta.main) {
           : ""),
     );
   }
-  const { app, registry, lifecycle } = await createApp(config, {
-    log: config.log ? (line) => console.log(JSON.stringify(line)) : undefined,
-  });
+  const t0 = performance.now();
+  const options = {
+    log: config.log ? (line: RequestLog) => console.log(JSON.stringify(line)) : undefined,
+  };
+  const inProcess = config.workers === "none" ? await createApp(config, options) : null;
+  const front = inProcess ? null : await createFront(config, options);
+  const { app, lifecycle } = inProcess ?? front!;
+  const models: Models = inProcess?.registry ?? front!.pool.models;
   const server = Deno.serve({
     hostname: config.host,
     port: config.port,
@@ -206,21 +274,29 @@ if (import.meta.main) {
     Deno.addSignalListener(signal, () => stop(signal));
   }
 
-  const b = registry.sessions.backend;
+  if (inProcess) {
+    console.log(`${describeBackend(inProcess.registry.backend)}; loading models...`);
+    await inProcess.registry.preload();
+  } else {
+    const { pool } = front!;
+    console.log(`engine workers: ${pool.names.join(", ")} (MM_WORKERS=0 runs in this thread)`);
+    await pool.models.whenReady();
+    console.log(describeBackend(pool.models.backend));
+  }
+  console.log(
+    `ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${
+      models.list().filter((m) => m.loaded).map((m) => m.id).join(", ")
+    }`,
+  );
+}
+
+/** `backend: cpu (cpu, …; no WebGPU adapter); Deno 2.9.6` */
+function describeBackend(b: BackendInfo): string {
   const a = b.adapter;
   const gpu = !a
     ? "no WebGPU adapter"
     : `WebGPU adapter ${adapterName(a)}${a.software ? " (software)" : ""}${
       b.name === "webgpu" ? "" : ", not used"
     }`;
-  console.log(
-    `backend: ${b.name} (${b.executionProvider}, ${b.device}; ${gpu}); Deno ${Deno.version.deno}; loading models...`,
-  );
-  const t0 = performance.now();
-  await registry.preload();
-  console.log(
-    `ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${
-      registry.list().filter((m) => m.loaded).map((m) => m.id).join(", ")
-    }`,
-  );
+  return `backend: ${b.name} (${b.executionProvider}, ${b.device}; ${gpu}); Deno ${Deno.version.deno}`;
 }

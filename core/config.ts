@@ -63,6 +63,13 @@ const Env = z.object({
   MM_MAX_IMAGE_PIXELS: z.coerce.number().int().positive().default(4096 * 4096),
   /** Largest accepted request body in bytes. */
   MM_MAX_BODY_BYTES: z.coerce.number().int().positive().default(20 * 1024 * 1024),
+  /**
+   * Where the pipelines run: `families` one Worker per group of families (the generators share
+   * one), `1` one Worker for all, `0` on the HTTP thread itself (what tests and benches use).
+   */
+  MM_WORKERS: z.enum(["families", "1", "0"], {
+    error: (issue) => `MM_WORKERS must be families, 1 or 0; got "${issue.input}"`,
+  }).default("families"),
   /** Threads for the native CPU backend (0 = ORT's default). */
   MM_THREADS: z.coerce.number().int().min(0).default(0),
   /** Per model: jobs that run at once, jobs that may wait (then 429), and the wait limit (503). */
@@ -102,6 +109,7 @@ export type Config = {
   maxImagePixels: number;
   maxBodyBytes: number;
   threads: number;
+  workers: "families" | "one" | "none";
   scheduler: { concurrency: number; maxQueue: number; queueTimeoutMs: number };
 };
 
@@ -146,6 +154,7 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     maxImagePixels: e.MM_MAX_IMAGE_PIXELS,
     maxBodyBytes: e.MM_MAX_BODY_BYTES,
     threads: e.MM_THREADS,
+    workers: ({ families: "families", "1": "one", "0": "none" } as const)[e.MM_WORKERS],
     scheduler: {
       concurrency: e.MM_MAX_CONCURRENT,
       maxQueue: e.MM_MAX_QUEUE,

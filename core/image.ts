@@ -104,6 +104,8 @@ export function readImageHeader(b: Uint8Array): ImageHeader | null {
 
 export interface DecodeLimits {
   maxPixels: number;
+  /** The client leaving stops the work before the decoder starts and after it ends. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -112,9 +114,10 @@ export interface DecodeLimits {
  */
 export async function decodeImage(
   bytes: Uint8Array,
-  { maxPixels }: DecodeLimits,
+  { maxPixels, signal }: DecodeLimits,
   param = "image",
 ): Promise<RgbImage> {
+  signal?.throwIfAborted();
   const header = readImageHeader(bytes);
   if (!header) {
     throw new ApiError(
@@ -142,6 +145,7 @@ export async function decodeImage(
       .rotate()
       .raw()
       .toBuffer({ resolveWithObject: true });
+    signal?.throwIfAborted();
     const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const hasAlpha = info.channels === 2 || info.channels === 4;
     return {
@@ -150,7 +154,8 @@ export async function decodeImage(
       data: toRgb(raw, info.channels),
       ...(hasAlpha ? { alpha: channel(raw, info.channels, info.channels - 1) } : {}),
     };
-  } catch {
+  } catch (e) {
+    if (signal?.aborted) throw e;
     // The decoder's own wording ("vipspng: libpng read error") means nothing to a client.
     throw new ApiError(
       "invalid_image",

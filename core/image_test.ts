@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import sharp from "sharp";
 import { ApiError } from "./errors.ts";
-import { decodeImage, imageBytesFromString, readImageHeader } from "./image.ts";
+import { decodeImage, encodePng, imageBytesFromString, readImageHeader } from "./image.ts";
 
 const LIMITS = { maxPixels: 4096 * 4096 };
 
@@ -143,4 +143,16 @@ Deno.test("decodeImage() splits RGBA and grey + alpha into RGB and an alpha chan
   const g = await decodeImage(png2, LIMITS);
   assert.deepEqual([...g.data], [5, 5, 5, 200, 200, 200]);
   assert.deepEqual([...g.alpha!], [9, 100]);
+});
+
+Deno.test("decodeImage: a request already cancelled decodes nothing", async () => {
+  const png = await encodePng({ width: 8, height: 8, data: new Uint8Array(8 * 8 * 3) });
+  const gone = new AbortController();
+  gone.abort(new DOMException("The client left", "AbortError"));
+  await assert.rejects(
+    decodeImage(png, { maxPixels: 1 << 20, signal: gone.signal }),
+    { name: "AbortError" },
+  );
+  const live = new AbortController();
+  assert.equal((await decodeImage(png, { maxPixels: 1 << 20, signal: live.signal })).width, 8);
 });

@@ -1,29 +1,39 @@
 /**
- * Prometheus metrics (prom-client), served as text on `GET /metrics`. Two registries merge at
- * scrape time: the app's (requests, models, queues, drain state; one per `createApp`, so tests
- * that build several apps do not collide) and the process's (what the pipelines produce, and the
- * standard `process_*` and `nodejs_*` metrics: resident memory, CPU, heap, event-loop lag).
+ * Prometheus metrics (prom-client), served as text on `GET /metrics`. Three registries merge at
+ * scrape time: the app's (requests, models, queues, drain state; one per app, so tests that build
+ * several apps do not collide), the process's (the standard `process_*` and `nodejs_*` metrics:
+ * resident memory, CPU, heap, event-loop lag) and what the pipelines generate (tokens, diffusion
+ * steps). Pipelines run in engine workers when the server has them: each worker's counts are
+ * fetched at scrape time (`generatedMetrics()` there) and summed (`MetricSources.generated`).
  *
  * What is generated is counted with `countTokens` and `countDiffusionSteps` where the result is
- * in hand: routes/chat.ts, routes/images.ts, and CaptionPipeline.caption() (routes/captions.ts
- * is the better place for that one; it must stay on the thread that serves /metrics).
+ * in hand: routes/chat.ts, routes/images.ts, and CaptionPipeline.caption().
  */
 import client from "prom-client";
 
 const processRegistry = new client.Registry();
 let defaultsStarted = false;
+const generatedRegistry = new client.Registry();
+
+/** This thread's generated-work counters as JSON (what an engine worker sends for a scrape). */
+export function generatedMetrics(): Promise<
+  client.MetricObjectWithValues<client.MetricValue<string>>[]
+> {
+  return generatedRegistry.getMetricsAsJSON();
+}
+export type GeneratedMetrics = Awaited<ReturnType<typeof generatedMetrics>>;
 
 const tokens = new client.Counter({
   name: "mm_tokens_generated_total",
   help: "Tokens generated: chat completion tokens, caption tokens, DALL-E image tokens",
   labelNames: ["family", "model"] as const,
-  registers: [processRegistry],
+  registers: [generatedRegistry],
 });
 const steps = new client.Counter({
   name: "mm_diffusion_steps_total",
   help: "Denoising steps run, counted per image (n = 2 at 20 steps adds 40)",
   labelNames: ["model"] as const,
-  registers: [processRegistry],
+  registers: [generatedRegistry],
 });
 
 /** Counts `n` generated tokens of `model` (family: chat, captioning or dalle). */
@@ -49,6 +59,8 @@ export interface MetricSources {
   draining(): boolean;
   /** Running and waiting jobs per scheduler lane. */
   queues(): Record<string, { running: number; waiting: number }>;
+  /** The engine workers' generated-work counters; absent: this thread's own. */
+  generated?: () => Promise<GeneratedMetrics[]>;
 }
 
 /** One finished request. `route` is the route pattern, never the raw path. */
@@ -190,7 +202,10 @@ export class Metrics {
 
   /** The exposition text and its content type. */
   async scrape(): Promise<{ contentType: string; body: string }> {
-    const merged = client.Registry.merge([this.registry, processRegistry]);
+    const generated = this.sources.generated
+      ? client.AggregatorRegistry.aggregate(await this.sources.generated()) as client.Registry
+      : generatedRegistry;
+    const merged = client.Registry.merge([this.registry, processRegistry, generated]);
     return { contentType: merged.contentType, body: await merged.metrics() };
   }
 }

@@ -2,6 +2,7 @@
  * The model registry: which models are installed, which pipeline serves each family, and the
  * loaded pipelines. Routes ask it for a pipeline by id (or the family's default).
  */
+import type { Backend } from "../core/backend.ts";
 import { ApiError } from "../core/errors.ts";
 import type { SessionRegistry } from "../core/sessions.ts";
 import { CaptionPipeline } from "./captioning/pipeline.ts";
@@ -12,14 +13,32 @@ import { DiffusionPipeline } from "./diffusion/pipeline.ts";
 import type { CatalogEntry } from "./catalog.ts";
 import type { Family, ModelEntry } from "./manifest.ts";
 
-interface Pipelines {
+export interface Pipelines {
   clip: ClipPipeline;
   captioning: CaptionPipeline;
   diffusion: DiffusionPipeline;
   dalle: DallePipeline;
   chat: ChatPipeline;
 }
-type ServedFamily = keyof Pipelines;
+export type ServedFamily = keyof Pipelines;
+
+/** The backend as plain data (what a worker can send to the HTTP thread). */
+export type BackendInfo = Omit<Backend, "ort">;
+
+/**
+ * What routes need from the models: the list, defaults, readiness, the backend, and the
+ * pipelines. `ModelRegistry` is it in-process; on the HTTP thread in front of engine workers,
+ * `RemoteModels` (models/remote.ts) is it without pipelines (requests that need one are
+ * forwarded to the worker that has it).
+ */
+export interface Models {
+  readonly ready: boolean;
+  readonly backend: BackendInfo;
+  list(): ModelInfo[];
+  defaultId(family: Family): string | undefined;
+  familyOf(id: string): Family | undefined;
+  get<F extends ServedFamily>(family: F, id?: string): Promise<Pipelines[F]>;
+}
 
 /** How each family's pipeline loads; families without one are listed but not served yet. */
 const LOADERS: {
@@ -57,9 +76,11 @@ export interface RegistryOptions {
   catalog?: CatalogEntry[];
   /** Installs a known model on demand (only when MM_ALLOW_DOWNLOADS=1). */
   pull?: (entry: CatalogEntry) => Promise<ModelEntry>;
+  /** Told after a model is loaded or installed (an engine worker reports its status). */
+  onChange?: () => void;
 }
 
-export class ModelRegistry {
+export class ModelRegistry implements Models {
   #pipelines = new Map<string, Promise<{ warmup(): Promise<void> }>>();
   #loaded = new Set<string>();
   #ready = false;
@@ -75,14 +96,21 @@ export class ModelRegistry {
     return this.#ready;
   }
 
-  /** Loads and warms every `preload` model; the server reports healthy afterwards. */
-  async preload(): Promise<void> {
-    for (
-      const e of this.entries.filter((e) => e.manifest.preload && e.manifest.family in LOADERS)
-    ) {
-      await this.#load(e);
-    }
+  get backend(): BackendInfo {
+    return this.sessions.backend;
+  }
+
+  /**
+   * Loads and warms every `preload` model (of `families` only, when given: an engine worker's
+   * share); the server reports healthy afterwards.
+   */
+  async preload(families?: Family[]): Promise<void> {
+    const wanted = (e: ModelEntry) =>
+      e.manifest.preload && e.manifest.family in LOADERS &&
+      (!families || families.includes(e.manifest.family));
+    for (const e of this.entries.filter(wanted)) await this.#load(e);
     this.#ready = true;
+    this.options.onChange?.();
   }
 
   /** The family of an installed or known model. */
@@ -130,7 +158,11 @@ export class ModelRegistry {
     }
     let p = this.#pulls.get(id);
     if (!p) {
-      p = this.options.pull(known).then((entry) => (this.entries.push(entry), entry));
+      p = this.options.pull(known).then((entry) => {
+        this.entries.push(entry);
+        this.options.onChange?.();
+        return entry;
+      });
       this.#pulls.set(id, p);
       p.catch(() => {}).finally(() => this.#pulls.delete(id));
     }
@@ -148,6 +180,7 @@ export class ModelRegistry {
       p = loader(entry, this.sessions).then(async (pipeline) => {
         await pipeline.warmup();
         this.#loaded.add(id);
+        this.options.onChange?.();
         return pipeline;
       });
       this.#pipelines.set(id, p);

@@ -7,7 +7,7 @@ import type { MiddlewareHandler } from "hono";
 import { noteModel } from "../core/lifecycle.ts";
 import type { Scheduler } from "../core/scheduler.ts";
 import type { Family } from "../models/manifest.ts";
-import type { ModelRegistry } from "../models/registry.ts";
+import type { Models } from "../models/registry.ts";
 import { readBody } from "./http.ts";
 
 /** The family each inference route serves when the request names no model. */
@@ -21,9 +21,14 @@ const ROUTES: Record<string, Family> = {
   "/v1/chat/completions": "chat",
 };
 
-export function admission(scheduler: Scheduler, registry: ModelRegistry): MiddlewareHandler {
+/** The family an inference path serves (undefined: not an inference route). */
+export function familyOfRoute(path: string): Family | undefined {
+  return Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined;
+}
+
+export function admission(scheduler: Scheduler, registry: Models): MiddlewareHandler {
   return async (c, next) => {
-    const family = c.req.method === "POST" ? ROUTES[c.req.path] : undefined;
+    const family = c.req.method === "POST" ? familyOfRoute(c.req.path) : undefined;
     if (!family) return next();
     // The body is parsed once here and cached by the request; the route reads the same object.
     const body = await readBody(c);

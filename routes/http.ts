@@ -9,7 +9,7 @@ import { endTime, startTime } from "hono/timing";
 import { ApiError } from "../core/errors.ts";
 import { decodeImage, imageBytesFromString, type RgbImage } from "../core/image.ts";
 import type { Config } from "../core/config.ts";
-import type { ModelRegistry } from "../models/registry.ts";
+import type { Models } from "../models/registry.ts";
 
 export interface Env {
   Variables: { requestId: string };
@@ -19,7 +19,7 @@ export type App = OpenAPIHono<Env>;
 /** What every route module receives. */
 export interface Deps {
   config: Config;
-  registry: ModelRegistry;
+  registry: Models;
 }
 
 export const ErrorBody = z.object({
@@ -208,7 +208,11 @@ export async function decodeImages(
   startTime(c, "decode");
   const images = await Promise.all(inputs.map(({ value, param }) => {
     const bytes = typeof value === "string" ? imageBytesFromString(value, param) : value;
-    return decodeImage(bytes, { maxPixels: config.maxImagePixels }, param);
+    return decodeImage(
+      bytes,
+      { maxPixels: config.maxImagePixels, signal: c.req.raw.signal },
+      param,
+    );
   }));
   endTime(c, "decode");
   return images;

@@ -1,6 +1,6 @@
 /** Operations: health, the model list, the OpenAPI document and the docs page. */
 import { z } from "@hono/zod-openapi";
-import type { Backend } from "../core/backend.ts";
+import type { BackendInfo } from "../models/registry.ts";
 import type { Config } from "../core/config.ts";
 import { ApiError } from "../core/errors.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -55,7 +55,7 @@ const Health = z.object({
 }).openapi("Health");
 
 /** What a first deploy needs to see: the runtime, the backend and why, the adapter. */
-export function runtimeReport(backend: Backend, config: Pick<Config, "deploy">) {
+export function runtimeReport(backend: BackendInfo, config: Pick<Config, "deploy">) {
   const a = backend.adapter;
   return {
     deno: Deno.version.deno,
@@ -126,7 +126,7 @@ export function opsRoutes(app: App, { config, registry }: Deps): void {
     if (!registry.ready) {
       throw new ApiError("not_ready", "Models are still loading; retry shortly", null, 5);
     }
-    const b = registry.sessions.backend;
+    const b = registry.backend;
     return c.json({
       status: "ok" as const,
       backend: b.name,

@@ -1,0 +1,162 @@
+/**
+ * Engine workers: the pipelines run in Workers, one per group of families, so that a long
+ * generation never holds the thread that answers `/health`, nor another family's requests
+ * (onnxruntime-node's `run()` and the tensor loops around it keep their thread busy).
+ *
+ * `EnginePool` starts the workers (engine.ts) and says which one serves a family;
+ * `RemoteModels` is the HTTP thread's view of the models, merged from the workers' statuses.
+ */
+import { ApiError } from "../core/errors.ts";
+import type { GeneratedMetrics } from "../core/metrics.ts";
+import { WorkerEndpoint } from "../core/worker_bridge.ts";
+import type { Family } from "./manifest.ts";
+import type { BackendInfo, ModelInfo, Models, Pipelines, ServedFamily } from "./registry.ts";
+
+/** What an engine worker reports whenever a model loads (and when it starts and is ready). */
+export interface EngineStatus {
+  ready: boolean;
+  models: ModelInfo[];
+  backend: BackendInfo;
+}
+
+/**
+ * The groups `MM_WORKERS=families` starts (those with an installed model): the generators share
+ * one worker (they share a route and CLIP reranking), each other family has its own.
+ */
+export const FAMILY_GROUPS: Family[][] = [["clip"], ["captioning"], ["diffusion", "dalle"], [
+  "chat",
+]];
+
+export class RemoteModels implements Models {
+  readonly #status = new Map<string, EngineStatus | null>();
+  #waiting: Array<() => void> = [];
+
+  constructor(engines: string[]) {
+    for (const name of engines) this.#status.set(name, null);
+  }
+
+  /** A worker's latest status; null while it (re)starts. */
+  update(engine: string, status: EngineStatus | null): void {
+    this.#status.set(engine, status);
+    if (this.ready) this.#waiting.splice(0).forEach((resolve) => resolve());
+  }
+
+  /** Resolves once every worker has loaded its share. */
+  whenReady(): Promise<void> {
+    return this.ready ? Promise.resolve() : new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  get ready(): boolean {
+    return [...this.#status.values()].every((s) => s?.ready);
+  }
+
+  get backend(): BackendInfo {
+    const s = [...this.#status.values()].find((s) => s);
+    if (!s) throw new ApiError("not_ready", "Models are still loading; retry shortly", null, 5);
+    return s.backend;
+  }
+
+  /** Every worker lists every model; a model is loaded (installed) if one of them has it so. */
+  list(): ModelInfo[] {
+    const byId = new Map<string, ModelInfo>();
+    for (const s of this.#status.values()) {
+      for (const m of s?.models ?? []) {
+        const seen = byId.get(m.id);
+        byId.set(
+          m.id,
+          seen
+            ? { ...seen, installed: seen.installed || m.installed, loaded: seen.loaded || m.loaded }
+            : m,
+        );
+      }
+    }
+    return [...byId.values()];
+  }
+
+  defaultId(family: Family): string | undefined {
+    const of = this.list().filter((m) => m.family === family && m.installed);
+    return (of.find((m) => m.default) ?? of[0])?.id;
+  }
+
+  familyOf(id: string): Family | undefined {
+    return this.list().find((m) => m.id === id)?.family;
+  }
+
+  get<F extends ServedFamily>(_family: F, _id?: string): Promise<Pipelines[F]> {
+    // Requests that need a pipeline are forwarded to a worker before any route handler runs.
+    throw new Error("pipelines run in the engine workers, not on the HTTP thread");
+  }
+}
+
+/** Respawn delays after a worker dies: 1 s, doubling, at most 30 s. */
+const RESPAWN_MS = [1000, 2000, 4000, 8000, 16000, 30000];
+
+export class EnginePool {
+  readonly models: RemoteModels;
+  readonly #engines: Array<{ families: Family[]; name: string; endpoint: WorkerEndpoint }>;
+  readonly #lastMetrics = new Map<string, GeneratedMetrics>();
+  #stopped = false;
+
+  /** Starts one worker (`url`, the engine module) per group of families. */
+  constructor(
+    readonly url: URL,
+    groups: Family[][],
+    private log: (line: string) => void = console.error,
+  ) {
+    const names = groups.map((g) => `engine:${g.join(",")}`);
+    this.models = new RemoteModels(names);
+    this.#engines = groups.map((families, i) => ({
+      families,
+      name: names[i],
+      endpoint: this.#start(names[i], 0),
+    }));
+  }
+
+  get names(): string[] {
+    return this.#engines.map((e) => e.name);
+  }
+
+  /** The worker serving `family`; other routes (the world renderer) go to the first. */
+  endpointFor(family: Family | undefined): WorkerEndpoint {
+    const e = this.#engines.find((e) => family && e.families.includes(family)) ?? this.#engines[0];
+    return e.endpoint;
+  }
+
+  /**
+   * Every worker's generated-work counters. A worker busy in a long run that does not answer
+   * within `timeoutMs` is counted with its last answer.
+   */
+  async generatedMetrics(timeoutMs = 2000): Promise<GeneratedMetrics[]> {
+    await Promise.all(this.#engines.map(async (e) => {
+      try {
+        this.#lastMetrics.set(
+          e.name,
+          await e.endpoint.call<GeneratedMetrics>("metrics", timeoutMs),
+        );
+      } catch { /* keep the last answer */ }
+    }));
+    return [...this.#lastMetrics.values()];
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    for (const e of this.#engines) e.endpoint.terminate();
+  }
+
+  #start(name: string, failures: number): WorkerEndpoint {
+    const onEvent = (event: string, value: unknown) => {
+      if (event === "status") this.models.update(name, value as EngineStatus);
+    };
+    const onExit = (error: Error) => {
+      this.models.update(name, null);
+      if (this.#stopped) return;
+      const wait = RESPAWN_MS[Math.min(failures, RESPAWN_MS.length - 1)];
+      this.log(`${error.message}; restarting it in ${wait / 1000} s`);
+      setTimeout(() => {
+        const e = this.#engines.find((e) => e.name === name);
+        if (e && !this.#stopped) e.endpoint = this.#start(name, failures + 1);
+      }, wait);
+    };
+    return new WorkerEndpoint(this.url, name, onEvent, onExit);
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * Engine workers on the real server (`MM_WORKERS` unset: one worker per group of families).
+ * While a long generation holds the generators' worker, the HTTP thread and the other workers
+ * answer: /health, the model list, /metrics, and a CLIP embedding all return while the
+ * generation still has steps to go (an ordering, not a timing: the generation is hundreds of
+ * steps of four images, each far longer than a health check). Afterwards /metrics carries the steps the
+ * worker counted.
+ */
+import assert from "node:assert/strict";
+import { bounded, readEvents } from "./child.ts";
+
+const STEPS = 100; // sd-tiny's most
+const N = 4;
+
+Deno.test({
+  name: "engine workers: health, models, metrics and another family answer during a generation",
+  sanitizeResources: false,
+  fn: async () => {
+    await bounded({ MM_LOG: "0" }, async ({ out, url }) => {
+      await out.waitFor(/^engine workers: engine:clip, .*engine:diffusion,dalle/);
+      const res = await fetch(`${url}/v1/images/generations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "sd-tiny",
+          prompt: "a large red circle in the center on a white background",
+          num_inference_steps: STEPS,
+          n: N,
+          size: "128x128", // sd-tiny's largest
+          guidance_scale: 1,
+          seed: 1,
+          stream: true,
+        }),
+      });
+      assert.equal(res.status, 200);
+      const events = readEvents(res.body!);
+      await events.first; // the generation is running in its worker
+
+      const health = await fetch(`${url}/health`);
+      assert.equal(health.status, 200);
+      const { models } = await health.json();
+      assert.ok(models.includes("sd-tiny") && models.includes("clip-tiny"), models.join());
+      const list = await (await fetch(`${url}/v1/models`)).json();
+      assert.ok(
+        list.data.some((m: { id: string; loaded: boolean }) => m.id === "sd-tiny" && m.loaded),
+      );
+      const embedding = await fetch(`${url}/v1/embeddings`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ input: "a red circle" }),
+      });
+      assert.equal(embedding.status, 200, await embedding.clone().text());
+      assert.equal((await embedding.json()).data[0].embedding.length > 0, true);
+      assert.equal((await fetch(`${url}/metrics`)).status, 200);
+      const answeredAt = events.seen.length; // events received so far (the reader keeps going)
+
+      const all = await events.all;
+      const progress = (e: { event?: string }) => e.event === "image_generation.progress";
+      assert.equal(all.at(-1)?.event, "image_generation.completed");
+      // Steps were still to come when every other request had been answered.
+      const toGo = all.slice(answeredAt).filter(progress).length;
+      console.log(
+        `steps to go when the others had answered: ${toGo} of ${all.filter(progress).length}`,
+      );
+      assert.ok(toGo > 0, `${toGo} of ${all.filter(progress).length} steps to go`);
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      assert.match(
+        metrics,
+        new RegExp(`^mm_diffusion_steps_total\\{model="sd-tiny"\\} ${STEPS * N}$`, "m"),
+      );
+      assert.match(metrics, /^mm_model_loaded\{model="clip-tiny",family="clip"\} 1$/m);
+    });
+  },
+});
