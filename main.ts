@@ -18,7 +18,13 @@ import { SessionRegistry } from "./core/sessions.ts";
 import { type CatalogEntry, loadCatalog, modelDir, pullModel } from "./models/catalog.ts";
 import { hubToApiError } from "./models/hub.ts";
 import { scanModels } from "./models/manifest.ts";
-import { type BackendInfo, ModelRegistry, type Models } from "./models/registry.ts";
+import {
+  type BackendInfo,
+  describeModels,
+  ModelRegistry,
+  type Models,
+  preloadChoice,
+} from "./models/registry.ts";
 import { EnginePool, FAMILY_GROUPS } from "./models/remote.ts";
 import { admission } from "./routes/admission.ts";
 import { captionRoutes } from "./routes/captions.ts";
@@ -58,13 +64,20 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 export async function createFront(config: Config, options: AppOptions = {}): Promise<
   Served & { pool: EnginePool }
 > {
-  const installed = new Set((await scanModels(config.modelsDirs)).map((e) => e.manifest.family));
+  const entries = await scanModels(config.modelsDirs);
+  const chosen = preloadChoice(config.preload, entries); // a typo fails here, before any worker
+  const installed = new Set(entries.map((e) => e.manifest.family));
   const groups = config.workers === "one"
     ? [FAMILY_GROUPS.flat()]
     : FAMILY_GROUPS.filter((g) => g.some((f) => installed.has(f)));
   const pool = new EnginePool(
     new URL("./engine.ts", import.meta.url),
     groups.length ? groups : [FAMILY_GROUPS.flat()],
+    {
+      preloads: (families) =>
+        entries.some((e) => families.includes(e.manifest.family) && chosen(e.manifest)),
+      models: describeModels(entries, await loadCatalog(), null, () => false),
+    },
   );
   return { ...serve(config, pool.models, options, pool), pool };
 }
@@ -276,12 +289,13 @@ if (import.meta.main) {
 
   if (inProcess) {
     console.log(`${describeBackend(inProcess.registry.backend)}; loading models...`);
-    await inProcess.registry.preload();
+    const { registry } = inProcess;
+    await registry.preload(preloadChoice(config.preload, registry.entries));
   } else {
     const { pool } = front!;
     console.log(`engine workers: ${pool.names.join(", ")} (MM_WORKERS=0 runs in this thread)`);
     await pool.models.whenReady();
-    console.log(describeBackend(pool.models.backend));
+    console.log(describeBackend(pool.models.backend!)); // whenReady waited for it
   }
   console.log(
     `ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${

@@ -44,7 +44,14 @@ const root = new URL("../", import.meta.url).pathname;
 const child = new Deno.Command(Deno.execPath(), {
   args: SERVE_ARGS,
   cwd: root,
-  env: { HOST: "127.0.0.1", PORT: String(port), MM_LOG: "0", NO_COLOR: "1", ...extraEnv },
+  env: {
+    HOST: "127.0.0.1",
+    PORT: String(port),
+    MM_LOG: "0",
+    MM_PRELOAD: "all", // warm before the first cell: it measures serving, not loading
+    NO_COLOR: "1",
+    ...extraEnv,
+  },
   stdout: "piped",
   stderr: "piped",
 }).spawn();

@@ -1,6 +1,9 @@
 /**
  * Smoke test of the real server under a given Deno, as Deno Deploy runs it: `deno run -A main.ts`
- * with `DENO_DEPLOY=true` and no unstable flags, one request per model family, then SIGTERM.
+ * with `DENO_DEPLOY=true` and no unstable flags, from a cold start (models load on first use):
+ * the time to the first 200 from /health, then one request per model family (each line's time
+ * is that family's first answer, its model's loading included), the RSS after them (at most
+ * `--max-rss-mb`, Deploy's default 768 MB), then SIGTERM.
  *
  *   deno run -A bench/smoke.ts                        # the server runs on this same deno
  *   npx -y deno@2.5.7 run -A bench/smoke.ts           # ... on Deno 2.5.7 (Deploy's line)
@@ -20,8 +23,10 @@ const { values } = parseArgs({
     deno: { type: "string" },
     env: { type: "string", multiple: true, default: [] },
     "startup-timeout": { type: "string", default: "120" },
+    "max-rss-mb": { type: "string", default: "768" },
   },
 });
+const maxRssMb = Number(values["max-rss-mb"]);
 const deno = values.deno ?? Deno.execPath();
 const root = new URL("../", import.meta.url).pathname;
 const startupMs = Number(values["startup-timeout"]) * 1000;
@@ -35,7 +40,7 @@ const base = `http://127.0.0.1:${port}`;
 console.log(`smoke: ${version} (${deno}), server on ${base}`);
 
 const t0 = performance.now();
-const secs = () => ((performance.now() - t0) / 1000).toFixed(1);
+const secs = () => ((performance.now() - t0) / 1000).toFixed(2);
 const child = new Deno.Command(deno, {
   args: ["run", "-A", "main.ts"],
   cwd: root,
@@ -73,7 +78,8 @@ async function check(name: string, fn: () => Promise<string>) {
   try {
     const what = await fn();
     passed++;
-    console.log(`  ok   ${name} (${((performance.now() - t) / 1000).toFixed(1)} s) ${what}`);
+    const took = ((performance.now() - t) / 1000).toFixed(2);
+    console.log(`  ok   ${name} (${took} s; ${secs()} s from spawn) ${what}`);
   } catch (e) {
     failures.push(name);
     console.log(`  FAIL ${name}: ${(e as Error).message}`);
@@ -105,7 +111,7 @@ async function waitHealthy(): Promise<Record<string, unknown>> {
     } catch (e) {
       last = (e as Error).message.split("\n")[0];
     }
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`not healthy after ${startupMs / 1000} s (last: ${last})`);
 }
@@ -124,15 +130,15 @@ await check("GET /health (startup)", async () => {
   const gpu = r.adapter
     ? `${r.adapter.description || r.adapter.vendor}${r.adapter.software ? " (software)" : ""}`
     : "none";
-  return `in ${secs()} s: deno ${r.deno}, backend ${r.backend.name} (${r.backend.device}), ` +
-    `adapter ${gpu}, ${health.models.length} models, ${r.rss_mb} MB RSS`;
+  return `deno ${r.deno}, backend ${r.backend.name} ` +
+    `(${r.backend.device}), adapter ${gpu}, ${health.models.length} models loaded, ` +
+    `${r.rss_mb} MB RSS`;
 });
 
 if (health) {
-  const scene = await call("/v1/world/scene?seed=7&objects=1").catch(() => null);
-  const image = `data:image/png;base64,${scene?.b64_json ?? ""}`;
-  const models = health.models as string[];
-  const has = (id: string) => models.includes(id);
+  const installed = ((await call("/v1/models")).data as { id: string; installed: boolean }[])
+    .filter((m) => m.installed).map((m) => m.id);
+  const has = (id: string) => installed.includes(id);
 
   await check("POST /v1/embeddings", async () => {
     const b = await call("/v1/embeddings", { input: ["a red circle", "a blue square"] });
@@ -140,6 +146,9 @@ if (health) {
     if (data.length !== 2 || !(data[0].embedding.length > 0)) throw new Error("no embeddings");
     return `${data.length} × ${data[0].embedding.length}`;
   });
+  // After the first CLIP answer, so that its time is a cold start's.
+  const scene = await call("/v1/world/scene?seed=7&objects=1").catch(() => null);
+  const image = `data:image/png;base64,${scene?.b64_json ?? ""}`;
   await check("POST /v1/clip/classify", async () => {
     const b = await call("/v1/clip/classify", {
       image,
@@ -178,6 +187,15 @@ if (health) {
     });
     const [c] = b.choices as { message: { content: string } }[];
     return `${b.model}: "${c.message.content}"`;
+  });
+  await check(`GET /health (after one request of every family, RSS ≤ ${maxRssMb} MB)`, async () => {
+    const h = await call("/health");
+    const rss = (h.runtime as { rss_mb: number }).rss_mb;
+    const what = `${rss} MB RSS, ${
+      (h.models as string[]).length
+    } models loaded, backend ${h.backend}`;
+    if (rss > maxRssMb) throw new Error(what);
+    return what;
   });
 }
 

@@ -70,6 +70,14 @@ const Env = z.object({
   MM_WORKERS: z.enum(["families", "1", "0"], {
     error: (issue) => `MM_WORKERS must be families, 1 or 0; got "${issue.input}"`,
   }).default("families"),
+  /**
+   * Models to load and warm at start (`/health` is 503 until they are): `all` (every installed
+   * model whose manifest says `preload`), or comma-separated ids; empty: none, each model loads
+   * on its first request (the fastest cold start).
+   */
+  MM_PRELOAD: z.string().default("").transform((v) =>
+    v.trim() === "all" ? "all" as const : list(v)
+  ),
   /** Threads for the native CPU backend (0 = ORT's default). */
   MM_THREADS: z.coerce.number().int().min(0).default(0),
   /** Per model: jobs that run at once, jobs that may wait (then 429), and the wait limit (503). */
@@ -109,6 +117,8 @@ export type Config = {
   maxImagePixels: number;
   maxBodyBytes: number;
   threads: number;
+  /** What loads at start: `all` manifests that say `preload`, or these ids. */
+  preload: "all" | string[];
   workers: "families" | "one" | "none";
   scheduler: { concurrency: number; maxQueue: number; queueTimeoutMs: number };
 };
@@ -154,6 +164,7 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     maxImagePixels: e.MM_MAX_IMAGE_PIXELS,
     maxBodyBytes: e.MM_MAX_BODY_BYTES,
     threads: e.MM_THREADS,
+    preload: e.MM_PRELOAD,
     workers: ({ families: "families", "1": "one", "0": "none" } as const)[e.MM_WORKERS],
     scheduler: {
       concurrency: e.MM_MAX_CONCURRENT,

@@ -72,3 +72,16 @@ Deno.test("loadConfig(): on Deno Deploy the server binds every interface, whatev
   assert.equal(local.deploy, null);
   assert.equal(loadConfig({ DENO_DEPLOY: "" }).deploy, null);
 });
+
+Deno.test("loadConfig(): MM_PRELOAD (none by default, all, or ids) and MM_WORKERS", () => {
+  assert.deepEqual(loadConfig({}).preload, []);
+  assert.equal(loadConfig({ MM_PRELOAD: " all " }).preload, "all");
+  assert.deepEqual(loadConfig({ MM_PRELOAD: "clip-tiny, sd-tiny," }).preload, [
+    "clip-tiny",
+    "sd-tiny",
+  ]);
+  assert.equal(loadConfig({}).workers, "families");
+  assert.equal(loadConfig({ MM_WORKERS: "0" }).workers, "none");
+  assert.equal(loadConfig({ MM_WORKERS: "1" }).workers, "one");
+  assert.throws(() => loadConfig({ MM_WORKERS: "4" }), /MM_WORKERS must be families, 1 or 0/);
+});

@@ -11,7 +11,7 @@ import { ClipPipeline } from "./clip/pipeline.ts";
 import { DallePipeline } from "./dalle/pipeline.ts";
 import { DiffusionPipeline } from "./diffusion/pipeline.ts";
 import type { CatalogEntry } from "./catalog.ts";
-import type { Family, ModelEntry } from "./manifest.ts";
+import type { Family, Manifest, ModelEntry } from "./manifest.ts";
 
 export interface Pipelines {
   clip: ClipPipeline;
@@ -33,7 +33,8 @@ export type BackendInfo = Omit<Backend, "ort">;
  */
 export interface Models {
   readonly ready: boolean;
-  readonly backend: BackendInfo;
+  /** null while engine workers start and none has said which backend it got. */
+  readonly backend: BackendInfo | null;
   list(): ModelInfo[];
   defaultId(family: Family): string | undefined;
   familyOf(id: string): Family | undefined;
@@ -80,6 +81,26 @@ export interface RegistryOptions {
   onChange?: () => void;
 }
 
+/**
+ * MM_PRELOAD as a choice of manifests; throws for an id that is not installed, so a typo shows
+ * at start and not as a model that never warms.
+ */
+export function preloadChoice(
+  preload: "all" | string[],
+  entries: ModelEntry[],
+): (m: Manifest) => boolean {
+  if (preload === "all") return (m) => m.preload;
+  const ids = new Set(entries.map((e) => e.manifest.id));
+  const unknown = preload.filter((id) => !ids.has(id));
+  if (unknown.length) {
+    throw new RangeError(
+      `MM_PRELOAD: no installed model ${unknown.map((id) => `"${id}"`).join(", ")} ` +
+        `(installed: ${[...ids].join(", ")})`,
+    );
+  }
+  return (m) => preload.includes(m.id);
+}
+
 export class ModelRegistry implements Models {
   #pipelines = new Map<string, Promise<{ warmup(): Promise<void> }>>();
   #loaded = new Set<string>();
@@ -101,14 +122,12 @@ export class ModelRegistry implements Models {
   }
 
   /**
-   * Loads and warms every `preload` model (of `families` only, when given: an engine worker's
-   * share); the server reports healthy afterwards.
+   * Loads and warms the models `wanted` picks (by default those whose manifest says `preload`);
+   * the server reports healthy afterwards.
    */
-  async preload(families?: Family[]): Promise<void> {
-    const wanted = (e: ModelEntry) =>
-      e.manifest.preload && e.manifest.family in LOADERS &&
-      (!families || families.includes(e.manifest.family));
-    for (const e of this.entries.filter(wanted)) await this.#load(e);
+  async preload(wanted: (m: Manifest) => boolean = (m) => m.preload): Promise<void> {
+    const served = (e: ModelEntry) => e.manifest.family in LOADERS && wanted(e.manifest);
+    for (const e of this.entries.filter(served)) await this.#load(e);
     this.#ready = true;
     this.options.onChange?.();
   }
@@ -194,49 +213,72 @@ export class ModelRegistry implements Models {
     return this.#defaultOf(family)?.manifest.id;
   }
 
-  /** The family's model marked `default`, else its first. */
   #defaultOf(family: Family): ModelEntry | undefined {
-    const of = this.entries.filter((e) => e.manifest.family === family);
-    return of.find((e) => e.manifest.default) ?? of[0];
+    return defaultEntry(this.entries, family);
   }
 
   list(): ModelInfo[] {
-    const b = this.sessions.backend;
-    const installed = this.entries.map(({ manifest: m }): ModelInfo => ({
-      id: m.id,
+    return describeModels(
+      this.entries,
+      this.options.catalog ?? [],
+      this.sessions.backend,
+      (id) => this.#loaded.has(id),
+    );
+  }
+}
+
+/** The family's model marked `default`, else its first. */
+function defaultEntry(entries: ModelEntry[], family: Family): ModelEntry | undefined {
+  const of = entries.filter((e) => e.manifest.family === family);
+  return of.find((e) => e.manifest.default) ?? of[0];
+}
+
+/**
+ * The model list: installed models (one default per family: the one marked, else the first)
+ * and the catalogue's pullable ones. `backend` null: not known yet (engine workers starting).
+ */
+export function describeModels(
+  entries: ModelEntry[],
+  catalog: CatalogEntry[],
+  backend: BackendInfo | null,
+  loaded: (id: string) => boolean,
+): ModelInfo[] {
+  const where = {
+    backend: backend?.name ?? "starting",
+    execution_provider: backend?.executionProvider ?? "starting",
+    device: backend?.device ?? "engine workers starting",
+  };
+  const defaults = new Set(entries.map((e) => defaultEntry(entries, e.manifest.family)));
+  const installed = entries.map(({ manifest: m }): ModelInfo => ({
+    id: m.id,
+    object: "model",
+    created: 0,
+    owned_by: m.id.includes("/") ? m.id.split("/")[0] : "mm-edge",
+    family: m.family,
+    description: m.description,
+    capabilities: m.capabilities,
+    modalities: m.modalities,
+    ...where,
+    installed: true,
+    loaded: loaded(m.id),
+    default: defaults.has(entries.find((e) => e.manifest.id === m.id)),
+    license: m.license,
+  }));
+  const pullable = catalog
+    .filter((c) => !c.embedded && !entries.some((e) => e.manifest.id === c.id))
+    .map((c): ModelInfo => ({
+      id: c.id,
       object: "model",
       created: 0,
-      owned_by: m.id.includes("/") ? m.id.split("/")[0] : "mm-edge",
-      family: m.family,
-      description: m.description,
-      capabilities: m.capabilities,
-      modalities: m.modalities,
-      backend: b.name,
-      execution_provider: b.executionProvider,
-      device: b.device,
-      installed: true,
-      loaded: this.#loaded.has(m.id),
-      default: this.#defaultOf(m.family) === this.entries.find((e) => e.manifest.id === m.id),
-      license: m.license,
+      ...where,
+      owned_by: c.id.split("/")[0],
+      family: c.family,
+      description: c.description,
+      capabilities: c.capabilities,
+      modalities: c.modalities,
+      installed: false,
+      loaded: false,
+      license: c.license,
     }));
-    const pullable = (this.options.catalog ?? [])
-      .filter((c) => !c.embedded && !this.entries.some((e) => e.manifest.id === c.id))
-      .map((c): ModelInfo => ({
-        id: c.id,
-        object: "model",
-        created: 0,
-        backend: b.name,
-        execution_provider: b.executionProvider,
-        device: b.device,
-        owned_by: c.id.split("/")[0],
-        family: c.family,
-        description: c.description,
-        capabilities: c.capabilities,
-        modalities: c.modalities,
-        installed: false,
-        loaded: false,
-        license: c.license,
-      }));
-    return [...installed, ...pullable];
-  }
+  return [...installed, ...pullable];
 }

@@ -6,7 +6,6 @@
  * `EnginePool` starts the workers (engine.ts) and says which one serves a family;
  * `RemoteModels` is the HTTP thread's view of the models, merged from the workers' statuses.
  */
-import { ApiError } from "../core/errors.ts";
 import type { GeneratedMetrics } from "../core/metrics.ts";
 import { WorkerEndpoint } from "../core/worker_bridge.ts";
 import type { Family } from "./manifest.ts";
@@ -29,37 +28,54 @@ export const FAMILY_GROUPS: Family[][] = [["clip"], ["captioning"], ["diffusion"
 
 export class RemoteModels implements Models {
   readonly #status = new Map<string, EngineStatus | null>();
+  readonly #preloading: Set<string>;
   #waiting: Array<() => void> = [];
 
-  constructor(engines: string[]) {
+  /**
+   * `preloading`: the workers that have models to load at start; `initial`: the list as the
+   * HTTP thread read it from the manifests, until the workers report.
+   */
+  constructor(
+    engines: string[],
+    preloading: string[] = engines,
+    private initial: ModelInfo[] = [],
+  ) {
     for (const name of engines) this.#status.set(name, null);
+    this.#preloading = new Set(preloading);
   }
 
   /** A worker's latest status; null while it (re)starts. */
   update(engine: string, status: EngineStatus | null): void {
     this.#status.set(engine, status);
-    if (this.ready) this.#waiting.splice(0).forEach((resolve) => resolve());
+    if (this.ready && this.backend) this.#waiting.splice(0).forEach((resolve) => resolve());
   }
 
-  /** Resolves once every worker has loaded its share. */
+  /** Resolves once every worker has loaded its share (and one has said which backend it got). */
   whenReady(): Promise<void> {
-    return this.ready ? Promise.resolve() : new Promise((resolve) => this.#waiting.push(resolve));
+    return this.ready && this.backend
+      ? Promise.resolve()
+      : new Promise((resolve) => this.#waiting.push(resolve));
   }
 
+  /**
+   * Every worker with a share of MM_PRELOAD has loaded it. Workers with none count as ready
+   * while they start: what is sent to them waits until they listen (a lazy cold start answers
+   * /health at once).
+   */
   get ready(): boolean {
-    return [...this.#status.values()].every((s) => s?.ready);
+    return [...this.#status].every(([name, s]) => s?.ready || !this.#preloading.has(name));
   }
 
-  get backend(): BackendInfo {
-    const s = [...this.#status.values()].find((s) => s);
-    if (!s) throw new ApiError("not_ready", "Models are still loading; retry shortly", null, 5);
-    return s.backend;
+  get backend(): BackendInfo | null {
+    return [...this.#status.values()].find((s) => s)?.backend ?? null;
   }
 
   /** Every worker lists every model; a model is loaded (installed) if one of them has it so. */
   list(): ModelInfo[] {
+    const reports = [...this.#status.values()].filter((s) => s);
+    if (reports.length === 0) return this.initial;
     const byId = new Map<string, ModelInfo>();
-    for (const s of this.#status.values()) {
+    for (const s of reports) {
       for (const m of s?.models ?? []) {
         const seen = byId.get(m.id);
         byId.set(
@@ -101,10 +117,16 @@ export class EnginePool {
   constructor(
     readonly url: URL,
     groups: Family[][],
+    { preloads, models }: {
+      /** Whether a group has models to load at start. */
+      preloads: (families: Family[]) => boolean;
+      /** The model list until the workers report. */
+      models: ModelInfo[];
+    },
     private log: (line: string) => void = console.error,
   ) {
     const names = groups.map((g) => `engine:${g.join(",")}`);
-    this.models = new RemoteModels(names);
+    this.models = new RemoteModels(names, names.filter((_, i) => preloads(groups[i])), models);
     this.#engines = groups.map((families, i) => ({
       families,
       name: names[i],

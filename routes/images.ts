@@ -412,7 +412,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
       size: `${g.images[0].width}x${g.images[0].height}`,
       scheduler: g.scheduler,
       steps: g.steps,
-      backend: registry.backend.name,
+      backend: registry.backend?.name ?? "unknown",
       loop: g.loop,
       decoder: g.decoder,
       timings: g.timings,

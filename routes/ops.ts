@@ -54,8 +54,22 @@ const Health = z.object({
   runtime: Runtime,
 }).openapi("Health");
 
+/** The backend while the engine workers start (lazy loading: /health is 200 before they are up). */
+const STARTING = (choice: Config["backend"]) => ({
+  choice,
+  name: "starting",
+  executionProvider: "starting",
+  device: "engine workers starting",
+  notes: [] as string[],
+  adapter: null,
+});
+
 /** What a first deploy needs to see: the runtime, the backend and why, the adapter. */
-export function runtimeReport(backend: BackendInfo, config: Pick<Config, "deploy">) {
+export function runtimeReport(
+  known: BackendInfo | null,
+  config: Pick<Config, "deploy" | "backend">,
+) {
+  const backend = known ?? STARTING(config.backend);
   const a = backend.adapter;
   return {
     deno: Deno.version.deno,
@@ -126,14 +140,14 @@ export function opsRoutes(app: App, { config, registry }: Deps): void {
     if (!registry.ready) {
       throw new ApiError("not_ready", "Models are still loading; retry shortly", null, 5);
     }
-    const b = registry.backend;
+    const runtime = runtimeReport(registry.backend, config);
     return c.json({
       status: "ok" as const,
-      backend: b.name,
-      execution_provider: b.executionProvider,
-      device: b.device,
+      backend: runtime.backend.name,
+      execution_provider: runtime.backend.execution_provider,
+      device: runtime.backend.device,
       models: registry.list().filter((m) => m.loaded).map((m) => m.id),
-      runtime: runtimeReport(b, config),
+      runtime,
     });
   });
 

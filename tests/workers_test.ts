@@ -7,6 +7,8 @@
  * worker counted.
  */
 import assert from "node:assert/strict";
+import sharp from "sharp";
+import { renderScene, type Scene } from "../world/world.ts";
 import { bounded, readEvents } from "./child.ts";
 
 const STEPS = 100; // sd-tiny's most
@@ -38,12 +40,7 @@ Deno.test({
 
       const health = await fetch(`${url}/health`);
       assert.equal(health.status, 200);
-      const { models } = await health.json();
-      assert.ok(models.includes("sd-tiny") && models.includes("clip-tiny"), models.join());
-      const list = await (await fetch(`${url}/v1/models`)).json();
-      assert.ok(
-        list.data.some((m: { id: string; loaded: boolean }) => m.id === "sd-tiny" && m.loaded),
-      );
+      assert.deepEqual((await health.json()).models, ["sd-tiny"]); // loaded on first use
       const embedding = await fetch(`${url}/v1/embeddings`, {
         method: "POST",
         headers: { "content-type": "application/json" },
@@ -51,6 +48,12 @@ Deno.test({
       });
       assert.equal(embedding.status, 200, await embedding.clone().text());
       assert.equal((await embedding.json()).data[0].embedding.length > 0, true);
+      const list: Array<{ id: string; loaded: boolean }> =
+        (await (await fetch(`${url}/v1/models`)).json()).data;
+      assert.deepEqual(list.filter((m) => m.loaded).map((m) => m.id).sort(), [
+        "clip-tiny",
+        "sd-tiny",
+      ]);
       assert.equal((await fetch(`${url}/metrics`)).status, 200);
       const answeredAt = events.seen.length; // events received so far (the reader keeps going)
 
@@ -72,3 +75,40 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "lazy start: /health is 200 before any model loads; MM_PRELOAD warms the ones it names",
+  sanitizeResources: false,
+  fn: async () => {
+    await bounded({ MM_LOG: "0" }, async ({ url }) => {
+      const health = await (await fetch(`${url}/health`)).json();
+      assert.deepEqual(health.models, []);
+      const list = (await (await fetch(`${url}/v1/models`)).json()).data;
+      assert.ok(list.length >= 9, "the list is there before the workers report");
+      assert.ok(list.every((m: { loaded: boolean }) => !m.loaded));
+      const r = await fetch(`${url}/v1/captions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ image: await sceneDataUrl() }),
+      });
+      assert.equal(r.status, 200, await r.clone().text());
+      assert.match((await r.json()).captions[0].text, /\w/);
+    });
+    await bounded({ MM_LOG: "0", MM_PRELOAD: "clip-tiny,vlm-tiny" }, async ({ url }) => {
+      const health = await (await fetch(`${url}/health`)).json();
+      assert.deepEqual(health.models.sort(), ["clip-tiny", "vlm-tiny"]);
+      assert.equal(health.backend, "cpu");
+    });
+  },
+});
+
+/** A rendered scene (a red circle on black) as a PNG data URL. */
+async function sceneDataUrl(): Promise<string> {
+  const scene: Scene = {
+    background: "black",
+    objects: [{ shape: "circle", colour: "red", size: "large", side: 24, x: 20, y: 20 }],
+  };
+  const raw = { width: 64, height: 64, channels: 3 } as const;
+  const png = await sharp(renderScene(scene), { raw }).png().toBuffer();
+  return `data:image/png;base64,${png.toString("base64")}`;
+}
