@@ -15,6 +15,7 @@ import { Lifecycle, lifecycleMiddleware, type RequestLog } from "./core/lifecycl
 import { Metrics } from "./core/metrics.ts";
 import { Scheduler } from "./core/scheduler.ts";
 import { SessionRegistry } from "./core/sessions.ts";
+import { Upstreams } from "./core/upstream.ts";
 import { type CatalogEntry, loadCatalog, modelDir, pullModel } from "./models/catalog.ts";
 import { hubToApiError } from "./models/hub.ts";
 import { scanModels } from "./models/manifest.ts";
@@ -26,11 +27,12 @@ import {
   preloadChoice,
 } from "./models/registry.ts";
 import { EnginePool, FAMILY_GROUPS } from "./models/remote.ts";
+import { UpstreamModels } from "./models/upstreams.ts";
 import { admission } from "./routes/admission.ts";
 import { captionRoutes } from "./routes/captions.ts";
 import { chatRoutes } from "./routes/chat.ts";
 import { clipRoutes } from "./routes/clip.ts";
-import { forwardToEngines, keepRawBody } from "./routes/forward.ts";
+import { forwardToEngines, forwardToUpstreams, keepRawBody } from "./routes/forward.ts";
 import type { Deps, Env } from "./routes/http.ts";
 import { imageRoutes } from "./routes/images.ts";
 import { metricsRoute, opsRoutes } from "./routes/ops.ts";
@@ -114,7 +116,16 @@ async function createRegistry(config: Config, onChange?: () => void): Promise<Mo
 }
 
 /** The app that accepts requests: in this thread with `models`, or in front of `pool`. */
-function serve(config: Config, models: Models, options: AppOptions, pool?: EnginePool): Served {
+function serve(config: Config, here: Models, options: AppOptions, pool?: EnginePool): Served {
+  const upstreams = config.upstreams.length
+    ? new Upstreams(config.upstreams, {
+      timeoutMs: config.upstreamTimeoutMs,
+      pollMs: 10_000,
+      log: (line) => console.error(line),
+    })
+    : undefined;
+  upstreams?.start();
+  const models = upstreams ? new UpstreamModels(here, upstreams) : here;
   const lifecycle = new Lifecycle();
   const metrics = new Metrics({
     models: () => models.list(),
@@ -147,8 +158,9 @@ function serve(config: Config, models: Models, options: AppOptions, pool?: Engin
   const scheduler = new Scheduler(config.scheduler, {
     waited: (model, seconds) => metrics.observeQueueWait(model, seconds),
   });
-  if (pool) app.use("/v1/*", keepRawBody());
+  if (pool || upstreams) app.use("/v1/*", keepRawBody());
   app.use("/v1/*", admission(scheduler, models));
+  if (upstreams) app.use("/v1/*", forwardToUpstreams(upstreams, models));
   if (pool) app.use("/v1/*", forwardToEngines(pool));
 
   allRoutes(app, { config, registry: models });

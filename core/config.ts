@@ -10,6 +10,14 @@ const API_KEY = /^[A-Za-z0-9._~+/-]+=*$/;
 /** A comma-separated list; blanks and surrounding spaces dropped. */
 const list = (v: string) => v.split(",").map((s) => s.trim()).filter((s) => s !== "");
 
+const Upstreams = z.array(
+  z.object({
+    models: z.array(z.string().min(1)).min(1),
+    urls: z.array(z.url({ protocol: /^https?$/ })).min(1),
+    api_key: z.string().min(1).optional(),
+  }).strict(),
+).transform((list) => list.map((u) => ({ models: u.models, urls: u.urls, apiKey: u.api_key })));
+
 const Env = z.object({
   /**
    * The address to listen on: loopback unless asked (`0.0.0.0` or `::` for every interface).
@@ -78,6 +86,28 @@ const Env = z.object({
   MM_PRELOAD: z.string().default("").transform((v) =>
     v.trim() === "all" ? "all" as const : list(v)
   ),
+  /**
+   * Other servers for some models, as JSON: `[{"models": ["sd-tiny"], "urls":
+   * ["http://gpu-box:8000"], "api_key": "…"}]`. Requests for those models are sent there, even
+   * where a local copy exists.
+   */
+  MM_UPSTREAMS: z.string().default("").transform((v, ctx) => {
+    if (v.trim() === "") return [];
+    let json: unknown;
+    try {
+      json = JSON.parse(v);
+    } catch {
+      ctx.addIssue({ code: "custom", message: "is not JSON" });
+      return z.NEVER;
+    }
+    const parsed = Upstreams.safeParse(json);
+    if (parsed.success) return parsed.data;
+    const i = parsed.error.issues[0];
+    ctx.addIssue({ code: "custom", message: `${i.path.join(".") || "(top)"}: ${i.message}` });
+    return z.NEVER;
+  }),
+  /** Seconds an upstream has to start answering (its stream afterwards is not limited). */
+  MM_UPSTREAM_TIMEOUT_S: z.coerce.number().positive().default(30),
   /** Threads for the native CPU backend (0 = ORT's default). */
   MM_THREADS: z.coerce.number().int().min(0).default(0),
   /** Per model: jobs that run at once, jobs that may wait (then 429), and the wait limit (503). */
@@ -117,6 +147,9 @@ export type Config = {
   maxImagePixels: number;
   maxBodyBytes: number;
   threads: number;
+  /** Models served by other servers (MM_UPSTREAMS), and how long they have to answer. */
+  upstreams: Array<{ models: string[]; urls: string[]; apiKey?: string }>;
+  upstreamTimeoutMs: number;
   /** What loads at start: `all` manifests that say `preload`, or these ids. */
   preload: "all" | string[];
   workers: "families" | "one" | "none";
@@ -165,6 +198,8 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     maxBodyBytes: e.MM_MAX_BODY_BYTES,
     threads: e.MM_THREADS,
     preload: e.MM_PRELOAD,
+    upstreams: e.MM_UPSTREAMS,
+    upstreamTimeoutMs: e.MM_UPSTREAM_TIMEOUT_S * 1000,
     workers: ({ families: "families", "1": "one", "0": "none" } as const)[e.MM_WORKERS],
     scheduler: {
       concurrency: e.MM_MAX_CONCURRENT,

@@ -19,6 +19,8 @@ export type ErrorCode =
   | "invalid_api_key"
   | "origin_not_allowed"
   | "cancelled"
+  | "upstream_unavailable"
+  | "upstream_failed"
   | "internal_error";
 
 const STATUS: Record<ErrorCode, number> = {
@@ -37,6 +39,8 @@ const STATUS: Record<ErrorCode, number> = {
   invalid_api_key: 401,
   origin_not_allowed: 403,
   cancelled: 499,
+  upstream_unavailable: 503,
+  upstream_failed: 502,
   internal_error: 500,
 };
 

@@ -206,6 +206,20 @@ export function lifecycleMiddleware(
 const encoder = new TextEncoder();
 
 /**
+ * A stream's last event carrying `e` in the envelope, in the stream's own style: `event: error`
+ * when its events are named (the image streams), a bare `data:` line when not (chat, as OpenAI's).
+ */
+export function sseErrorEvent(e: ApiError, named: boolean): Uint8Array {
+  const data = `data: ${JSON.stringify(e.toJSON())}\n\n`;
+  return encoder.encode(named ? `event: error\n${data}` : data);
+}
+
+/** Whether a stream whose first bytes are `first` names its events. */
+export function namesEvents(first: Uint8Array): boolean {
+  return new TextDecoder().decode(first.subarray(0, 6)) === "event:";
+}
+
+/**
  * Passes a Server-Sent Events body through; tells `onEnd` when it ends. When `cut` fires it sends
  * one last error event in the stream's own style (`event: error` if its events are named, else a
  * bare `data:` line as OpenAI's chat streams have), closes, and cancels the source, whose job then
@@ -233,8 +247,7 @@ export function guardStream(
     const e = cut.reason instanceof ApiError
       ? cut.reason
       : new ApiError("shutting_down", "The server is shutting down");
-    const data = `data: ${JSON.stringify(e.toJSON())}\n\n`;
-    out.enqueue(encoder.encode(named ? `event: error\n${data}` : data));
+    out.enqueue(sseErrorEvent(e, named));
     out.close();
     finish("cut");
     reader.cancel(e).catch(() => {});
@@ -256,7 +269,7 @@ export function guardStream(
         }
         if (first) {
           first = false;
-          named = new TextDecoder().decode(value.subarray(0, 6)) === "event:";
+          named = namesEvents(value);
         }
         controller.enqueue(value);
       } catch (e) {

@@ -69,6 +69,8 @@ export interface ModelInfo {
   loaded: boolean;
   /** The family's default: what a request without `model` gets. */
   default?: boolean;
+  /** Served by another server (MM_UPSTREAMS) through this one. */
+  upstream?: boolean;
   license: string;
 }
 

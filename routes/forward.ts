@@ -1,14 +1,17 @@
 /**
- * On the HTTP thread in front of engine workers: requests that need a pipeline (every `/v1/*`
- * route but the model list) are answered by the worker that serves their family. The body is
- * read as bytes first — before admission parses it for its `model` — so the worker gets it
- * exactly as sent; then, once admitted, the request goes to the worker instead of the route.
+ * Requests answered elsewhere than by this thread's routes: by an upstream server when their
+ * model is one of MM_UPSTREAMS, else, in front of engine workers, by the worker that serves
+ * their family (every `/v1/*` route but the model list). The body is read as bytes first —
+ * before admission parses it for its `model` — so it is sent on exactly as it came; then, once
+ * admitted, the request goes there instead of to the route.
  */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
+import type { Upstreams } from "../core/upstream.ts";
+import type { Models } from "../models/registry.ts";
 import type { EnginePool } from "../models/remote.ts";
 import { familyOfRoute } from "./admission.ts";
-import type { Env } from "./http.ts";
+import { type Env, readBody } from "./http.ts";
 
 /** Paths the HTTP thread answers itself (from the workers' statuses). */
 const local = (path: string) => path === "/v1/models" || path.startsWith("/v1/models/");
@@ -29,16 +32,36 @@ export function forwardToEngines(pool: EnginePool): MiddlewareHandler<Env> {
     // Unknown paths and methods fall through to the app's own 404 and 405.
     const routed = matchedRoutes(c).some((r) => r.method !== "ALL");
     if (local(c.req.path) || !routed) return next();
-    const body = c.req.method === "GET" || c.req.method === "HEAD"
-      ? null
-      : (await c.req.arrayBuffer()).slice(0); // a copy: the transfer detaches it
-    const headers = new Headers(c.req.raw.headers);
-    headers.set("x-request-id", c.get("requestId"));
-    const request = new Request(c.req.raw.url, {
-      method: c.req.method,
-      headers,
-      signal: c.req.raw.signal,
-    });
+    const { request, body } = await outgoing(c);
     c.res = await pool.endpointFor(familyOfRoute(c.req.path)).fetch(request, body);
   };
+}
+
+/** After admission: a request whose model an upstream serves goes there. */
+export function forwardToUpstreams(upstreams: Upstreams, models: Models): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const family = c.req.method === "POST" ? familyOfRoute(c.req.path) : undefined;
+    if (!family) return next();
+    const named = (await readBody(c) as { model?: unknown })?.model;
+    const model = typeof named === "string" ? named : models.defaultId(family);
+    const upstream = model === undefined ? undefined : upstreams.for(model);
+    if (!upstream) return next();
+    const { request, body } = await outgoing(c);
+    c.res = await upstream.fetch(request, body);
+  };
+}
+
+/** The request as it is sent on: its own bytes and headers, our request id, the client's signal. */
+async function outgoing(c: Context<Env>): Promise<{ request: Request; body: ArrayBuffer | null }> {
+  const body = c.req.method === "GET" || c.req.method === "HEAD"
+    ? null
+    : (await c.req.arrayBuffer()).slice(0); // a copy: a transfer detaches it
+  const headers = new Headers(c.req.raw.headers);
+  headers.set("x-request-id", c.get("requestId"));
+  const request = new Request(c.req.raw.url, {
+    method: c.req.method,
+    headers,
+    signal: c.req.raw.signal,
+  });
+  return { request, body };
 }

@@ -120,6 +120,12 @@ const Model = z.object({
     description: "false: known and pullable with `deno task models pull <id>`",
   }),
   loaded: z.boolean(),
+  default: z.boolean().optional().openapi({
+    description: "The family's default: what a request without `model` gets",
+  }),
+  upstream: z.boolean().optional().openapi({
+    description: "Served by another server (MM_UPSTREAMS) through this one",
+  }),
   license: z.string(),
 }).openapi("Model");
 
