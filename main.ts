@@ -11,6 +11,7 @@ import { apiKeyAuth, corsFor, originGuard } from "./core/access.ts";
 import { adapterName, resolveBackend } from "./core/backend.ts";
 import { type Config, loadConfig } from "./core/config.ts";
 import { ApiError } from "./core/errors.ts";
+import { imageCodec } from "./core/image.ts";
 import { Lifecycle, lifecycleMiddleware, type RequestLog } from "./core/lifecycle.ts";
 import { Metrics } from "./core/metrics.ts";
 import { Scheduler } from "./core/scheduler.ts";
@@ -258,6 +259,14 @@ if (import.meta.main) {
     );
   }
   const t0 = performance.now();
+  if (imageCodec.wasm && config.workers !== "none") {
+    // Its emscripten runtime takes a Deno Worker for one of its own threads and answers the
+    // Worker's messages itself, so engine workers and sharp's WebAssembly build cannot mix.
+    console.log(
+      `image codec: ${imageCodec.name} (WebAssembly): pipelines run on the HTTP thread (MM_WORKERS=0)`,
+    );
+    config.workers = "none";
+  }
   const options = {
     log: config.log ? (line: RequestLog) => console.log(JSON.stringify(line)) : undefined,
   };

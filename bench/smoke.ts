@@ -8,6 +8,7 @@
  *   deno run -A bench/smoke.ts                        # the server runs on this same deno
  *   npx -y deno@2.5.7 run -A bench/smoke.ts           # ... on Deno 2.5.7 (Deploy's line)
  *   deno run -A bench/smoke.ts --deno /path/to/deno   # ... on another binary
+ *   deno run -A bench/smoke.ts --portable             # the portable profile: no native code
  *
  * The server listens on a free loopback port: Deno's `DENO_SERVE_ADDRESS` (which takes precedence
  * over the address the code asks for) keeps it off other interfaces though Deploy mode binds
@@ -24,6 +25,7 @@ const { values } = parseArgs({
     env: { type: "string", multiple: true, default: [] },
     "startup-timeout": { type: "string", default: "120" },
     "max-rss-mb": { type: "string", default: "768" },
+    portable: { type: "boolean", default: false },
   },
 });
 const maxRssMb = Number(values["max-rss-mb"]);
@@ -41,8 +43,12 @@ console.log(`smoke: ${version} (${deno}), server on ${base}`);
 
 const t0 = performance.now();
 const secs = () => ((performance.now() - t0) / 1000).toFixed(2);
+// --portable: `deno task serve:portable`'s permissions (no native code) and backend.
+const args = values.portable
+  ? ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-sys=cpus", "main.ts"]
+  : ["run", "-A", "main.ts"];
 const child = new Deno.Command(deno, {
-  args: ["run", "-A", "main.ts"],
+  args,
   cwd: root,
   env: {
     DENO_DEPLOY: "true",
@@ -50,6 +56,7 @@ const child = new Deno.Command(deno, {
     PORT: String(port),
     MM_LOG: "0",
     NO_COLOR: "1",
+    ...(values.portable ? { MM_BACKEND: "wasm" } : {}),
     ...extraEnv,
   },
   stdout: "piped",

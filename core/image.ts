@@ -3,7 +3,20 @@
  * decoding), and decoding to RGB with EXIF orientation applied. PNG, JPEG, WebP and GIF.
  */
 import sharp from "sharp";
+// Names sharp's WebAssembly build in the module graph, so that Deno installs it with the rest:
+// sharp loads it by itself (`require`) where its native addon cannot load.
+import "@img/sharp-wasm32/versions" with { type: "json" };
 import { ApiError } from "./errors.ts";
+
+/**
+ * Which build of sharp loaded: the native libvips addon, or its WebAssembly build, which sharp
+ * falls back to where native addons cannot load (no --allow-ffi: the portable profile). Both
+ * decode and resize byte for byte alike (tests/portable_test.ts).
+ */
+export const imageCodec = {
+  name: `libvips ${sharp.versions.vips}`,
+  wasm: "emscripten" in sharp.versions,
+};
 
 /** An 8-bit RGB image, row-major, 3 bytes a pixel. */
 export interface RgbImage {

@@ -3,6 +3,7 @@ import { z } from "@hono/zod-openapi";
 import type { BackendInfo } from "../models/registry.ts";
 import type { Config } from "../core/config.ts";
 import { ApiError } from "../core/errors.ts";
+import { imageCodec } from "../core/image.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { type App, type Deps, ErrorBody, route } from "./http.ts";
 
@@ -41,6 +42,9 @@ const Runtime = z.object({
   }),
   adapter: Adapter.nullable().openapi({
     description: "The WebGPU adapter navigator.gpu offered, used or not; null: none",
+  }),
+  image_codec: z.object({ name: z.string(), wasm: z.boolean() }).openapi({
+    description: "sharp's build: native libvips, or WebAssembly where native code cannot load",
   }),
   rss_mb: z.number().openapi({ description: "Resident memory of the process" }),
 }).openapi("Runtime");
@@ -100,6 +104,7 @@ export function runtimeReport(
         used: backend.name === "webgpu",
       }
       : null,
+    image_codec: imageCodec,
     rss_mb: Math.round(Deno.memoryUsage().rss / 2 ** 20),
   };
 }

@@ -3,13 +3,14 @@
  * bomb, unknown model, missing or wrong fields, body too large), each a clear error in the
  * OpenAI envelope, after which the app keeps serving.
  */
+import { TEST_BACKEND } from "./profile.ts";
 import assert from "node:assert/strict";
 import sharp from "sharp";
 import { loadConfig } from "../core/config.ts";
 import { createApp } from "../main.ts";
 import { renderScene, type Scene } from "../world/world.ts";
 
-const config = { ...loadConfig({ MM_BACKEND: "cpu" }), maxBodyBytes: 2 * 1024 * 1024 };
+const config = { ...loadConfig({ MM_BACKEND: TEST_BACKEND }), maxBodyBytes: 2 * 1024 * 1024 };
 const { app, registry } = await createApp(config);
 await registry.preload();
 
@@ -56,7 +57,7 @@ async function stillServing() {
 }
 
 Deno.test("GET /health is 503 with an error while models load, then 200", async () => {
-  const fresh = await createApp(loadConfig({ MM_BACKEND: "cpu" }));
+  const fresh = await createApp(loadConfig({ MM_BACKEND: TEST_BACKEND }));
   await expectError(await fresh.app.request("/health"), 503, "not_ready");
   await fresh.registry.preload();
   const res = await fresh.app.request("/health");
@@ -86,8 +87,8 @@ Deno.test("GET /v1/models lists clip-tiny with its family, modalities and backen
   const clip = data.find((m: { id: string }) => m.id === "clip-tiny");
   assert.equal(clip.family, "clip");
   assert.deepEqual(clip.modalities.input, ["text", "image"]);
-  assert.equal(clip.backend, "cpu");
-  assert.equal(clip.execution_provider, "cpu");
+  assert.equal(clip.backend, TEST_BACKEND);
+  assert.equal(clip.execution_provider, TEST_BACKEND);
   assert.equal(clip.loaded, true);
 });
 

@@ -1,11 +1,12 @@
 /** `POST /v1/captions`: decoding options, attention, and errors. */
+import { TEST_BACKEND } from "./profile.ts";
 import assert from "node:assert/strict";
 import sharp from "sharp";
 import { loadConfig } from "../core/config.ts";
 import { createApp } from "../main.ts";
 import { canonicalCaption, renderScene, type Scene } from "../world/world.ts";
 
-const { app, registry } = await createApp(loadConfig({ MM_BACKEND: "cpu" }));
+const { app, registry } = await createApp(loadConfig({ MM_BACKEND: TEST_BACKEND }));
 await registry.preload();
 const captioners = registry.list().filter((m) => m.family === "captioning" && m.installed).map((
   m,

@@ -5,6 +5,7 @@
  * log-probabilities, penalties and logit bias, usage chunks as OpenAI sends them, disconnects,
  * concurrency, and clear 400s for what is not supported (never a silent 200).
  */
+import { TEST_BACKEND } from "./profile.ts";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import sharp from "sharp";
@@ -14,7 +15,7 @@ import { createApp } from "../main.ts";
 import { adjustLogprobs } from "../models/chat/pipeline.ts";
 import { renderScene, type Scene } from "../world/world.ts";
 
-const { app, registry } = await createApp(loadConfig({ MM_BACKEND: "cpu" }));
+const { app, registry } = await createApp(loadConfig({ MM_BACKEND: TEST_BACKEND }));
 await registry.preload();
 const chatModels = registry.list().filter((m) => m.family === "chat" && m.installed).map((m) =>
   m.id

@@ -3,13 +3,14 @@
  * `partial_images` previews of the predicted image), edits, `quality`, CLIP rerank, fields that
  * cannot be honoured (400s naming them) and nulls (not given).
  */
+import { TEST_BACKEND } from "./profile.ts";
 import assert from "node:assert/strict";
 import sharp from "sharp";
 import { loadConfig } from "../core/config.ts";
 import { createApp } from "../main.ts";
 import { renderScene, type Scene } from "../world/world.ts";
 
-const { app, registry } = await createApp(loadConfig({ MM_BACKEND: "cpu" }));
+const { app, registry } = await createApp(loadConfig({ MM_BACKEND: TEST_BACKEND }));
 await registry.preload();
 
 const post = (path: string, body: Record<string, unknown>, signal?: AbortSignal) =>

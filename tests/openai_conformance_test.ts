@@ -9,6 +9,7 @@
  * own image models (1024x1024, …); ours draw 32–128 px images and report them in the same
  * "WIDTHxHEIGHT" form, which the test checks by pattern instead.
  */
+import { TEST_BACKEND } from "./profile.ts";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import sharp from "sharp";
@@ -37,7 +38,7 @@ for (
 }
 const spec = new Validator(schemas);
 
-const { app, registry } = await createApp(loadConfig({ MM_BACKEND: "cpu" }));
+const { app, registry } = await createApp(loadConfig({ MM_BACKEND: TEST_BACKEND }));
 await registry.preload();
 const installed = (family: string) =>
   registry.list().filter((m) => m.family === family && m.installed).map((m) => m.id);
