@@ -8,7 +8,7 @@
 import { loadConfig } from "./core/config.ts";
 import { generatedMetrics } from "./core/metrics.ts";
 import { serveRequests } from "./core/worker_bridge.ts";
-import { createEngine } from "./main.ts";
+import { createEngine, warmRuntime } from "./main.ts";
 import type { Family } from "./models/manifest.ts";
 import { preloadChoice } from "./models/registry.ts";
 import type { EngineStatus } from "./models/remote.ts";
@@ -27,3 +27,4 @@ report();
 // This worker's share of MM_PRELOAD (the HTTP thread checked the ids).
 const chosen = preloadChoice(config.preload, registry.entries);
 await registry.preload((m) => families.includes(m.family) && chosen(m));
+warmRuntime(registry.sessions.backend);

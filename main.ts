@@ -8,7 +8,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { timing } from "hono/timing";
 import { apiKeyAuth, corsFor, originGuard } from "./core/access.ts";
-import { adapterName, resolveBackend } from "./core/backend.ts";
+import { adapterName, type Backend, probeBackend, resolveBackend } from "./core/backend.ts";
 import { type Config, loadConfig } from "./core/config.ts";
 import { ApiError } from "./core/errors.ts";
 import { imageCodec } from "./core/image.ts";
@@ -312,6 +312,7 @@ if (import.meta.main) {
     console.log(`${describeBackend(inProcess.registry.backend)}; loading models...`);
     const { registry } = inProcess;
     await registry.preload(preloadChoice(config.preload, registry.entries));
+    warmRuntime(registry.sessions.backend);
   } else {
     const { pool } = front!;
     console.log(`engine workers: ${pool.names.join(", ")} (MM_WORKERS=0 runs in this thread)`);
@@ -323,6 +324,14 @@ if (import.meta.main) {
       models.list().filter((m) => m.loaded).map((m) => m.id).join(", ")
     }`,
   );
+}
+
+/**
+ * Starts the backend's runtime in the background once serving (WASM compiles ONNX Runtime's
+ * module on its first session: 1.4 s here), so that a lazy first request does not pay for it.
+ */
+export function warmRuntime(backend: Backend): void {
+  probeBackend(backend).catch((e) => console.error(`backend warm-up failed: ${e}`));
 }
 
 /** `backend: cpu (cpu, …; no WebGPU adapter); Deno 2.9.6` */
