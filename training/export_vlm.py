@@ -221,10 +221,14 @@ def main():
     tok = ChatTokenizer(vocabulary(args.data))
     assert tok.tokens == state["vocab"], "the vocabulary changed since training"
     model = Vlm(c, kind, tok.ids["<image>"])
-    model.load_state_dict(state["model"])
     clip_state = torch.load(args.clip, map_location="cpu")
     clip = Clip(ClipConfig(**clip_state["config"]))
     clip.load_state_dict(clip_state["model"])
+    # A run with --tune-tower saved its own tuned copy of the tower: that one is the encoder.
+    tower = {k[len("tower."):]: v for k, v in state["model"].items() if k.startswith("tower.")}
+    if tower:
+        clip.vision.load_state_dict(tower)
+    model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith("tower.")})
     model.eval(), clip.eval()
     export_model(model, clip, c, kind, tok, args.out)
     write = lambda name, obj: json.dump(obj, open(f"{args.out}/{name}", "w"), indent=2)

@@ -75,10 +75,11 @@ def frozen_tower(clip_path: str) -> Clip:
     return clip
 
 
-@torch.no_grad()
-def patch_features(clip: Clip, images: np.ndarray, batch: int = 500) -> torch.Tensor:
-    """[N, 64, 128]: the tower's last_hidden_state without the class token."""
-    out = [clip.vision(pixels(images[i:i + batch]))[2][:, 1:] for i in range(0, len(images), batch)]
+def patch_features(vision: nn.Module, images: np.ndarray, batch: int = 500) -> torch.Tensor:
+    """[N, 64, 128]: the tower's last_hidden_state without the class token (with gradients
+    only when the tower is being tuned)."""
+    with torch.set_grad_enabled(vision.training and torch.is_grad_enabled()):
+        out = [vision(pixels(images[i:i + batch]))[2][:, 1:] for i in range(0, len(images), batch)]
     return torch.cat(out)
 
 
@@ -137,13 +138,13 @@ def greedy_answers(model, tok, prompts: list, feats: torch.Tensor, max_tokens=24
 
 
 @torch.no_grad()
-def answer_accuracy(model, clip, tok, kind, image_tokens, n=40, seed=10**6, chunk=128) -> dict:
+def answer_accuracy(model, vision, tok, kind, image_tokens, n=40, seed=10**6, chunk=128) -> dict:
     """Greedy answers to every question of n fresh scenes per split, exact match, per type."""
     out = {}
     for split, held in (("test", False), ("heldout", True)):
         r = np.random.default_rng(seed + held)
         scenes = [world.sample_scene(r, held_out_pair=held) for _ in range(n)]
-        feats = patch_features(clip, np.stack([world.render(s, r) for s in scenes]))
+        feats = patch_features(vision, np.stack([world.render(s, r) for s in scenes]))
         items = [(i, q) for i, s in enumerate(scenes) for q in world.questions(s, r, allow_held_out=True)]
         right, total = {}, {}
         for c in range(0, len(items), chunk):
@@ -190,6 +191,9 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tune-tower", type=float, default=0.0,
+                    help="train clip-tiny's vision tower too, at this fraction of --lr (0: frozen); "
+                         "the tuned tower is saved with the model and exported as its vision encoder")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -201,7 +205,14 @@ def main():
     for p in model.parameters():
         if p.dim() >= 2:
             nn.init.normal_(p, std=0.02)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    groups = [{"params": list(model.parameters()), "scale": 1.0}]
+    if args.tune_tower > 0:
+        model.tower = clip.vision  # a submodule now: trained, checkpointed and exported with it
+        for p in model.tower.parameters():
+            p.requires_grad_(True)
+        groups.append({"params": list(model.tower.parameters()), "scale": args.tune_tower})
+    vision = model.tower if args.tune_tower > 0 else clip.vision
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.01)
     ckpt = Checkpointer(f"{args.out}/last.pt")
     first = step = ckpt.load(model, opt)
     r = np.random.default_rng([args.seed, step])  # a resumed run draws scenes it has not seen
@@ -211,13 +222,13 @@ def main():
     model.train()
     while step < args.steps:
         scenes = [world.sample_scene(r) for _ in range(args.batch)]
-        feats = patch_features(clip, np.stack([world.render(sc, r) for sc in scenes]))
+        feats = patch_features(vision, np.stack([world.render(sc, r) for sc in scenes]))
         pairs = [pick_question(world.questions(sc, r), r)[1:] for sc in scenes]
         ids, mask, tgt = encode_batch(tok, pairs, args.kind, config.image_tokens)
         logits = model(ids, mask, feats)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = lr_at(step) * g["scale"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -227,7 +238,7 @@ def main():
             progress(step, args.steps, start, first, loss=loss.item(), lr=lr_at(step))
         if step % args.eval_every == 0:
             model.eval()
-            scores = answer_accuracy(model, clip, tok, args.kind, config.image_tokens)
+            scores = answer_accuracy(model, vision, tok, args.kind, config.image_tokens)
             model.train()
             print(f"eval step={step} " + " ".join(f"{k}={v:.3f}" for k, v in sorted(scores.items())), flush=True)
         ckpt.maybe_save(model, opt, step, config=config.to_dict(), kind=args.kind, vocab=tok.tokens)
