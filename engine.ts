@@ -21,7 +21,8 @@ const status = (): EngineStatus => {
   const { ort: _, ...backend } = registry.sessions.backend; // a module: not for postMessage
   return { ready: registry.ready, models: registry.list(), backend };
 };
-const { emit } = serveRequests(app.fetch, { metrics: generatedMetrics, status });
+const gc = () => (globalThis as { gc?: () => void }).gc?.(); // with --v8-flags=--expose-gc
+const { emit } = serveRequests(app.fetch, { metrics: generatedMetrics, status, gc });
 report = () => emit("status", status());
 report();
 // This worker's share of MM_PRELOAD (the HTTP thread checked the ids).

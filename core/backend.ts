@@ -34,8 +34,29 @@ export interface AdapterReport {
   softwareReason: string | null;
 }
 
+/**
+ * What a backend can do, so that code asks for a capability instead of matching a backend's
+ * name (and a new backend says what it can in one place: `CAPABILITIES`).
+ */
+export interface Capabilities {
+  /** Runs may overlap (ORT-node's CPU provider); else they are queued one at a time. */
+  concurrentRuns: boolean;
+  /** Outputs can stay in GPU buffers, and our WGSL kernels can share ORT's GPUDevice. */
+  gpuBuffers: boolean;
+  /** `intraOpNumThreads` sets its thread count (MM_THREADS). */
+  threadCount: boolean;
+}
+
+export const CAPABILITIES: Record<BackendName, Capabilities> = {
+  // A WebGPU device fails on concurrent runs; one ORT-web (WASM) session cannot run twice at once.
+  webgpu: { concurrentRuns: false, gpuBuffers: true, threadCount: false },
+  cpu: { concurrentRuns: true, gpuBuffers: false, threadCount: true },
+  wasm: { concurrentRuns: false, gpuBuffers: false, threadCount: false },
+};
+
 export interface Backend {
   name: BackendName;
+  can: Capabilities;
   /** The ORT execution provider name sessions are created with. */
   executionProvider: string;
   /** Human description of where it runs, e.g. the GPU adapter. */
@@ -282,6 +303,7 @@ export async function resolveBackend(
   const notes: string[] = [];
   const done = (b: Loaded): Backend => ({
     ...b,
+    can: CAPABILITIES[b.name],
     fallbackAdapter: b.name === "webgpu" && Boolean(adapter?.software),
     adapter,
     choice,

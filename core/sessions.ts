@@ -47,11 +47,10 @@ export class Session {
 export class SessionRegistry {
   #sessions = new Map<string, Promise<Session>>();
   #queue: Promise<unknown> = Promise.resolve();
-  /** WebGPU devices fail on concurrent runs, and one ORT-web session cannot run twice at once. */
   readonly #serial: boolean;
 
   constructor(readonly backend: Backend, readonly threads = 0) {
-    this.#serial = backend.name !== "cpu";
+    this.#serial = !backend.can.concurrentRuns;
   }
 
   /**
@@ -59,7 +58,7 @@ export class SessionRegistry {
    * WebGPU) its outputs stay in GPU buffers, for loops that feed them to our kernels.
    */
   load(path: string, { gpuOutputs = false } = {}): Promise<Session> {
-    const gpu = gpuOutputs && this.backend.name === "webgpu";
+    const gpu = gpuOutputs && this.backend.can.gpuBuffers;
     const key = gpu ? `${path}#gpu` : path;
     let s = this.#sessions.get(key);
     if (!s) {
@@ -85,7 +84,7 @@ export class SessionRegistry {
       graphOptimizationLevel: "all",
       logSeverityLevel: 3, // errors only: node-placement warnings are expected on WebGPU
       ...(gpuOutputs ? { preferredOutputLocation: "gpu-buffer" as const } : {}),
-      ...(this.backend.name === "cpu" && this.threads > 0
+      ...(this.backend.can.threadCount && this.threads > 0
         ? { intraOpNumThreads: this.threads }
         : {}),
     };
@@ -110,7 +109,7 @@ export class SessionRegistry {
 
   /** ORT's own GPUDevice, once a WebGPU session exists; null on other backends. */
   async gpuDevice(): Promise<GPUDevice | null> {
-    if (this.backend.name !== "webgpu" || this.#sessions.size === 0) return null;
+    if (!this.backend.can.gpuBuffers || this.#sessions.size === 0) return null;
     return await this.backend.ort.env.webgpu.device as GPUDevice;
   }
 
