@@ -7,6 +7,8 @@ import { type BackendName, resolveBackend } from "./backend.ts";
 import { EMBEDDED_MODELS_DIR } from "./config.ts";
 import { SessionRegistry } from "./sessions.ts";
 import { preprocess } from "./preprocess.ts";
+import { adapter, needsGpu } from "../tests/gpu.ts";
+import { maxAbsDiff } from "../tests/tolerance.ts";
 
 const MODEL = `${EMBEDDED_MODELS_DIR}clip-tiny/`;
 const golden = JSON.parse(
@@ -16,12 +18,7 @@ const processor = JSON.parse(await Deno.readTextFile(`${MODEL}preprocessor_confi
 /** Largest absolute difference we accept between backends and against PyTorch (fp32). */
 const TOLERANCE = 1e-4;
 
-const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-};
+const maxDiff = maxAbsDiff;
 
 async function runClip(name: BackendName) {
   const sessions = new SessionRegistry(await resolveBackend(name));
@@ -72,13 +69,9 @@ Deno.test("wasm backend matches the cpu backend, and concurrent runs on it are q
   }
 });
 
-const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
-if (!adapter) {
-  console.warn("engine_test: skipping the WebGPU comparison: navigator.gpu has no adapter here");
-}
 Deno.test({
   name: "webgpu backend matches the cpu backend (on whatever adapter exists)",
-  ignore: !adapter,
+  ...needsGpu("engine_test: the WebGPU comparison"),
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {

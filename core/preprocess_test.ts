@@ -11,6 +11,7 @@ import {
 import type { RgbImage } from "./image.ts";
 import { rng } from "../world/world.ts";
 import { EMBEDDED_MODELS_DIR } from "./config.ts";
+import { maxAbsDiff } from "../tests/tolerance.ts";
 
 const CLIP_B32: ProcessorConfig = {
   do_resize: true,
@@ -48,10 +49,7 @@ for (const [name, config] of [["clip-tiny", TINY], ["CLIP ViT-B/32", CLIP_B32]] 
       );
       const t = theirs.pixel_values;
       assert.deepEqual(t.dims, [1, 3, ours.height, ours.width]);
-      let max = 0;
-      for (let i = 0; i < ours.data.length; i++) {
-        max = Math.max(max, Math.abs(ours.data[i] - (t.data as Float32Array)[i]));
-      }
+      const max = maxAbsDiff(ours.data, t.data as Float32Array);
       assert.ok(max < 1e-5, `max difference ${max}`);
     });
   }

@@ -22,7 +22,7 @@ function deadUrl(): string {
   return `http://127.0.0.1:${port}`;
 }
 
-const post = (body: string) =>
+const post = () =>
   new Request("http://edge/v1/embeddings?x=1", {
     method: "POST",
     headers: { "content-type": "application/json", authorization: "Bearer edge-key" },
@@ -40,7 +40,7 @@ Deno.test("the request goes on as it came, with the upstream's key; a dead URL i
   });
   const u = new Upstream({ models: ["m"], urls: [deadUrl(), live.url], apiKey: "up-key" }, quiet);
   for (let i = 0; i < 3; i++) {
-    const res = await u.fetch(post(""), new TextEncoder().encode('{"model":"m"}').buffer);
+    const res = await u.fetch(post(), new TextEncoder().encode('{"model":"m"}').buffer);
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("x-up"), "1");
     assert.deepEqual(await res.json(), { ok: true });
@@ -61,12 +61,12 @@ Deno.test("503 and 429 are retried; the last answer is passed on when they persi
       : Response.json({ attempt: calls })
   );
   const u = new Upstream({ models: ["m"], urls: [flaky.url] }, quiet);
-  assert.deepEqual(await (await u.fetch(post(""), null)).json(), { attempt: 3 });
+  assert.deepEqual(await (await u.fetch(post(), null)).json(), { attempt: 3 });
   await flaky.server.shutdown();
 
   const full = serve(() => Response.json({ error: { code: "queue_full" } }, { status: 429 }));
   const v = new Upstream({ models: ["m"], urls: [full.url] }, quiet);
-  const res = await v.fetch(post(""), null);
+  const res = await v.fetch(post(), null);
   assert.equal(res.status, 429);
   assert.equal((await res.json()).error.code, "queue_full");
   await full.server.shutdown();
@@ -83,7 +83,7 @@ Deno.test("no upstream answering: upstream_unavailable (a 503 with Retry-After),
     ...quiet,
     timeoutMs: 200,
   });
-  await assert.rejects(u.fetch(post(""), null), (e: unknown) => {
+  await assert.rejects(u.fetch(post(), null), (e: unknown) => {
     assert.ok(e instanceof ApiError);
     assert.equal(e.code, "upstream_unavailable");
     assert.equal(e.status, 503);
@@ -116,7 +116,7 @@ Deno.test("a stream that breaks ends with an upstream_failed event in its own st
       )
     );
     const u = new Upstream({ models: ["m"], urls: [breaking.url] }, quiet);
-    const text = await (await u.fetch(post(""), null)).text();
+    const text = await (await u.fetch(post(), null)).text();
     const last = text.trim().split("\n\n").at(-1)!;
     if (named) assert.match(last, /^event: error\ndata: /);
     else assert.match(last, /^data: /);

@@ -1,16 +1,12 @@
 import assert from "node:assert/strict";
 import { attentionGpu, attentionReference, type AttentionShape } from "./attention.ts";
 import { gaussians } from "./random.ts";
+import { device, needsGpu } from "../tests/gpu.ts";
+import { maxAbsDiff } from "../tests/tolerance.ts";
 
-const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
-const device = adapter ? await adapter.requestDevice() : null;
-if (!device) console.log("attention: no WebGPU adapter here, GPU comparisons skipped");
+const gpu = needsGpu("attention kernels");
 
-function maxDiff(a: Float32Array, b: Float32Array) {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
+const maxDiff = maxAbsDiff;
 
 const cases: Array<[string, AttentionShape]> = [
   ["prefill, causal, grouped-query heads", {
@@ -80,7 +76,7 @@ Deno.test("attention reference: a query that sees one key returns that key's val
 for (const [name, s] of cases) {
   Deno.test({
     name: `WGSL attention equals its reference: ${name}`,
-    ignore: !device,
+    ...gpu,
     fn: async () => {
       const q = gaussians(1, 1, s.queries * s.heads * s.headDim);
       const k = gaussians(2, 2, s.kvHeads * s.capacity * s.headDim);

@@ -9,18 +9,12 @@ import {
   toRgbaGpu,
   toRgbaReference,
 } from "./denoise.ts";
+import { device, needsGpu } from "../tests/gpu.ts";
+import { maxAbsDiff } from "../tests/tolerance.ts";
 
-const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
-const device = adapter ? await adapter.requestDevice() : null;
-const gpu = { ignore: !device };
-if (!device) console.log("kernels: no WebGPU adapter here, GPU comparisons skipped");
+const gpu = needsGpu("denoising kernels");
 
-function maxDiff(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
+const maxDiff = maxAbsDiff;
 
 Deno.test("gaussian noise: deterministic, independent streams, standard normal moments", () => {
   const a = gaussians(7, 0, 20000);
@@ -90,8 +84,7 @@ Deno.test({
     const buffer = storageBuffer(device!, src);
     const gpuBytes = await toRgbaGpu(device!, buffer, images, channels, pixels, map);
     const ref = toRgbaReference(src, images, channels, pixels, map);
-    let off = 0;
-    for (let i = 0; i < ref.length; i++) off = Math.max(off, Math.abs(ref[i] - gpuBytes[i]));
+    const off = maxAbsDiff(ref, gpuBytes);
     assert.ok(off <= 1, `max byte difference ${off}`);
     const rgb = toRgbaReference(src.subarray(0, 3 * pixels), 1, 3, pixels);
     assert.equal(rgb[3], 255);

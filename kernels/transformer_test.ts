@@ -11,10 +11,7 @@ import {
   ropeRef,
   swigluRef,
 } from "./transformer.ts";
-
-const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
-const device = adapter ? await adapter.requestDevice() : null;
-if (!device) console.log("transformer kernels: no WebGPU adapter here, GPU comparisons skipped");
+import { device, needsGpu } from "../tests/gpu.ts";
 
 async function run(
   kernel: Kernel,
@@ -43,7 +40,7 @@ const close = (a: Float32Array, b: Float32Array, tol = 1e-4) => {
     assert.ok(Math.abs(a[i] - b[i]) < tol, `${i}: ${a[i]} vs ${b[i]}`);
   }
 };
-const gpu = { ignore: !device };
+const gpu = needsGpu("transformer kernels");
 
 Deno.test({
   name: "WGSL linear (and accumulate), RMSNorm, SwiGLU equal their references",

@@ -9,16 +9,16 @@ import { SessionRegistry } from "../core/sessions.ts";
 import { type ChatMessage, ChatPipeline } from "../models/chat/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 import { questions, renderScene, rng, sampleScenes } from "../world/world.ts";
+import { needsGpu } from "./gpu.ts";
 
 const dir = Deno.env.get("MM_TEST_XATTN_DIR") ?? EMBEDDED_MODELS_DIR;
 const entry = (await scanModels([dir])).find((e) => e.manifest.id === "vlm-xattn-tiny");
-const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
 if (!entry) console.log("chat on WebGPU: vlm-xattn-tiny is not installed; skipped");
-if (!adapter) console.log("chat on WebGPU: no adapter here; skipped");
+const gpu = needsGpu("chat on WebGPU");
 
 Deno.test({
   name: "vlm-xattn-tiny: WGSL-kernel decoder and ONNX Runtime give the same greedy tokens",
-  ignore: !entry || !adapter,
+  ignore: !entry || gpu.ignore,
   fn: async () => {
     const gpu = await ChatPipeline.load(
       entry!,

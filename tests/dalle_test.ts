@@ -14,13 +14,14 @@ import { ClipPipeline } from "../models/clip/pipeline.ts";
 import { type DalleOptions, DallePipeline } from "../models/dalle/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 import { renderScene, sampleScenes } from "../world/world.ts";
+import { needsGpu } from "./gpu.ts";
+import { maxAbsDiff } from "./tolerance.ts";
 
 const dir = Deno.env.get("MM_TEST_DALLE_DIR") ?? EMBEDDED_MODELS_DIR;
 const entries = await scanModels([dir, EMBEDDED_MODELS_DIR]);
 const entry = entries.find((e) => e.manifest.id === "dalle-tiny");
 if (!entry) console.log("dalle_test: dalle-tiny is not installed; skipped");
-const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
-if (!adapter) console.log("dalle_test: no WebGPU adapter here; the WGSL comparison is skipped");
+const gpu = needsGpu("dalle_test: the WGSL comparison");
 
 const sessions = new SessionRegistry(await resolveBackend("cpu"));
 const dalle = entry ? await DallePipeline.load(entry, sessions) : null;
@@ -209,7 +210,7 @@ Deno.test({
 
 Deno.test({
   name: "dalle-tiny on WebGPU: the WGSL decoder samples the same tokens as ONNX Runtime",
-  ignore: !entry || !adapter,
+  ignore: !entry || gpu.ignore,
   fn: async () => {
     const gpu = await DallePipeline.load(
       entry!,
@@ -222,14 +223,11 @@ Deno.test({
     assert.equal(ort.decoder, "onnxruntime");
     // Greedy: the same tokens give the same decoded pixels, up to the decoder's float noise.
     const a = ours.images[0].data, b = ort.images[0].data;
-    const greedyDiff = a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+    const greedyDiff = maxAbsDiff(a, b);
     assert.ok(greedyDiff <= 2, `greedy: max |Δ| ${greedyDiff}`);
     const sampled = await gpu.generate({ ...base, seed: 3 });
     const sampledOrt = await gpu.generate({ ...base, seed: 3, kernels: false });
-    const diff = sampled.images[0].data.reduce(
-      (m, v, i) => Math.max(m, Math.abs(v - sampledOrt.images[0].data[i])),
-      0,
-    );
+    const diff = maxAbsDiff(sampled.images[0].data, sampledOrt.images[0].data);
     assert.ok(diff <= 2, `sampled with the same seed: max |Δ| ${diff}`);
   },
 });

@@ -13,17 +13,17 @@ import {
   type Progress,
 } from "../models/diffusion/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
+import { needsGpu } from "./gpu.ts";
+import { meanAbsDiff } from "./tolerance.ts";
 
-const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
-if (!adapter) console.log("diffusion on WebGPU: no adapter here, skipped");
+const gpu = needsGpu("diffusion on WebGPU");
 const entry = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === "sd-tiny")!;
 
-const meanAbs = (a: Uint8Array, b: Uint8Array) =>
-  a.reduce((s, v, i) => s + Math.abs(v - b[i]), 0) / a.length;
+const meanAbs = meanAbsDiff;
 
 Deno.test({
   name: "diffusion: the WebGPU loop (in-place kernels) equals the CPU loop for a seed",
-  ignore: !adapter,
+  ...gpu,
   fn: async () => {
     const gpu = await DiffusionPipeline.load(
       entry,

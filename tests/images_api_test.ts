@@ -9,6 +9,7 @@ import sharp from "sharp";
 import { loadConfig } from "../core/config.ts";
 import { createApp } from "../main.ts";
 import { renderScene, type Scene } from "../world/world.ts";
+import { meanAbsDiff } from "./tolerance.ts";
 
 const { app, registry } = await createApp(loadConfig({ MM_BACKEND: TEST_BACKEND }));
 await registry.preload();
@@ -37,8 +38,7 @@ async function pixels(b64: string) {
     channels: info.channels,
   };
 }
-const meanAbs = (a: Uint8Array, b: Uint8Array) =>
-  a.reduce((s, v, i) => s + Math.abs(v - b[i]), 0) / a.length;
+const meanAbs = meanAbsDiff;
 
 Deno.test("generations: n PNGs of the asked size, a seed each, timings per stage", async () => {
   const res = await generate({ n: 2, seed: 41, num_inference_steps: 4, size: "64x64" });

@@ -12,6 +12,7 @@ import { evaluateCaptions } from "./eval.ts";
 import { CaptionPipeline, GREEDY } from "./pipeline.ts";
 import { argmax, cellHeat } from "../../tests/heat.ts";
 import { COLOURS, renderScene, sampleScenes } from "../../world/world.ts";
+import { adapter } from "../../tests/gpu.ts";
 
 const entries = (await scanModels([EMBEDDED_MODELS_DIR])).filter((e) =>
   e.manifest.family === "captioning"
@@ -24,7 +25,6 @@ const MIN_BLEU4: Record<string, number> = {
   "sat-hard-tiny": 0.4,
   "vit-gpt2-tiny": 0.55,
 };
-const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
 
 for (const entry of entries) {
   const id = entry.manifest.id;
