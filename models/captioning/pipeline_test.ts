@@ -8,7 +8,7 @@ import { type BackendName, resolveBackend } from "../../core/backend.ts";
 import { EMBEDDED_MODELS_DIR } from "../../core/config.ts";
 import { SessionRegistry } from "../../core/sessions.ts";
 import { scanModels } from "../manifest.ts";
-import { evaluateCaptions } from "./eval.ts";
+import { evaluateCaptions } from "../../evals/captioning.ts";
 import { CaptionPipeline, GREEDY } from "./pipeline.ts";
 import { argmax, cellHeat } from "../../tests/heat.ts";
 import { COLOURS, renderScene, sampleScenes } from "../../world/world.ts";

@@ -26,8 +26,8 @@ import {
   decoderConfig,
   GpuDecoder,
   GpuWeights,
-  readSafetensors,
-} from "./gpu_decoder.ts";
+} from "../../kernels/decoder.ts";
+import { readSafetensors } from "../../core/safetensors.ts";
 import type { ModelEntry } from "../manifest.ts";
 
 export type Part = { type: "text"; text: string } | { type: "image"; image: RgbImage };

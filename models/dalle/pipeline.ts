@@ -21,8 +21,8 @@ import {
   decoderConfig,
   GpuDecoder,
   GpuWeights,
-  readSafetensors,
-} from "../chat/gpu_decoder.ts";
+} from "../../kernels/decoder.ts";
+import { readSafetensors } from "../../core/safetensors.ts";
 import { logSoftmax, sampleToken } from "../decoding.ts";
 import { previewSteps } from "../diffusion/pipeline.ts";
 import type { ModelEntry } from "../manifest.ts";

@@ -3,8 +3,8 @@
  * question of each scene, asked about its rendered image, greedy; an answer counts when it equals
  * the reference after lower-casing and trimming a final period.
  */
-import { questions, renderScene, rng, sampleScenes, type Split } from "../../world/world.ts";
-import type { ChatPipeline } from "./pipeline.ts";
+import { questions, renderScene, rng, sampleScenes, type Split } from "../world/world.ts";
+import type { ChatPipeline } from "../models/chat/pipeline.ts";
 
 export const QUESTION_TYPES = [
   "color",

@@ -3,8 +3,8 @@
  * two-object test scenes, and held-out compositions); each generated image is read by the pixel
  * judge (world/judge.ts) and scored attribute by attribute.
  */
-import { judge, type Verdict } from "../../world/judge.ts";
-import { canonicalCaption, sampleScenes, type Split } from "../../world/world.ts";
+import { judge, type Verdict } from "../world/judge.ts";
+import { canonicalCaption, sampleScenes, type Split } from "../world/world.ts";
 
 export interface PromptSet {
   name: string;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { corpusBleu, corpusMeteor, meteorSentence, stem } from "./metrics.ts";
+import { corpusBleu, corpusMeteor, meteorSentence, stem } from "./caption_metrics.ts";
 
 const close = (a: number, b: number, eps = 1e-6) => assert.ok(Math.abs(a - b) < eps, `${a} ≠ ${b}`);
 

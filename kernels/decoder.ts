@@ -1,13 +1,13 @@
 /**
- * The cross-attention chat decoder (vlm-xattn-tiny's architecture) on our own WGSL kernels, for
- * the WebGPU backend: weights from `model.safetensors` uploaded once, the KV cache and the image's
+ * A Llama-style decoder (with optional gated cross-attention layers: vlm-xattn-tiny's
+ * architecture; DALL-E's transformer uses it too) on our own WGSL kernels, for the WebGPU backend: weights from `model.safetensors` uploaded once, the KV cache and the image's
  * keys/values in GPU buffers, every decoder step encoded into one command buffer, and for greedy
  * decoding only the argmax token id read back. The ORT export of the same decoder serves the
  * other backends; a test checks both give the same greedy tokens.
  */
-import { encodeAttention } from "../../kernels/attention.ts";
-import { readBuffer, storageBuffer } from "../../kernels/gpu.ts";
-import { encodeKernel, type Kernel, type KernelParams } from "../../kernels/transformer.ts";
+import { encodeAttention } from "./attention.ts";
+import { readBuffer, storageBuffer } from "./gpu.ts";
+import { encodeKernel, type Kernel, type KernelParams } from "./transformer.ts";
 
 export interface DecoderConfig {
   hidden: number;
@@ -39,26 +39,6 @@ export function decoderConfig(text: Record<string, any>): DecoderConfig {
     crossLayers: text.cross_attention_layers ?? [],
     capacity: text.max_position_embeddings ?? 2048,
   };
-}
-
-/** Reads a safetensors file (F32 tensors) into named arrays. */
-export async function readSafetensors(path: string): Promise<Map<string, Float32Array>> {
-  const bytes = await Deno.readFile(path);
-  const headerLength = Number(new DataView(bytes.buffer).getBigUint64(0, true));
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
-  const base = 8 + headerLength, out = new Map<string, Float32Array>();
-  for (
-    const [name, t] of Object.entries(header) as [
-      string,
-      { dtype: string; data_offsets: number[] },
-    ][]
-  ) {
-    if (name === "__metadata__") continue;
-    if (t.dtype !== "F32") throw new Error(`${path}: ${name} is ${t.dtype}; only F32 is read`);
-    const [a, b] = t.data_offsets;
-    out.set(name, new Float32Array(bytes.slice(base + a, base + b).buffer));
-  }
-  return out;
 }
 
 /** The decoder's weights on the GPU, uploaded once and shared by every conversation. */

@@ -12,17 +12,17 @@ import { parseArgs } from "node:util";
 import { resolveBackend } from "../core/backend.ts";
 import { type BackendChoice, BACKENDS, EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
-import { retrieval, zeroShot } from "./clip/eval.ts";
-import { ClipPipeline } from "./clip/pipeline.ts";
-import { evaluateCaptions } from "./captioning/eval.ts";
-import { CaptionPipeline } from "./captioning/pipeline.ts";
-import { evaluateQa, QUESTION_TYPES } from "./chat/eval.ts";
-import { ChatPipeline } from "./chat/pipeline.ts";
-import { promptSets, scoreGenerator } from "./diffusion/eval.ts";
-import { DiffusionPipeline } from "./diffusion/pipeline.ts";
-import { DallePipeline } from "./dalle/pipeline.ts";
+import { retrieval, zeroShot } from "./clip.ts";
+import { ClipPipeline } from "../models/clip/pipeline.ts";
+import { evaluateCaptions } from "./captioning.ts";
+import { CaptionPipeline } from "../models/captioning/pipeline.ts";
+import { evaluateQa, QUESTION_TYPES } from "./chat.ts";
+import { ChatPipeline } from "../models/chat/pipeline.ts";
+import { promptSets, scoreGenerator } from "./generators.ts";
+import { DiffusionPipeline } from "../models/diffusion/pipeline.ts";
+import { DallePipeline } from "../models/dalle/pipeline.ts";
 import { encodePng, type RgbImage } from "../core/image.ts";
-import { scanModels } from "./manifest.ts";
+import { scanModels } from "../models/manifest.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,

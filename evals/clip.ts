@@ -10,10 +10,10 @@ import {
   type Scene,
   SHAPES,
   type Split,
-} from "../../world/world.ts";
-import { canonicalCaption } from "../../world/world.ts";
-import { dot } from "../../core/tensor.ts";
-import type { ClipPipeline } from "./pipeline.ts";
+} from "../world/world.ts";
+import { canonicalCaption } from "../world/world.ts";
+import { dot } from "../core/tensor.ts";
+import type { ClipPipeline } from "../models/clip/pipeline.ts";
 
 export interface ZeroShotScores {
   split: Split;

@@ -1,7 +1,11 @@
 /** Captioning quality on the shapes world: BLEU-1..4 and METEOR against the reference sets. */
-import { referenceSet, renderScene, sampleScenes, type Split } from "../../world/world.ts";
-import { corpusBleu, corpusMeteor } from "./metrics.ts";
-import { type CaptionOptions, type CaptionPipeline, GREEDY } from "./pipeline.ts";
+import { referenceSet, renderScene, sampleScenes, type Split } from "../world/world.ts";
+import { corpusBleu, corpusMeteor } from "./caption_metrics.ts";
+import {
+  type CaptionOptions,
+  type CaptionPipeline,
+  GREEDY,
+} from "../models/captioning/pipeline.ts";
 
 export interface CaptionScores {
   split: Split;
