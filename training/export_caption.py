@@ -11,7 +11,7 @@ import torch
 
 from caption_model import Captioner, CaptionConfig, EncoderExport, StepExport
 from common import SPECIAL, World, WordTokenizer, vocabulary
-from export_clip import export
+from onnx_export import export
 from train_caption import MEAN, STD, pixels
 
 TITLES = {

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from clip_model import Clip, ClipConfig, JointExport, TextExport, VisionExport
 from common import EOS, World, WordTokenizer, vocabulary
+from onnx_export import export
 from train_clip import MEAN, STD, pixels
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
@@ -54,11 +55,6 @@ def zero_shot(model, tok, world: World) -> dict:
         both += (c, s) == (o["colour"], o["shape"])
     n = len(keep)
     return {"images": n, "colour": colour / n, "shape": shape / n, "colour_and_shape": both / n}
-
-
-def export(module, args, path, inputs, outputs, dynamic):
-    torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
-                      dynamic_axes=dynamic, opset_version=17, do_constant_folding=True)
 
 
 def main():

@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from clip_model import Clip, ClipConfig
 from common import World
+from onnx_export import export
 from sd_model import SdConfig, UNet, Vae
 from train_unet import MAX_LENGTH
 from train_vae import to_unit
@@ -54,12 +55,6 @@ class VaeDecoder(nn.Module):
 
     def forward(self, latent_sample):
         return self.vae.decode(latent_sample)
-
-
-def export(module, args, path, inputs, outputs, dynamic):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
-                      dynamic_axes=dynamic, opset_version=17, do_constant_folding=True)
 
 
 def main():

@@ -10,7 +10,7 @@ import onnx
 import torch
 
 from common import SPECIAL, World, WordTokenizer, vocabulary
-from export_clip import export
+from onnx_export import export
 from train_caption import MEAN, STD, pixels
 from vit_gpt2_model import DecoderExport, EncoderExport, VitGpt2, VitGpt2Config
 

@@ -22,13 +22,13 @@ transformers.js; this one follows the same naming):
 import argparse
 import json
 import os
-import struct
 
 import torch
 import torch.nn as nn
 
 from clip_model import Clip, ClipConfig
 from common import SPECIAL, vocabulary
+from onnx_export import export, save_safetensors
 from train_clip import MEAN, STD
 from train_vlm import CHAT, ChatTokenizer, Vlm
 from vlm_model import VlmConfig
@@ -98,29 +98,6 @@ class DecoderB(nn.Module):
         emb = self.decoder.embed(input_ids)
         logits, presents = self.decoder(emb, attention_mask, position_ids, pairs, image=cross_attention_states)
         return (logits, *[t for kv in presents for t in kv])
-
-
-def export(module, args, path, inputs, outputs, dynamic):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
-                      dynamic_axes=dynamic, opset_version=17, do_constant_folding=True)
-
-
-def save_safetensors(tensors: dict, path: str):
-    """The safetensors format: a little-endian u64 header length, a JSON header, raw data."""
-    header, offset, blobs = {}, 0, []
-    for name, t in tensors.items():
-        data = t.detach().contiguous().float().numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
 
 
 def export_model(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatTokenizer, out: str) -> None:

@@ -36,7 +36,7 @@ import os
 import torch
 
 from clip_model import Clip, ClipConfig, TextExport, VisionExport
-from export_clip import export
+from onnx_export import export
 
 
 def main():
