@@ -1,9 +1,11 @@
-"""Shared training code: seeds, the world dataset, the word-level tokenizer, checkpoints.
+"""Shared training code: seeds, the world dataset, the word-level tokenizer, checkpoints, the
+learning-rate schedule.
 
 Every trainer reads the dataset written by `deno task world` and resumes from its last
 checkpoint, so a run can be stopped and started again at any time.
 """
 import json
+import math
 import os
 import random
 import re
@@ -97,6 +99,13 @@ class WordTokenizer:
             "model": {"type": "WordPiece", "vocab": self.ids, "unk_token": SPECIAL[UNK],
                       "continuing_subword_prefix": "##", "max_input_chars_per_word": 100},
         }
+
+
+def warmup_cosine(step: int, total: int, lr: float, warmup: int, floor: float = 0.0) -> float:
+    """Every trainer's schedule: linear warm-up over `warmup` steps, then cosine decay from lr to
+    floor * lr at step `total` (held there after it)."""
+    cosine = 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    return lr * min(1.0, (step + 1) / warmup) * (floor + (1 - floor) * cosine)
 
 
 class Checkpointer:

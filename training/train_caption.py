@@ -5,7 +5,6 @@ By default every batch is drawn fresh by training/world.py (--fresh 0 re-reads d
     /usr/bin/python3 training/train_caption.py --kind sat-soft --steps 3000
 """
 import argparse
-import math
 import time
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 from caption_model import Captioner, CaptionConfig
 from vit_gpt2_model import VitGpt2, VitGpt2Config
 import world
-from common import Checkpointer, World, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary
+from common import Checkpointer, World, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary, warmup_cosine
 
 MEAN, STD = 0.5, 0.5
 
@@ -53,7 +52,7 @@ def main():
     first = step = ckpt.load(model, opt)
     train = World(args.data, "train")
     captions = [m["caption"] for m in train.meta]
-    lr_at = lambda s: args.lr * min(1.0, (s + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=100, floor=0.05)
     print(f"{args.kind}-tiny: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, from step {step}", flush=True)
     baseline = None
     start = time.time()

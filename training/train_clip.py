@@ -7,7 +7,6 @@ Every batch is drawn new by training/world.py, so no scene is seen twice. Prints
 score (seen and held-out pairs) every --eval-every steps.
 """
 import argparse
-import math
 import time
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 import world
 
 from clip_model import Clip, ClipConfig, init_stem_from_onnx
-from common import Checkpointer, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary
+from common import Checkpointer, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary, warmup_cosine
 
 MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
 STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
@@ -97,8 +96,7 @@ def main():
         init_stem_from_onnx(model.vision, args.init_stem, MEAN, STD)
         print(f"stem initialised from {args.init_stem}", flush=True)
     r = np.random.default_rng([args.seed, step])  # a resumed run draws scenes it has not seen
-    warmup = 200
-    lr_at = lambda s: args.lr * min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))
+    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=200)
     print(f"clip-tiny ({args.stem} stem): {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
           f"from step {step}", flush=True)
     start = time.time()

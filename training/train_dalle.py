@@ -10,7 +10,6 @@ with next-token prediction, the caption drawn from the scene's reference set; as
 the text positions weigh 1/8 of the loss and the image positions 7/8.
 """
 import argparse
-import math
 import os
 import random
 import time
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import EOS, Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary
+from common import EOS, Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary, warmup_cosine
 from dalle_model import DalleConfig, VqVae, transformer
 
 
@@ -45,7 +44,7 @@ def main():
     cached = torch.load(f"{args.sd}/latents.pt")
     latents = cached["latents"] * cached["scaling_factor"]  # [N, 4, 16, 16], unit variance
     assert len(latents) == len(train), "latents.pt was written for another dataset"
-    lr_at = lambda s: args.lr * min(1.0, (s + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=200, floor=0.05)
 
     if args.stage == "vae":
         opt = torch.optim.Adam(vae.parameters(), lr=args.lr)

@@ -5,7 +5,6 @@ works. Keeps an EMA of the weights (what is exported). Resumes.
     /usr/bin/python3 training/train_unet.py --data data/world --out data/runs/sd-tiny --steps 8000
 """
 import argparse
-import math
 import os
 import random
 import time
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from clip_model import Clip, ClipConfig
-from common import Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary
+from common import Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary, warmup_cosine
 from sd_model import SdConfig, UNet, Vae, alphas_cumprod
 from train_vae import to_unit
 
@@ -89,7 +88,7 @@ def main():
         ema.load_state_dict(torch.load(ckpt.path, map_location="cpu")["ema"])
     ac = alphas_cumprod(config)
     r = random.Random(args.seed + step)
-    lr_at = lambda s: args.lr * min(1.0, (s + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=200, floor=0.1)
     print(f"sd-tiny unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, from step {step}", flush=True)
     start = time.time()
     while step < args.steps:

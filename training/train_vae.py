@@ -6,14 +6,13 @@ crop is just a smaller image, at a quarter of the cost), the rest whole 64x64 im
     /usr/bin/python3 training/train_vae.py --data data/world --out data/runs/sd-tiny --steps 3000
 """
 import argparse
-import math
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import Checkpointer, World, progress, seed_everything
+from common import Checkpointer, World, progress, seed_everything, warmup_cosine
 from sd_model import SdConfig, Vae
 
 
@@ -42,7 +41,7 @@ def main():
     ckpt = Checkpointer(f"{args.out}/vae.pt")
     first = step = ckpt.load(vae, opt)
     train = World(args.data, "train")
-    lr_at = lambda s: args.lr * min(1.0, (s + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / args.steps)))
+    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=100, floor=0.1)
     print(f"sd-tiny vae: {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M parameters, from step {step}", flush=True)
     start = time.time()
     while step < args.steps:

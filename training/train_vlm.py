@@ -9,7 +9,6 @@ steps. Resumes.
     /usr/bin/python3 training/train_vlm.py --kind xattn --out data/runs/vlm-xattn-tiny --steps 4000
 """
 import argparse
-import math
 import re
 import time
 
@@ -19,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clip_model import Clip, ClipConfig
-from common import SPECIAL, Checkpointer, WordTokenizer, progress, seed_everything, vocabulary
+from common import SPECIAL, Checkpointer, WordTokenizer, progress, seed_everything, vocabulary, warmup_cosine
 from train_clip import pixels
 from vlm_model import Connector, Decoder, ImageAdapter, VlmConfig
 import world
@@ -216,7 +215,7 @@ def main():
     ckpt = Checkpointer(f"{args.out}/last.pt")
     first = step = ckpt.load(model, opt)
     r = np.random.default_rng([args.seed, step])  # a resumed run draws scenes it has not seen
-    lr_at = lambda s: args.lr * min(1.0, (s + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
+    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=200, floor=0.05)
     print(f"{args.kind}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, vocab {len(tok.tokens)}, from step {step}", flush=True)
     start = time.time()
     model.train()
