@@ -130,10 +130,79 @@ export function adjustLogprobs(
 const adjusts = (o: ChatOptions) =>
   (o.frequencyPenalty ?? 0) !== 0 || (o.presencePenalty ?? 0) !== 0 || (o.logitBias?.size ?? 0) > 0;
 
+/**
+ * How the image reaches the decoder: the one difference between the course's two architectures,
+ * chosen once at load.
+ */
+interface ImageWiring {
+  readonly name: "unified" | "cross-attention";
+  /** The prompt after the chat template: image placeholders expanded, or left as they are. */
+  expandPrompt(text: string): string;
+  /** Checks the prompt's image slots against the features; throws a 400 if they differ. */
+  check(ids: number[], features: Tensor | null): void;
+  /** What the decoder gets besides tokens on a call after `seen` tokens. */
+  inputs(features: Tensor | null, seen: number): { features: Tensor | null; cross: Tensor | null };
+  /** The token embeddings with image features in the image tokens' places (unified only). */
+  merge(tokens: number[], embeds: Tensor, features: Tensor): Tensor;
+}
+
+/** Method A (SmolVLM): image features take the places of the `<image>` tokens, at prefill. */
+function unified(
+  sessions: SessionRegistry,
+  imageTokenId: number,
+  imageSeqLen: number,
+): ImageWiring {
+  const image = "<fake_token_around_image><global-img>" + "<image>".repeat(imageSeqLen) +
+    "<fake_token_around_image>";
+  return {
+    name: "unified",
+    expandPrompt: (text) => text.replaceAll("<image>", image),
+    check(ids, features) {
+      if (!features) return;
+      const slots = ids.filter((t) => t === imageTokenId).length;
+      const rows = features.dims.slice(0, -1).reduce((a, b) => a * b, 1);
+      if (slots !== rows) {
+        throw new ApiError(
+          "invalid_request",
+          `The prompt has ${slots} image tokens for ${rows} image features`,
+          "messages",
+        );
+      }
+    },
+    inputs: (features, seen) => ({ features: seen === 0 ? features : null, cross: null }),
+    merge(tokens, embeds, features) {
+      const data = (embeds.data as Float32Array).slice();
+      const H = embeds.dims.at(-1)!;
+      const f = features.data as Float32Array;
+      let row = 0; // feature rows go to the image tokens in order
+      tokens.forEach((t, i) => {
+        if (t === imageTokenId) data.set(f.subarray(row * H, ++row * H), i * H);
+      });
+      return sessions.tensor("float32", data, embeds.dims);
+    },
+  };
+}
+
+/**
+ * Method B (Llama 3.2 Vision): text attends to the image's features through gated
+ * cross-attention layers at every step; without an image, one zero state (its keys and values
+ * are zero, so it contributes nothing).
+ */
+function crossAttention(sessions: SessionRegistry, hidden: number): ImageWiring {
+  const none = sessions.tensor("float32", new Float32Array(hidden), [1, 1, hidden]);
+  return {
+    name: "cross-attention",
+    expandPrompt: (text) => text,
+    check() {},
+    inputs: (features) => ({ features: null, cross: features ?? none }),
+    merge: (_tokens, embeds) => embeds,
+  };
+}
+
 export class ChatPipeline {
   private constructor(
     readonly id: string,
-    readonly architecture: "unified" | "cross-attention",
+    private wiring: ImageWiring,
     private sessions: SessionRegistry,
     private tokenizer: Tokenizer,
     private template: Template,
@@ -146,8 +215,6 @@ export class ChatPipeline {
     private kvHeads: number,
     private headDim: number,
     private hidden: number,
-    private imageTokenId: number,
-    private imageSeqLen: number,
     private eos: number,
     readonly maxPositions: number,
     /** The cross-attention decoder's shape and weights file, for the WGSL path. */
@@ -185,7 +252,9 @@ export class ChatPipeline {
     const eos = [generation.eos_token_id ?? text.eos_token_id].flat()[0];
     return new ChatPipeline(
       entry.manifest.id,
-      config.model_type === "idefics3" ? "unified" : "cross-attention",
+      config.model_type === "idefics3"
+        ? unified(sessions, config.image_token_id, processorConfig.image_seq_len ?? 64)
+        : crossAttention(sessions, text.hidden_size),
       sessions,
       tok.tokenizer,
       new Template(template),
@@ -203,8 +272,6 @@ export class ChatPipeline {
       text.num_key_value_heads ?? text.num_attention_heads,
       text.head_dim ?? text.hidden_size / text.num_attention_heads,
       text.hidden_size,
-      config.image_token_id,
-      processorConfig.image_seq_len ?? 64,
       eos,
       text.max_position_embeddings ?? 2048,
       files.weights && config.model_type === "mm_xattn"
@@ -241,10 +308,7 @@ export class ChatPipeline {
       add_generation_prompt: true,
       ...this.specialTokens,
     });
-    if (this.architecture !== "unified") return text;
-    const image = "<fake_token_around_image><global-img>" + "<image>".repeat(this.imageSeqLen) +
-      "<fake_token_around_image>";
-    return text.replaceAll("<image>", image);
+    return this.wiring.expandPrompt(text);
   }
 
   /** Idefics3 without splitting: longest edge to the model's size, padded, with a pixel mask. */
@@ -305,9 +369,7 @@ export class ChatPipeline {
     const ids = this.validate(messages, o.maxTokens);
     const S = this.processor.longestEdge;
     let t0 = now();
-    // Image features: the unified model's replace image tokens; the cross-attention model's are
-    // the keys and values of every step (one zero state when there is no image: it contributes
-    // nothing, since its keys and values are zero).
+    // Image features: where they go is the architecture's (this.wiring).
     let features: Tensor | null = null;
     if (images.length) {
       const { values, mask } = await this.#pixels(images);
@@ -320,21 +382,7 @@ export class ChatPipeline {
       const out = await this.vision.run(feeds, o.signal);
       features = out[this.vision.outputNames[0]];
     }
-    if (this.architecture === "unified" && images.length) {
-      const slots = ids.filter((t) => t === this.imageTokenId).length;
-      const rows = features!.dims.slice(0, -1).reduce((a, b) => a * b, 1);
-      if (slots !== rows) {
-        throw new ApiError(
-          "invalid_request",
-          `The prompt has ${slots} image tokens for ${rows} image features`,
-          "messages",
-        );
-      }
-    }
-    const cross = this.architecture === "cross-attention"
-      ? features ??
-        this.sessions.tensor("float32", new Float32Array(this.hidden), [1, 1, this.hidden])
-      : null;
+    this.wiring.check(ids, features);
     const visionMs = now() - t0;
 
     // Prefill everything but the last prompt token; decoding starts by feeding that one.
@@ -358,8 +406,7 @@ export class ChatPipeline {
       let state: State = { past: this.#emptyPast(), length: 0 };
       forward = async (tokens) => {
         const out = await this.#forward(tokens, state, {
-          features: state.length === 0 && this.architecture === "unified" ? features : null,
-          cross,
+          ...this.wiring.inputs(features, state.length),
           signal: o.signal,
         });
         state = out.state;
@@ -495,7 +542,7 @@ export class ChatPipeline {
     if (this.embed) {
       const out = await this.embed.run({ input_ids: idsTensor }, x.signal);
       let embeds = out[this.embed.outputNames[0]];
-      if (x.features) embeds = this.#mergeImages(tokens, embeds, x.features);
+      if (x.features) embeds = this.wiring.merge(tokens, embeds, x.features);
       feeds.inputs_embeds = embeds;
     } else {
       feeds.input_ids = idsTensor;
@@ -518,17 +565,5 @@ export class ChatPipeline {
       (_, j) => out[`present.${j >> 1}.${j % 2 ? "value" : "key"}`],
     );
     return { logprobs: logSoftmax(last), state: { past, length: total } };
-  }
-
-  /** Puts image feature rows in the places of the image tokens (in order). */
-  #mergeImages(tokens: number[], embeds: Tensor, features: Tensor): Tensor {
-    const data = (embeds.data as Float32Array).slice();
-    const H = embeds.dims.at(-1)!;
-    const f = features.data as Float32Array;
-    let row = 0;
-    tokens.forEach((t, i) => {
-      if (t === this.imageTokenId) data.set(f.subarray(row * H, ++row * H), i * H);
-    });
-    return this.sessions.tensor("float32", data, embeds.dims);
   }
 }
