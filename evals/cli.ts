@@ -7,6 +7,7 @@
  *   deno task eval images [--backend cpu] [--count 100] [--steps 20] [--candidates 4]
  *                         [--temperature 1] [--top-k 32] [--grid docs/generators.png]
  *   deno task eval chat [--backend cpu] [--count 100]
+ *   deno task eval pointing [--backend cpu] [--count 200]   (attention maps: the pointing game)
  */
 import { parseArgs } from "node:util";
 import { resolveBackend } from "../core/backend.ts";
@@ -15,6 +16,7 @@ import { SessionRegistry } from "../core/sessions.ts";
 import { retrieval, zeroShot } from "./clip.ts";
 import { ClipPipeline } from "../models/clip/pipeline.ts";
 import { evaluateCaptions } from "./captioning.ts";
+import { pointing } from "./pointing.ts";
 import { CaptionPipeline } from "../models/captioning/pipeline.ts";
 import { evaluateQa, QUESTION_TYPES } from "./chat.ts";
 import { ChatPipeline } from "../models/chat/pipeline.ts";
@@ -41,7 +43,7 @@ const { values, positionals } = parseArgs({
   },
 });
 const family = positionals[0];
-const usage = `usage: deno task eval clip|captions|images|chat [--backend ${
+const usage = `usage: deno task eval clip|captions|images|chat|pointing [--backend ${
   BACKENDS.join("|")
 }] [--count N]`;
 if (!BACKENDS.includes(values.backend as BackendChoice)) {
@@ -97,6 +99,26 @@ if (family === "clip") {
         `| shapes ${split} | ${entry.manifest.id} | ${s.bleu.map(f).join(" | ")} | ${
           f(s.meteor)
         } | ${pct(s.exact)} |`,
+      );
+    }
+  }
+} else if (family === "pointing") {
+  const count = Number(values.count ?? 200);
+  console.log(
+    `attention maps on ${backend.name}: colour and shape words whose map's peak cell overlaps ` +
+      `the object they name; ${count} scenes per split, greedy captions\n`,
+  );
+  console.log("| model | split | words scored | own step | step before | step after |");
+  console.log("| --- | --- | --- | --- | --- | --- |");
+  for (const entry of entries.filter((e) => e.manifest.family === "captioning")) {
+    const model = await CaptionPipeline.load(entry, sessions);
+    if (!model.hasAttention) continue;
+    for (const split of ["test", "heldout"] as const) {
+      const s = await pointing(model, split, count);
+      console.log(
+        `| ${entry.manifest.id} | ${split} | ${s.words} | ${pct(s.byOffset["0"])} | ${
+          pct(s.byOffset["-1"])
+        } | ${pct(s.byOffset["+1"])} |`,
       );
     }
   }

@@ -1,0 +1,94 @@
+/**
+ * The pointing game (Zhang et al., 2016) for attention maps: on rendered scenes, whose objects'
+ * boxes are known, the share of colour and shape words whose map's peak falls on the object the
+ * word names. A word is scored only when its phrase ("a [size] <colour> <shape>") names an object
+ * of the scene: a wrong caption has nothing to point at. Attention often lands on an object just
+ * before or after its word is emitted, so each word is also scored with the map of the step
+ * before (offset −1) and after (+1).
+ */
+import {
+  COLOURS,
+  renderScene,
+  sampleScenes,
+  type Scene,
+  SHAPES,
+  type Split,
+} from "../world/world.ts";
+import { CANVAS } from "../world/world.ts";
+import { type CaptionPipeline, GREEDY } from "../models/captioning/pipeline.ts";
+
+export interface PointingScores {
+  split: Split;
+  /** Colour and shape words scored (their phrase named an object of the scene). */
+  words: number;
+  /** Hits / words, for the map of the word's own step and of the steps before and after. */
+  byOffset: Record<"-1" | "0" | "+1", number>;
+}
+
+const OFFSETS = [-1, 0, 1] as const;
+const isColour = (w: string) => w in COLOURS;
+const isShape = (w: string) => (SHAPES as readonly string[]).includes(w);
+
+/** Each colour or shape word's index and the object its phrase names (undefined: none). */
+export function namedObjects(words: string[], scene: Scene): Array<{ at: number; object: number }> {
+  const out: Array<{ at: number; object: number }> = [];
+  for (let i = 0; i < words.length; i++) {
+    if (words[i] !== "a" && words[i] !== "an") continue;
+    // a [size] colour shape
+    let j = i + 1;
+    if (words[j] === "small" || words[j] === "large") j++;
+    const [colour, shape] = [words[j], words[j + 1]];
+    if (!isColour(colour) || !isShape(shape)) continue;
+    const object = scene.objects.findIndex((o) => o.colour === colour && o.shape === shape);
+    if (object < 0) continue;
+    out.push({ at: j, object }, { at: j + 1, object });
+  }
+  return out;
+}
+
+/** Whether the grid cell of `weights`' peak overlaps the object's bounding box. */
+export function pointsAt(
+  weights: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  o: Scene["objects"][number],
+): boolean {
+  let best = 0;
+  for (let i = 1; i < weights.length; i++) if (weights[i] > weights[best]) best = i;
+  const r = Math.floor(best / cols), c = best % cols;
+  const cw = CANVAS / cols, ch = CANVAS / rows;
+  const [x0, y0, x1, y1] = [c * cw, r * ch, (c + 1) * cw, (r + 1) * ch];
+  return x0 < o.x + o.side && o.x < x1 && y0 < o.y + o.side && o.y < y1;
+}
+
+export async function pointing(
+  model: CaptionPipeline,
+  split: Split,
+  count: number,
+  seed = 0,
+): Promise<PointingScores> {
+  const scenes = sampleScenes({ split, count, seed });
+  let words = 0;
+  const hits = { "-1": 0, "0": 0, "+1": 0 };
+  for (const [i, scene] of scenes.entries()) {
+    const image = { width: CANVAS, height: CANVAS, data: renderScene(scene, seed * 7919 + i) };
+    const { captions: [c] } = await model.caption(image, { ...GREEDY, returnAttention: true });
+    const maps = c.attention!;
+    const tokens = maps.words.map((w) => w.token.trim().replace(/^Ġ/, "").toLowerCase());
+    for (const { at, object } of namedObjects(tokens, scene)) {
+      words++;
+      for (const d of OFFSETS) {
+        const map = maps.words[at + d];
+        if (map && pointsAt(map.weights, maps.rows, maps.cols, scene.objects[object])) {
+          hits[d === 0 ? "0" : d < 0 ? "-1" : "+1"]++;
+        }
+      }
+    }
+  }
+  const share = (n: number) => words ? n / words : 0;
+  return {
+    split,
+    words,
+    byOffset: { "-1": share(hits["-1"]), "0": share(hits["0"]), "+1": share(hits["+1"]) },
+  };
+}

@@ -1,0 +1,30 @@
+import assert from "node:assert/strict";
+import type { Scene } from "../world/world.ts";
+import { namedObjects, pointsAt } from "./pointing.ts";
+
+const scene: Scene = {
+  background: "black",
+  objects: [
+    { shape: "circle", colour: "red", size: "large", side: 24, x: 0, y: 0 },
+    { shape: "square", colour: "blue", size: "small", side: 12, x: 48, y: 48 },
+  ],
+};
+
+Deno.test("namedObjects: colour and shape words of phrases that name an object of the scene", () => {
+  const words = "a large red circle and a small green square on a black background".split(" ");
+  // "green square" names nothing here; "black background" is no object.
+  assert.deepEqual(namedObjects(words, scene), [{ at: 2, object: 0 }, { at: 3, object: 0 }]);
+  assert.deepEqual(namedObjects("a blue square".split(" "), scene), [
+    { at: 1, object: 1 },
+    { at: 2, object: 1 },
+  ]);
+});
+
+Deno.test("pointsAt: the peak cell must overlap the object's box", () => {
+  const grid = (peak: number) => Array.from({ length: 64 }, (_, i) => i === peak ? 1 : 0.01);
+  assert.equal(pointsAt(grid(0), 8, 8, scene.objects[0]), true); // top-left cell
+  assert.equal(pointsAt(grid(2 * 8 + 2), 8, 8, scene.objects[0]), true); // (16..24) inside 0..24
+  assert.equal(pointsAt(grid(3 * 8 + 3), 8, 8, scene.objects[0]), false); // 24..32: just past
+  assert.equal(pointsAt(grid(63), 8, 8, scene.objects[1]), true);
+  assert.equal(pointsAt(grid(63), 8, 8, scene.objects[0]), false);
+});
