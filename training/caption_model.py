@@ -13,9 +13,18 @@ ONNX layout (our own; the pipeline reads the roles from manifest.json):
 """
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# Every captioner's pixels, vit-gpt2-tiny's too (one trainer feeds them all).
+MEAN, STD = 0.5, 0.5
+
+
+def pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 [B, 64, 64, 3] -> [B, 3, 64, 64] in [-1, 1], as preprocessor_config.json says."""
+    return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - MEAN) / STD
 
 
 @dataclass

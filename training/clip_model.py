@@ -7,9 +7,20 @@ output names of the public CLIP exports, so one loader serves both.
 """
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# CLIP's pixel statistics: the trainer, the exported preprocessor configs and the chat models' tower use them.
+MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+
+
+def pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 [B, 64, 64, 3] -> normalized float [B, 3, 64, 64], as the preprocessor config says."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    return (x - MEAN) / STD
 
 
 @dataclass

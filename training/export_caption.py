@@ -9,10 +9,9 @@ import os
 
 import torch
 
-from caption_model import Captioner, CaptionConfig, EncoderExport, StepExport
+from caption_model import MEAN, STD, Captioner, CaptionConfig, EncoderExport, StepExport, pixels
 from common import SPECIAL, World, WordTokenizer, vocabulary
 from onnx_export import export
-from train_caption import MEAN, STD, pixels
 
 TITLES = {
     "nic": ("Show and Tell", "Vinyals et al. 2015: a CNN encodes the image into one vector, the LSTM's first input"),

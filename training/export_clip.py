@@ -16,10 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clip_model import Clip, ClipConfig, JointExport, TextExport, VisionExport
+from clip_model import MEAN, STD, Clip, ClipConfig, JointExport, TextExport, VisionExport, pixels
 from common import EOS, World, WordTokenizer, vocabulary
 from onnx_export import export
-from train_clip import MEAN, STD, pixels
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
 SHAPES = ["circle", "square", "triangle", "diamond"]

@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from common import EOS, SPECIAL, World, WordTokenizer, vocabulary
 from dalle_model import DalleConfig, VqVae, transformer
 from onnx_export import export, save_safetensors
-from sd_model import SdConfig, Vae
-from train_vae import to_unit
+from sd_model import SdConfig, Vae, to_unit
 
 
 class TokensToImage(nn.Module):

@@ -23,9 +23,7 @@ import torch.nn as nn
 from clip_model import Clip, ClipConfig
 from common import World
 from onnx_export import export
-from sd_model import SdConfig, UNet, Vae
-from train_unet import MAX_LENGTH
-from train_vae import to_unit
+from sd_model import MAX_LENGTH, SdConfig, UNet, Vae, to_unit
 
 
 class TextEncoder(nn.Module):

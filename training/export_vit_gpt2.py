@@ -9,9 +9,9 @@ import os
 import onnx
 import torch
 
+from caption_model import MEAN, STD, pixels
 from common import SPECIAL, World, WordTokenizer, vocabulary
 from onnx_export import export
-from train_caption import MEAN, STD, pixels
 from vit_gpt2_model import DecoderExport, EncoderExport, VitGpt2, VitGpt2Config
 
 

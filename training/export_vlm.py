@@ -26,12 +26,10 @@ import os
 import torch
 import torch.nn as nn
 
-from clip_model import Clip, ClipConfig
+from clip_model import MEAN, STD, Clip, ClipConfig
 from common import SPECIAL, vocabulary
 from onnx_export import export, save_safetensors
-from train_clip import MEAN, STD
-from train_vlm import CHAT, ChatTokenizer, Vlm
-from vlm_model import VlmConfig
+from vlm_model import CHAT, ChatTokenizer, Vlm, VlmConfig
 
 CHAT_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"

@@ -15,9 +15,12 @@ text_encoder: input_ids -> last_hidden_state, pooler_output.
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+MAX_LENGTH = 32  # clip-tiny's model_max_length: prompts are padded to it, as SD pads to 77
 
 
 @dataclass
@@ -33,6 +36,11 @@ class SdConfig:
 
     def to_dict(self):
         return asdict(self)
+
+
+def to_unit(images: np.ndarray) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> float [B, 3, H, W] in [-1, 1], SD's pixel range."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def alphas_cumprod(c: SdConfig) -> torch.Tensor:

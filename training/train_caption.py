@@ -10,18 +10,10 @@ import time
 import numpy as np
 import torch
 
-from caption_model import Captioner, CaptionConfig
+from caption_model import Captioner, CaptionConfig, pixels
 from vit_gpt2_model import VitGpt2, VitGpt2Config
 import world
 from common import Checkpointer, World, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary, warmup_cosine
-
-MEAN, STD = 0.5, 0.5
-
-
-def pixels(images: np.ndarray) -> torch.Tensor:
-    """uint8 [B, 64, 64, 3] -> [B, 3, 64, 64] in [-1, 1], as preprocessor_config.json says."""
-    return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - MEAN) / STD
-
 
 def main():
     ap = argparse.ArgumentParser()

@@ -15,18 +15,8 @@ import torch.nn.functional as F
 
 import world
 
-from clip_model import Clip, ClipConfig, init_stem_from_onnx
+from clip_model import MEAN, STD, Clip, ClipConfig, init_stem_from_onnx, pixels
 from common import Checkpointer, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary, warmup_cosine
-
-MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
-STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
-
-
-def pixels(images: np.ndarray) -> torch.Tensor:
-    """uint8 [B, 64, 64, 3] -> normalized float [B, 3, 64, 64], as the preprocessor config says."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    return (x - MEAN) / STD
-
 
 def training_text(scene, template: int) -> str:
     """Template 0: the zero-shot prompt `a photo of a {colour} {shape}` (single objects only);

@@ -15,10 +15,7 @@ import torch.nn.functional as F
 
 from clip_model import Clip, ClipConfig
 from common import Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary, warmup_cosine
-from sd_model import SdConfig, UNet, Vae, alphas_cumprod
-from train_vae import to_unit
-
-MAX_LENGTH = 32  # clip-tiny's model_max_length: prompts are padded to it, as SD pads to 77
+from sd_model import MAX_LENGTH, SdConfig, UNet, Vae, alphas_cumprod, to_unit
 
 
 def load_text_tower(path: str):

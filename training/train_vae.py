@@ -13,12 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from common import Checkpointer, World, progress, seed_everything, warmup_cosine
-from sd_model import SdConfig, Vae
-
-
-def to_unit(images: np.ndarray) -> torch.Tensor:
-    """uint8 [B, H, W, 3] -> float [B, 3, H, W] in [-1, 1], SD's pixel range."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+from sd_model import SdConfig, Vae, to_unit
 
 
 def main():

@@ -9,7 +9,6 @@ steps. Resumes.
     /usr/bin/python3 training/train_vlm.py --kind xattn --out data/runs/vlm-xattn-tiny --steps 4000
 """
 import argparse
-import re
 import time
 
 import numpy as np
@@ -17,43 +16,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clip_model import Clip, ClipConfig
-from common import SPECIAL, Checkpointer, WordTokenizer, progress, seed_everything, vocabulary, warmup_cosine
-from train_clip import pixels
-from vlm_model import Connector, Decoder, ImageAdapter, VlmConfig
+from clip_model import Clip, ClipConfig, pixels
+from common import Checkpointer, progress, seed_everything, vocabulary, warmup_cosine
+from vlm_model import ChatTokenizer, Vlm, VlmConfig
 import world
-
-# SmolVLM's chat tokens, and the image placeholders its processor expands.
-CHAT = ["<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>", "<global-img>"]
-QA_WORDS = ["what", "color", "shape", "object", "how", "many", "where", "is", "there", "yes", "no",
-            "describe", "image", "?", ".", "user", "assistant"]
-
-
-class ChatTokenizer(WordTokenizer):
-    """The world's word-level tokenizer plus chat tokens, matched before splitting words
-    (as `tokenizers` matches added tokens)."""
-
-    def __init__(self, words: list, max_length: int = 128):
-        super().__init__(CHAT + [w for w in words + QA_WORDS if w not in CHAT], max_length)
-        self.special = set(SPECIAL + CHAT)
-
-    def encode_plain(self, text: str) -> list:
-        ids = []
-        for part in re.split("(" + "|".join(re.escape(t) for t in CHAT) + ")", text):
-            if part in CHAT:
-                ids.append(self.ids[part])
-            elif part:
-                ids += [self.ids.get(w, 2) for w in re.findall(r"\w+|[^\w\s]+", part.lower())]
-        return ids
-
-    def tokenizer_json(self) -> dict:
-        j = super().tokenizer_json()
-        j["added_tokens"] += [
-            {"id": self.ids[t], "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-             "normalized": False, "special": True} for t in CHAT]
-        j["post_processor"] = None  # chat prompts carry their own special tokens
-        j["truncation"] = None
-        return j
 
 
 def prompt_text(question: str, kind: str, image_tokens: int) -> str:
@@ -158,24 +124,6 @@ def answer_accuracy(model, vision, tok, kind, image_tokens, n=40, seed=10**6, ch
             out[f"{split}_{t}"] = right[t] / total[t]
         out[f"{split}_all"] = sum(right.values()) / sum(total.values())
     return out
-
-
-class Vlm(nn.Module):
-    def __init__(self, c: VlmConfig, kind: str, image_token_id: int):
-        super().__init__()
-        self.kind, self.image_token_id = kind, image_token_id
-        self.decoder = Decoder(c, cross=kind == "xattn")
-        self.image = Connector(c) if kind == "unified" else ImageAdapter(c)
-
-    def forward(self, ids, mask, patches):
-        emb = self.decoder.embed(ids)
-        img = self.image(patches)
-        positions = torch.arange(ids.shape[1])[None].expand(ids.shape[0], -1)
-        if self.kind == "unified":  # image embeddings take the places of the <image> tokens
-            slots = ids == self.image_token_id
-            emb = emb.masked_scatter(slots[..., None], img.reshape(-1, img.shape[-1]).to(emb.dtype))
-            return self.decoder(emb, mask, positions)[0]
-        return self.decoder(emb, mask, positions, image=img)[0]
 
 
 def main():
