@@ -214,12 +214,12 @@ input and output names, so that a public SD-Turbo or SD 1.5 export runs through 
   brightness off 1,024 noisy latent values, and pure noise at inference has none (Lin et al.
   2023). Steps 5,000-6,500 fine-tuned with offset noise 0.1 (a per-image, per-channel constant
   added to the noise; Guttenberg 2023), which lets the model set the mean itself.
-  `train_unet.py --offset-noise 0.1 --steps 6500` resumes the run that way.
+  `train_sd.py --stage unet --offset-noise 0.1 --steps 6500` resumes the run that way.
 - A 3 x {z} linear map from latents to RGB (least squares on validation images, mean |error|
   {preview_err:.1f} / 255 at latent resolution) gives the streamed previews without running the VAE.
-- Reproduce: `deno task world`, then `/usr/bin/python3 training/train_vae.py --steps 2500`,
-  `training/train_unet.py --batch 32 --steps 5000`, the same with `--offset-noise 0.1 --steps 6500`,
-  then `training/export_sd.py`.
+- Reproduce: `deno task world`, then `/usr/bin/python3 training/train_sd.py --stage vae --steps 2500`,
+  `training/train_sd.py --stage unet --batch 32 --steps 5000`, the same with
+  `--offset-noise 0.1 --steps 6500`, then `training/export_sd.py`.
 
 ## Judge scores
 Generated images are read by the pixel judge (`world/judge.ts`: background, object count, and for

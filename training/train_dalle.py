@@ -4,10 +4,10 @@
     /usr/bin/python3 training/train_dalle.py --stage transformer --steps 3000 --threads 2
 
 (the shipped model's runs). Stage 1 trains the VQ-VAE on sd-tiny's latents of the training images
-(data/runs/sd-tiny/latents.pt, written by train_unet.py; MSE + 0.25 commitment). Stage 2 encodes
-them to 8 x 8 token grids once (cached) and trains the transformer on [caption ; image tokens]
-with next-token prediction, the caption drawn from the scene's reference set; as in the paper,
-the text positions weigh 1/8 of the loss and the image positions 7/8.
+(data/runs/sd-tiny/latents.pt, written by `train_sd.py --stage unet`; MSE + 0.25 commitment).
+Stage 2 encodes them to 8 x 8 token grids once (cached) and trains the transformer on [caption ;
+image tokens] with next-token prediction, the caption drawn from the scene's reference set; as in
+the paper, the text positions weigh 1/8 of the loss and the image positions 7/8.
 """
 import argparse
 import os

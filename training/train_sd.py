@@ -1,8 +1,16 @@
-"""Train sd-tiny's UNet to predict the noise added to VAE latents, conditioned on the frozen
-clip-tiny text tower; the prompt is dropped 10% of the time so that classifier-free guidance
-works. Keeps an EMA of the weights (what is exported). Resumes.
+"""Train sd-tiny in two stages into one run folder; each resumes from its checkpoint.
 
-    /usr/bin/python3 training/train_unet.py --data data/world --out data/runs/sd-tiny --steps 8000
+    /usr/bin/python3 training/train_sd.py --stage vae --data data/world --out data/runs/sd-tiny --steps 3000
+    /usr/bin/python3 training/train_sd.py --stage unet --data data/world --out data/runs/sd-tiny --steps 8000
+
+Stage 1 trains the VAE (vae.pt): reconstruction (MSE + L1) plus a small KL term. The first 90%
+of the steps see random 32x32 crops (the VAE has no normalization layers, so a crop is just a
+smaller image, at a quarter of the cost), the rest whole 64x64 images.
+
+Stage 2 encodes the training images with that VAE once (latents.pt, cached; dalle-tiny trains on
+it too) and trains the UNet (unet.pt) to predict the noise added to the latents, conditioned on
+the frozen clip-tiny text tower; the prompt is dropped 10% of the time so that classifier-free
+guidance works. Keeps an EMA of the weights (what is exported).
 """
 import argparse
 import os
@@ -16,6 +24,9 @@ import torch.nn.functional as F
 from clip_model import Clip, ClipConfig
 from common import Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary, warmup_cosine
 from sd_model import MAX_LENGTH, SdConfig, UNet, Vae, alphas_cumprod, to_unit
+
+# Each stage's own defaults for the options they share.
+DEFAULTS = {"vae": {"steps": 3000, "batch": 32, "lr": 1e-3}, "unet": {"steps": 8000, "batch": 64, "lr": 5e-4}}
 
 
 def load_text_tower(path: str):
@@ -41,25 +52,41 @@ def world_latents(vae: Vae, world: World, batch: int = 250) -> torch.Tensor:
     return torch.cat(out)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="data/world")
-    ap.add_argument("--out", default="data/runs/sd-tiny")
-    ap.add_argument("--clip", default="data/runs/clip-tiny/last.pt")
-    ap.add_argument("--steps", type=int, default=8000)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--drop", type=float, default=0.1)
-    ap.add_argument("--ema", type=float, default=0.999)
-    ap.add_argument("--offset-noise", type=float, default=0.0,
-                    help="add this much per-image, per-channel constant noise (Guttenberg 2023)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+def vae_stage(args, config: SdConfig) -> None:
+    vae = Vae(config)
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
+    ckpt = Checkpointer(f"{args.out}/vae.pt")
+    first = step = ckpt.load(vae, opt)
+    train = World(args.data, "train")
+    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=100, floor=0.1)
+    print(f"sd-tiny vae: {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M parameters, from step {step}", flush=True)
+    start = time.time()
+    while step < args.steps:
+        idx = np.random.randint(0, len(train), args.batch)
+        x = to_unit(train.images[idx])
+        if step < 0.9 * args.steps:
+            oy, ox = np.random.randint(0, 33, 2)
+            x = x[:, :, oy:oy + 32, ox:ox + 32]
+        mean, logvar = vae.encode(x)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        y = vae.decode(z)
+        rec = F.mse_loss(y, x) + 0.5 * F.l1_loss(y, x)
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        loss = rec + args.kl * kl
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 20 == 0:
+            progress(step, args.steps, start, first, rec=rec.item(), kl=kl.item(), std=mean.std().item())
+        ckpt.maybe_save(vae, opt, step, config=config.to_dict())
+    ckpt.maybe_save(vae, opt, step, force=True, config=config.to_dict())
 
-    torch.set_num_threads(args.threads)
-    seed_everything(args.seed)
-    config = SdConfig()
+
+def unet_stage(args, config: SdConfig) -> None:
     tok = WordTokenizer(vocabulary(args.data), max_length=MAX_LENGTH)
     text = load_text_tower(args.clip)
     train = World(args.data, "train")
@@ -118,6 +145,32 @@ def main():
             progress(step, args.steps, start, first, loss=loss.item(), lr=lr_at(step))
         ckpt.maybe_save(unet, opt, step, ema=ema.state_dict(), config=config.to_dict(), scaling_factor=scale)
     ckpt.maybe_save(unet, opt, step, force=True, ema=ema.state_dict(), config=config.to_dict(), scaling_factor=scale)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stage", choices=["vae", "unet"], required=True)
+    ap.add_argument("--data", default="data/world")
+    ap.add_argument("--out", default="data/runs/sd-tiny")
+    ap.add_argument("--steps", type=int, default=None, help="default: 3000 (vae), 8000 (unet)")
+    ap.add_argument("--batch", type=int, default=None, help="default: 32 (vae), 64 (unet)")
+    ap.add_argument("--lr", type=float, default=None, help="default: 1e-3 (vae), 5e-4 (unet)")
+    ap.add_argument("--kl", type=float, default=1e-5, help="vae: weight of the KL term")
+    ap.add_argument("--clip", default="data/runs/clip-tiny/last.pt", help="unet: the run whose text tower conditions it")
+    ap.add_argument("--drop", type=float, default=0.1, help="unet: share of prompts replaced by the empty one")
+    ap.add_argument("--ema", type=float, default=0.999, help="unet: decay of the weights' EMA")
+    ap.add_argument("--offset-noise", type=float, default=0.0,
+                    help="unet: add this much per-image, per-channel constant noise (Guttenberg 2023)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    for name, value in DEFAULTS[args.stage].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    (vae_stage if args.stage == "vae" else unet_stage)(args, SdConfig())
     print("done", flush=True)
 
 
