@@ -10,9 +10,7 @@ import argparse
 import base64
 import json
 import os
-import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 
-import numpy as np
 import torch
 import torch.nn as nn
 

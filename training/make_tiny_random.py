@@ -44,7 +44,7 @@ def main():
     ap.add_argument("--out", default="tests/fixtures/hub")
     args = ap.parse_args()
     torch.manual_seed(0)
-    c = ClipConfig(image_size=224, patch_size=32, vision_width=16, vision_layers=2, vision_heads=2,
+    c = ClipConfig(stem="linear", image_size=224, patch_size=32, vision_width=16, vision_layers=2, vision_heads=2,
                    text_width=16, text_layers=2, text_heads=2, max_positions=77, vocab_size=49408,
                    embed_dim=16, eos_token_id=49407)
     model = Clip(c).eval()
@@ -142,7 +142,7 @@ def sd_turbo(root: str) -> None:
 
     torch.manual_seed(2)
     out = f"{root}/onnxruntime/sd-turbo"
-    clip = Clip(ClipConfig(text_width=16, text_layers=1, text_heads=2, max_positions=77, vocab_size=49408,
+    clip = Clip(ClipConfig(stem="linear", text_width=16, text_layers=1, text_heads=2, max_positions=77, vocab_size=49408,
                            embed_dim=16, eos_token_id=49407)).eval()
     unet = UNet(SdConfig(unet_channels=(8, 16, 16), text_width=16, heads=2)).eval()
     vae = Vae8().eval()
@@ -182,7 +182,7 @@ def sd_inpaint(out: str) -> None:
 
     torch.manual_seed(3)
     c = SdConfig(unet_channels=(8, 16, 16), vae_channels=(8, 8, 8), text_width=16, heads=2)
-    clip = Clip(ClipConfig(text_width=16, text_layers=1, text_heads=2, vocab_size=64, embed_dim=16)).eval()
+    clip = Clip(ClipConfig(stem="linear", text_width=16, text_layers=1, text_heads=2, vocab_size=64, embed_dim=16)).eval()
     unet, vae = UNet(c, in_channels=9).eval(), Vae(c).eval()
     ids = torch.ones(1, 32, dtype=torch.long)
     export_sd_part(TextEncoder(clip), (ids,), f"{out}/text_encoder/model.onnx", ["input_ids"],
@@ -222,7 +222,7 @@ def smolvlm(root: str) -> None:
 
     torch.manual_seed(4)
     tok = ChatTokenizer(vocabulary("data/world") if os.path.exists("data/world/world.json") else [])
-    clip = Clip(ClipConfig(image_size=512, patch_size=16, vision_width=16, vision_layers=1, vision_heads=2,
+    clip = Clip(ClipConfig(stem="linear", image_size=512, patch_size=16, vision_width=16, vision_layers=1, vision_heads=2,
                            text_layers=1, text_width=16, text_heads=2, embed_dim=16)).eval()
     c = VlmConfig(vocab_size=len(tok.tokens), hidden=16, layers=2, heads=2, kv_heads=1, intermediate=32,
                   vision_width=16, image_grid=32, scale_factor=4)

@@ -175,7 +175,7 @@ def main():
         logits = model(ids, mask, feats)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step) * g["scale"]
+            g["lr"] = lr_at(step) * g.get("scale", 1.0)  # checkpoints before --tune-tower have none
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
