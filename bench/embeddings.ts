@@ -3,7 +3,13 @@
  * model through plain @huggingface/transformers (its CLIP towers on onnxruntime-node), side by
  * side in one run. Absolute numbers on shared machines are noise; read the ratios.
  *
- *   deno task bench [--batch 32] [--seconds 3] [--webgpu]   (--webgpu: also on a software adapter)
+ * Stable enough to decide: every runner is warmed up for a while first (not measured); then
+ * `--rounds` rounds alternate the runners, each timing every runner for a short slice, and the
+ * ratio to transformers.js is taken within each round (the same load hits both sides of it).
+ * Each cell prints the median of the rounds and, in brackets, their 25th–75th percentiles.
+ *
+ *   deno task bench [--batch 1,32] [--rounds 15] [--slice 0.4] [--webgpu]
+ *   (--webgpu: also on a software adapter; --slice: seconds per runner and round)
  */
 import { parseArgs } from "node:util";
 import {
@@ -20,24 +26,24 @@ import { SessionRegistry } from "../core/sessions.ts";
 import { ClipPipeline } from "../models/clip/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 import { canonicalCaption, renderScene, sampleScenes } from "../world/world.ts";
-import { median } from "./stats.ts";
+import { spread } from "./stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: {
-    batch: { type: "string", default: "32" },
-    seconds: { type: "string", default: "3" },
+    batch: { type: "string", default: "1,32" },
+    rounds: { type: "string", default: "15" },
+    slice: { type: "string", default: "0.4" },
     webgpu: { type: "boolean", default: false },
   },
 });
-const batch = Number(values.batch), seconds = Number(values.seconds);
-const scenes = sampleScenes({ split: "test", count: batch, seed: 3 });
-const images = scenes.map((s, i) => ({ width: 64, height: 64, data: renderScene(s, i) }));
-const texts = scenes.map(canonicalCaption);
+const batches = values.batch.split(",").map(Number).filter((b) => b >= 1);
+const ROUNDS = Number(values.rounds), sliceMs = Number(values.slice) * 1000;
+const WARMUP_MS = 1500;
 const entry = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === "clip-tiny")!;
 
 /** Items per second of `fn` (which handles `batch` items) over `ms` milliseconds. */
-async function rate(fn: () => Promise<unknown>, ms: number): Promise<number> {
+async function rate(fn: () => Promise<unknown>, batch: number, ms: number): Promise<number> {
   let n = 0;
   const t0 = performance.now();
   while (performance.now() - t0 < ms) {
@@ -49,21 +55,32 @@ async function rate(fn: () => Promise<unknown>, ms: number): Promise<number> {
 
 interface Runner {
   name: string;
-  image: () => Promise<unknown>;
-  text: () => Promise<unknown>;
+  image: (batch: number) => Promise<unknown>;
+  text: (batch: number) => Promise<unknown>;
 }
 const runners: Runner[] = [];
+
+/** The same scenes for every runner, per batch size. */
+const inputs = new Map(batches.map((b) => {
+  const scenes = sampleScenes({ split: "test", count: b, seed: 3 });
+  const images = scenes.map((s, i) => ({ width: 64, height: 64, data: renderScene(s, i) }));
+  return [b, { images, texts: scenes.map(canonicalCaption) }];
+}));
+const of = (b: number) => inputs.get(b)!;
 
 env.allowRemoteModels = false;
 const processor = await AutoProcessor.from_pretrained(entry.dir);
 const tokenizer = await AutoTokenizer.from_pretrained(entry.dir);
 const vision = await CLIPVisionModelWithProjection.from_pretrained(entry.dir, { dtype: "fp32" });
 const text = await CLIPTextModelWithProjection.from_pretrained(entry.dir, { dtype: "fp32" });
-const raw = images.map((im) => new RawImage(new Uint8ClampedArray(im.data), 64, 64, 3));
+const raw = new Map(batches.map((b) => [
+  b,
+  of(b).images.map((im) => new RawImage(new Uint8ClampedArray(im.data), 64, 64, 3)),
+]));
 runners.push({
   name: "transformers.js 4.3.1 (onnxruntime-node, cpu)",
-  image: async () => vision(await processor(raw)),
-  text: () => text(tokenizer(texts, { padding: true, truncation: true })),
+  image: async (b) => vision(await processor(raw.get(b)!)),
+  text: (b) => text(tokenizer(of(b).texts, { padding: true, truncation: true })),
 });
 
 const backends: BackendName[] = ["cpu", "wasm"];
@@ -73,38 +90,42 @@ for (const name of backends) {
   const clip = await ClipPipeline.load(entry, new SessionRegistry(backend));
   runners.push({
     name: `mm-edge ${name} (${backend.device})`,
-    image: () => clip.embedImages(images),
-    text: () => clip.embedTexts(texts),
+    image: (b) => clip.embedImages(of(b).images),
+    text: (b) => clip.embedTexts(of(b).texts),
   });
 }
 
-// Rounds that alternate the runners, so that drifting load on a shared machine hits all of them
-// alike; each cell is the median of its rounds.
-const ROUNDS = 5;
-const samples = runners.map(() => ({ image: [] as number[], text: [] as number[] }));
-for (const r of runners) await Promise.all([r.image(), r.text()]); // warm-up
-for (let round = 0; round < ROUNDS; round++) {
-  for (const [i, r] of runners.entries()) {
-    samples[i].image.push(await rate(r.image, (seconds * 1000) / ROUNDS));
-    samples[i].text.push(await rate(r.text, (seconds * 1000) / ROUNDS));
+for (const batch of batches) {
+  // Warm-up, not measured: JIT, allocator, ORT's first-run work.
+  for (const r of runners) {
+    await rate(() => r.image(batch), batch, WARMUP_MS / 2);
+    await rate(() => r.text(batch), batch, WARMUP_MS / 2);
   }
-}
-const rows = runners.map((r, i) => ({
-  name: r.name,
-  image: median(samples[i].image),
-  text: median(samples[i].text),
-}));
-
-const base = rows[0];
-console.log(
-  `\nclip-tiny embeddings, batch ${batch}, ${seconds} s per cell in ${ROUNDS} alternating rounds (median)\n`,
-);
-console.log("| runner | images/s | × transformers.js | texts/s | × transformers.js |");
-console.log("| --- | --- | --- | --- | --- |");
-for (const r of rows) {
+  // Rounds that alternate the runners; ratios within a round (drifting load hits both sides).
+  const rates = runners.map(() => ({ image: [] as number[], text: [] as number[] }));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, r] of runners.entries()) {
+      rates[i].image.push(await rate(() => r.image(batch), batch, sliceMs));
+      rates[i].text.push(await rate(() => r.text(batch), batch, sliceMs));
+    }
+  }
+  const ratio = (i: number, kind: "image" | "text") =>
+    rates[i][kind].map((v, round) => v / rates[0][kind][round]);
   console.log(
-    `| ${r.name} | ${r.image.toFixed(0)} | ${(r.image / base.image).toFixed(2)} | ${
-      r.text.toFixed(0)
-    } | ${(r.text / base.text).toFixed(2)} |`,
+    `\nclip-tiny embeddings, batch ${batch}: ${ROUNDS} alternating rounds of ${
+      sliceMs / 1000
+    } s per runner and kind after a ${
+      WARMUP_MS / 1000
+    } s warm-up; median [p25–p75] of the rounds, ` +
+      "ratios within each round\n",
   );
+  console.log("| runner | images/s | × transformers.js | texts/s | × transformers.js |");
+  console.log("| --- | --- | --- | --- | --- |");
+  for (const [i, r] of runners.entries()) {
+    console.log(
+      `| ${r.name} | ${spread(rates[i].image, 0)} | ${spread(ratio(i, "image"))} | ${
+        spread(rates[i].text, 0)
+      } | ${spread(ratio(i, "text"))} |`,
+    );
+  }
 }
