@@ -6,7 +6,7 @@
  *   deno task eval captions [--backend cpu] [--count 300] [--strategy greedy|beam]
  *   deno task eval images [--backend cpu] [--count 100] [--steps 20] [--candidates 4]
  *                         [--temperature 1] [--top-k 32] [--grid docs/generators.png]
- *   deno task eval chat [--backend cpu] [--count 100]
+ *   deno task eval chat [--backend cpu] [--count 100] [--model vlm-tiny]
  *   deno task eval pointing [--backend cpu] [--count 200]   (attention maps: the pointing game)
  */
 import { parseArgs } from "node:util";
@@ -236,7 +236,10 @@ if (family === "clip") {
   );
   console.log(`| model | split | ${QUESTION_TYPES.join(" | ")} | all |`);
   console.log(`| --- | --- | ${QUESTION_TYPES.map(() => "---").join(" | ")} | --- |`);
-  for (const entry of entries.filter((e) => e.manifest.family === "chat")) {
+  const chosen = (id: string) => !values.model || id === values.model;
+  for (
+    const entry of entries.filter((e) => e.manifest.family === "chat" && chosen(e.manifest.id))
+  ) {
     const model = await ChatPipeline.load(entry, sessions);
     for (const split of ["test", "heldout"] as const) {
       const s = await evaluateQa(model, split, count);
