@@ -225,11 +225,12 @@ def main():
     })
     n_params = sum(p.numel() for p in model.parameters())
     scores = open(args.scores).read().strip() if args.scores else "(run `deno task eval chat` and export with --scores)"
+    how = "tuned with the decoder" if tower else "frozen"
     design = (f"""- Method A, unified embedding decoder (SmolVLM / Idefics3 design and ONNX layout): clip-tiny's
-  vision tower (frozen) gives 8 x 8 patch features; a 2 x 2 pixel shuffle makes 16 tokens of 4x
+  vision tower ({how}) gives 8 x 8 patch features; a 2 x 2 pixel shuffle makes 16 tokens of 4x
   the width, a linear connector projects them to the LM's width, and they take the places of the
   16 `<image>` tokens the processor writes into the prompt. The decoder reads one sequence.""" if kind == "unified" else
-              f"""- Method B, cross-modality attention (Llama 3.2 Vision design): clip-tiny's vision tower (frozen)
+              f"""- Method B, cross-modality attention (Llama 3.2 Vision design): clip-tiny's vision tower ({how})
   gives 8 x 8 patch features, projected to the decoder's width with learned positions; the prompt
   keeps one `<image>` marker. After every {c.cross_every}nd decoder layer a gated cross-attention layer
   (tanh gates from 0) lets the text's queries attend to the image's keys and values.""")
@@ -242,15 +243,17 @@ to answer its questions about an image.
 - Decoder: Llama-style, {c.layers} layers, width {c.hidden}, {c.heads} query heads sharing {c.kv_heads} key/value heads
   (head size {c.head_dim}), RMSNorm, rotary positions, SwiGLU MLP ({c.intermediate}); a word-level vocabulary of
   {c.vocab_size} tokens with SmolVLM's chat tokens and chat template.
-- Parameters trained: {n_params / 1e6:.2f} M (the vision tower's 0.8 M frozen).
+- Parameters trained: {n_params / 1e6:.2f} M{" and the vision tower's 0.8 M" if tower else " (the vision tower's 0.8 M frozen)"}.
 
 ## Training
-- `deno task world` (seed 0), 20,000 training scenes; for each sample one of the scene's
-  question/answer pairs (colour, shape, count, position, existence, background, describe).
+- Fresh scenes for every batch from `training/world.py` (the second renderer; never the held-out
+  pairs), one question per scene with its type drawn uniformly (colour, shape, count, position,
+  existence, background, describe); the tower is clip-tiny's (`{args.clip}`).
 - Loss on the answer tokens and the closing `<end_of_utterance>` only. AdamW, lr 2e-3 with
-  warm-up and cosine decay, batch 64, {state['step']} steps on 2 CPU cores.
-- Reproduce: `/usr/bin/python3 training/train_vlm.py --kind {kind} --out data/runs/{model_id}`, then
-  `training/export_vlm.py --run data/runs/{model_id} --out models/embedded/{model_id}`.
+  warm-up and cosine decay, batch 64, {state['step']} steps on 2 CPU cores. Log: `training/runs/{model_id}.md`.
+- Reproduce: `deno task world` (the vocabulary), `/usr/bin/python3 training/train_vlm.py --kind {kind}
+  --out data/runs/{model_id} --clip {args.clip} --steps {state['step']}{f" --tune-tower {state['tune_tower']}" if state.get("tune_tower") else ""}`, then
+  `training/export_vlm.py --run data/runs/{model_id} --out models/embedded/{model_id} --clip {args.clip}`.
 
 ## Question answering (`deno task eval chat`, greedy, through the service's pipeline)
 

@@ -188,8 +188,10 @@ def main():
             scores = answer_accuracy(model, vision, tok, args.kind, config.image_tokens)
             model.train()
             print(f"eval step={step} " + " ".join(f"{k}={v:.3f}" for k, v in sorted(scores.items())), flush=True)
-        ckpt.maybe_save(model, opt, step, config=config.to_dict(), kind=args.kind, vocab=tok.tokens)
-    ckpt.maybe_save(model, opt, step, force=True, config=config.to_dict(), kind=args.kind, vocab=tok.tokens)
+        ckpt.maybe_save(model, opt, step, config=config.to_dict(), kind=args.kind, vocab=tok.tokens,
+                       tune_tower=args.tune_tower)
+    ckpt.maybe_save(model, opt, step, force=True, config=config.to_dict(), kind=args.kind, vocab=tok.tokens,
+                       tune_tower=args.tune_tower)
     print("done", flush=True)
 
 
