@@ -680,3 +680,7 @@ $("chat-form").addEventListener("submit", (event) => {
   });
 });
 $("chat-stop").addEventListener("click", () => chatting?.abort());
+
+// Every listener is in place: said for scripts and tests that drive the page (a drop or paste
+// sent before this would reach no handler).
+document.documentElement.dataset.ready = "true";

@@ -46,6 +46,8 @@ async function withPlayground(fn: (open: (width?: number) => Promise<Page>) => P
       page.on("pageerror", (e) => pageErrors.push(e.message));
       await page.goto(`http://127.0.0.1:${server.addr.port}/`);
       await page.locator("#status-backend", { hasText: "cpu" }).waitFor();
+      // The module's last line: its listeners (drop, paste, …) are attached by then.
+      await page.locator("html[data-ready]").waitFor({ state: "attached" });
       return page;
     });
     assert.deepEqual(pageErrors, [], "no uncaught errors in the page");
