@@ -271,7 +271,10 @@ Deno.test({
       await page.locator("#chat-log .assistant", { hasText: /Model: \S+/ }).waitFor();
       await page.getByRole("button", { name: "Send" }).and(page.locator(":enabled")).waitFor();
       assert.match(await page.locator("#status-timing").textContent() ?? "", /tokens\/s/);
+      // The chip asks its question in the same conversation; the second reply shows tokens, or
+      // says "(no answer)" when the model ends its turn at once (a later turn sometimes does).
       await page.locator("#chat-suggestions .chip").first().click();
+      await page.locator("#chat-log .user").nth(1).waitFor();
       await page.locator("#chat-log .assistant").nth(1).filter({ hasText: /Model: \S+/ }).waitFor();
       assert.equal(await page.locator("#chat-error").textContent(), "");
       await screenshot(page, "chat");
