@@ -672,7 +672,7 @@ $("chat-form").addEventListener("submit", (event) => {
       conversation.pop(); // the turn did not complete; send it again or change it
       throw e;
     }
-    // A model may end its turn at once (the tiny ones were trained on single questions, and
+    // A model may end its turn immediately (the tiny ones were trained on single questions, and
     // a later turn of a conversation sometimes gets nothing back): say so rather than show "".
     if (!answer.trim()) reply.textContent = "Model: (no answer)";
     if (image) sentImage = image;
