@@ -7,6 +7,7 @@
  * before (offset −1) and after (+1).
  */
 import {
+  CANVAS,
   COLOURS,
   renderScene,
   sampleScenes,
@@ -14,7 +15,6 @@ import {
   SHAPES,
   type Split,
 } from "../world/world.ts";
-import { CANVAS } from "../world/world.ts";
 import { type CaptionPipeline, GREEDY } from "../models/captioning/pipeline.ts";
 
 export interface PointingScores {
