@@ -10,6 +10,11 @@ No public ONNX layout exists for DALL-E; this one follows the chat models' names
     config.json, tokenizer.json, tokenizer_config.json
 
     /usr/bin/python3 training/export_dalle.py --scores /tmp/dalle-scores.md
+
+Every export also writes the golden fixture tests/fixtures/dalle-tiny.golden.json (fixed inputs
+and PyTorch's outputs, which tests/golden_test.ts checks ONNX Runtime against); `--golden-only`
+writes just that fixture from the shipped files in --out (the transformer from model.safetensors,
+the dVAE and VAE decoders from onnx/vqvae_decoder.onnx), and touches nothing there.
 """
 import argparse
 import json
@@ -22,7 +27,7 @@ import torch.nn.functional as F
 
 from common import EOS, SPECIAL, World, WordTokenizer, vocabulary
 from dalle_model import DalleConfig, VqVae, transformer
-from onnx_export import export, save_safetensors
+from onnx_export import export, golden_values, graph_constant, load_onnx_weights, load_safetensors, save_safetensors
 from sd_model import SdConfig, Vae, to_unit
 
 
@@ -57,6 +62,77 @@ class Decoder(nn.Module):
         return (logits, *[t for kv in presents for t in kv])
 
 
+def decoder_graph(model):
+    """The export() arguments of decoder_model_merged.onnx (module, example inputs, input names,
+    output names, dynamic axes)."""
+    vc = model.c
+    L = vc.layers
+    past_names = [f"past_key_values.{i}.{w}" for i in range(L) for w in ("key", "value")]
+    present_names = [f"present.{i}.{w}" for i in range(L) for w in ("key", "value")]
+    past = [torch.zeros(1, vc.kv_heads, 3, vc.head_dim) for _ in range(2 * L)]
+    return (Decoder(model), (torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 5, dtype=torch.long),
+                             torch.arange(3, 5)[None], *past),
+            ["input_ids", "attention_mask", "position_ids", *past_names], ["logits", *present_names],
+            {"input_ids": {0: "batch_size", 1: "sequence_length"},
+             "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+             "position_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
+             **{n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names},
+             **{n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names}})
+
+
+def vqvae_decoder_graph(vq: VqVae, vae: Vae, scale: float, c: DalleConfig):
+    return (TokensToImage(vq, vae, scale), (torch.zeros(2, c.grid, c.grid, dtype=torch.long),),
+            ["image_tokens"], ["sample"], {"image_tokens": {0: "batch_size"}, "sample": {0: "batch_size"}})
+
+
+def load_export(out: str):
+    """The transformer, dVAE and VAE (decoder halves) and scale from an exported folder."""
+    cfg = json.load(open(f"{out}/config.json"))
+    t = cfg["text_config"]
+    c = DalleConfig(codebook=cfg["codebook_size"], grid=cfg["image_grid"], text_vocab=cfg["text_vocab_size"],
+                    text_length=cfg["text_length"], width=t["hidden_size"], layers=t["num_hidden_layers"],
+                    heads=t["num_attention_heads"], kv_heads=t["num_key_value_heads"])
+    model = transformer(c)
+    model.load_state_dict(load_safetensors(f"{out}/model.safetensors"))
+    vq, vae = VqVae(c), Vae(SdConfig())
+    path = f"{out}/onnx/vqvae_decoder.onnx"
+    scale = graph_constant(path, "Div")  # sd-tiny's scaling_factor, baked into the graph
+    module, example, inputs, outputs, dynamic = vqvae_decoder_graph(vq, vae, scale, c)
+    load_onnx_weights(module, example, path, inputs, outputs, dynamic)
+    for m in (vq, model, vae):
+        m.eval()
+    return c, model, vq, vae, scale
+
+
+@torch.no_grad()
+def write_golden(c: DalleConfig, model, vq: VqVae, vae: Vae, scale: float, tok: WordTokenizer, path: str):
+    """Golden fixture: the decoder's prefill of a caption (padded to text_length with
+    <|endoftext|>, as the service pads it) and three image tokens from an empty cache, one decode
+    step of a fourth image token on the prefill's cache, and vqvae_decoder on a fixed 8 x 8 grid."""
+    caption = "a large red circle to the left of a small blue square on a white background"
+    text = tok.encode(caption)[: c.text_length]
+    text += [EOS] * (c.text_length - len(text))
+    g = torch.Generator().manual_seed(18)
+    codes = torch.randint(0, c.codebook, (4,), generator=g).tolist()
+    ids = torch.tensor([text + [c.text_vocab + k for k in codes[:3]]])
+    T = ids.shape[1]
+    vc = model.c
+    empty = [torch.zeros(1, vc.kv_heads, 0, vc.head_dim) for _ in range(2 * vc.layers)]
+    dec = Decoder(model)
+    prefill = dec(ids, torch.ones(1, T, dtype=torch.long), torch.arange(T)[None], *empty)
+    logits, presents = prefill[0], prefill[1:]
+    step = dec(torch.tensor([[c.text_vocab + codes[3]]]), torch.ones(1, T + 1, dtype=torch.long),
+               torch.tensor([[T]]), *presents)
+    grid = torch.randint(0, c.codebook, (1, c.grid, c.grid), generator=g)
+    sample = TokensToImage(vq, vae, scale)(grid)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    json.dump({"model": "dalle-tiny", "caption": caption, "input_ids": ids[0].tolist(),
+               "next_token": c.text_vocab + codes[3], "logits": golden_values(logits),
+               "logits_last": golden_values(logits[0, -1]), "present_last_value": golden_values(presents[-1]),
+               "step_logits": golden_values(step[0]), "image_tokens": grid.flatten().tolist(),
+               "sample": golden_values(sample)}, open(path, "w"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="data/runs/dalle-tiny")
@@ -64,8 +140,18 @@ def main():
     ap.add_argument("--data", default="data/world")
     ap.add_argument("--out", default="models/embedded/dalle-tiny")
     ap.add_argument("--scores", help="the table `deno task eval images` printed, for the model card")
+    ap.add_argument("--golden", default="tests/fixtures/dalle-tiny.golden.json")
+    ap.add_argument("--golden-only", action="store_true",
+                    help="write only the golden fixture, from the model already exported in --out")
     args = ap.parse_args()
     torch.manual_seed(0)
+    if args.golden_only:
+        c, model, vq, vae, scale = load_export(args.out)
+        tok = WordTokenizer([], max_length=c.text_length)
+        tok.ids = json.load(open(f"{args.out}/tokenizer.json"))["model"]["vocab"]  # the shipped words
+        write_golden(c, model, vq, vae, scale, tok, args.golden)
+        print(f"wrote {args.golden} (from {args.out})")
+        return
 
     vq_state = torch.load(f"{args.run}/vqvae.pt", map_location="cpu")
     tf_state = torch.load(f"{args.run}/transformer.pt", map_location="cpu")
@@ -84,25 +170,16 @@ def main():
     write = lambda name, obj: json.dump(obj, open(f"{args.out}/{name}", "w"), indent=2)
 
     g = c.grid
-    export(TokensToImage(vq, vae, scale), (torch.zeros(2, g, g, dtype=torch.long),), f"{args.out}/onnx/vqvae_decoder.onnx",
-           ["image_tokens"], ["sample"], {"image_tokens": {0: "batch_size"}, "sample": {0: "batch_size"}})
+    module, example, inputs, outputs, dynamic = vqvae_decoder_graph(vq, vae, scale, c)
+    export(module, example, f"{args.out}/onnx/vqvae_decoder.onnx", inputs, outputs, dynamic)
     export(ImageToTokens(vq, vae, scale), (torch.zeros(2, 3, 64, 64),), f"{args.out}/onnx/vqvae_encoder.onnx",
            ["pixel_values"], ["image_tokens"], {"pixel_values": {0: "batch_size"}, "image_tokens": {0: "batch_size"}})
     vc = model.c
     L = vc.layers
-    past_names = [f"past_key_values.{i}.{w}" for i in range(L) for w in ("key", "value")]
-    present_names = [f"present.{i}.{w}" for i in range(L) for w in ("key", "value")]
-    past = [torch.zeros(1, vc.kv_heads, 3, vc.head_dim) for _ in range(2 * L)]
-    export(Decoder(model), (torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 5, dtype=torch.long),
-                            torch.arange(3, 5)[None], *past),
-           f"{args.out}/onnx/decoder_model_merged.onnx",
-           ["input_ids", "attention_mask", "position_ids", *past_names], ["logits", *present_names],
-           {"input_ids": {0: "batch_size", 1: "sequence_length"},
-            "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
-            "position_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
-            **{n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names},
-            **{n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names}})
+    module, example, inputs, outputs, dynamic = decoder_graph(model)
+    export(module, example, f"{args.out}/onnx/decoder_model_merged.onnx", inputs, outputs, dynamic)
     save_safetensors(model.state_dict(), f"{args.out}/model.safetensors")
+    write_golden(c, model, vq, vae, scale, tok, args.golden)
 
     write("config.json", {
         "architectures": ["DalleForImageGeneration"], "model_type": "dalle",

@@ -18,18 +18,27 @@ transformers.js; this one follows the same naming):
     model.safetensors               the decoder's weights, for the WebGPU path's own kernels
 
     /usr/bin/python3 training/export_vlm.py --run data/runs/vlm-tiny --out models/embedded/vlm-tiny
+
+Every export also writes the golden fixture tests/fixtures/<id>.golden.json (fixed inputs and
+PyTorch's outputs, which tests/golden_test.ts checks ONNX Runtime against). `--golden-only`
+writes just that fixture for a model already exported, and touches nothing in --out: from the
+run (--run, with its --clip) when given, else from the shipped files themselves (the decoder
+from model.safetensors where there is one, the rest from the ONNX initializers).
 """
 import argparse
+import base64
 import json
 import os
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from clip_model import MEAN, STD, Clip, ClipConfig
+import world
+from clip_model import MEAN, STD, Clip, ClipConfig, pixels
 from common import SPECIAL, vocabulary
-from onnx_export import export, save_safetensors
-from vlm_model import CHAT, ChatTokenizer, Vlm, VlmConfig
+from onnx_export import export, golden_values, load_onnx_weights, load_safetensors, save_safetensors
+from vlm_model import CHAT, ChatTokenizer, Vlm, VlmConfig, prompt_text
 
 CHAT_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
@@ -98,46 +107,62 @@ class DecoderB(nn.Module):
         return (logits, *[t for kv in presents for t in kv])
 
 
-def export_model(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatTokenizer, out: str) -> None:
-    """The ONNX files and the configs of either layout (not the manifest or the card)."""
-    os.makedirs(f"{out}/onnx", exist_ok=True)
-    write = lambda name, obj: json.dump(obj, open(f"{out}/{name}", "w"), indent=2)
-
+def graphs(model: Vlm, clip: Clip, c: VlmConfig, kind: str) -> dict:
+    """file -> the export() arguments of each ONNX graph of the layout (module, example inputs,
+    input names, output names, dynamic axes)."""
     L, kvh, hd = c.layers, c.kv_heads, c.head_dim
     past_names = [f"past_key_values.{i}.{w}" for i in range(L) for w in ("key", "value")]
     present_names = [f"present.{i}.{w}" for i in range(L) for w in ("key", "value")]
     past = [torch.zeros(1, kvh, 3, hd) for _ in range(2 * L)]
     dyn_past = {n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names}
     dyn_present = {n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names}
-    S, patch = clip.config.image_size, clip.config.patch_size
+    S = clip.config.image_size
     px = torch.zeros(1, 1, 3, S, S)
     mask = torch.ones(1, 5, dtype=torch.long)
     pos = torch.arange(3, 5)[None]
     if kind == "unified":
-        export(VisionA(clip, model), (px, torch.ones(1, 1, S, S, dtype=torch.bool)), f"{out}/onnx/vision_encoder.onnx",
-               ["pixel_values", "pixel_attention_mask"], ["image_features"],
-               {"pixel_values": {0: "batch_size", 1: "num_images"}, "pixel_attention_mask": {0: "batch_size", 1: "num_images"}})
-        export(Embed(model), (torch.zeros(1, 2, dtype=torch.long),), f"{out}/onnx/embed_tokens.onnx", ["input_ids"],
-               ["inputs_embeds"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
-        export(DecoderA(model), (torch.zeros(1, 2, c.hidden), mask, pos, *past), f"{out}/onnx/decoder_model_merged.onnx",
-               ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names],
-               {"inputs_embeds": {0: "batch_size", 1: "sequence_length"},
-                "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
-                "position_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
-                **dyn_past, **dyn_present})
-    else:
-        export(VisionB(clip, model), (px,), f"{out}/onnx/vision_encoder.onnx", ["pixel_values"], ["cross_attention_states"],
-               {"pixel_values": {0: "batch_size", 1: "num_images"}, "cross_attention_states": {0: "batch_size", 1: "image_tokens"}})
-        xs = torch.zeros(1, c.image_grid ** 2, c.hidden)
-        export(DecoderB(model), (torch.zeros(1, 2, dtype=torch.long), mask, pos, xs, *past),
-               f"{out}/onnx/decoder_model_merged.onnx",
-               ["input_ids", "attention_mask", "position_ids", "cross_attention_states", *past_names],
-               ["logits", *present_names],
-               {"input_ids": {0: "batch_size", 1: "sequence_length"},
-                "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
-                "position_ids": {0: "batch_size", 1: "sequence_length"},
-                "cross_attention_states": {0: "batch_size", 1: "image_tokens"},
-                "logits": {0: "batch_size", 1: "sequence_length"}, **dyn_past, **dyn_present})
+        return {
+            "vision_encoder.onnx": (
+                VisionA(clip, model), (px, torch.ones(1, 1, S, S, dtype=torch.bool)),
+                ["pixel_values", "pixel_attention_mask"], ["image_features"],
+                {"pixel_values": {0: "batch_size", 1: "num_images"}, "pixel_attention_mask": {0: "batch_size", 1: "num_images"}}),
+            "embed_tokens.onnx": (
+                Embed(model), (torch.zeros(1, 2, dtype=torch.long),), ["input_ids"],
+                ["inputs_embeds"], {"input_ids": {0: "batch_size", 1: "sequence_length"}}),
+            "decoder_model_merged.onnx": (
+                DecoderA(model), (torch.zeros(1, 2, c.hidden), mask, pos, *past),
+                ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names],
+                {"inputs_embeds": {0: "batch_size", 1: "sequence_length"},
+                 "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+                 "position_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
+                 **dyn_past, **dyn_present}),
+        }
+    xs = torch.zeros(1, c.image_grid ** 2, c.hidden)
+    return {
+        "vision_encoder.onnx": (
+            VisionB(clip, model), (px,), ["pixel_values"], ["cross_attention_states"],
+            {"pixel_values": {0: "batch_size", 1: "num_images"}, "cross_attention_states": {0: "batch_size", 1: "image_tokens"}}),
+        "decoder_model_merged.onnx": (
+            DecoderB(model), (torch.zeros(1, 2, dtype=torch.long), mask, pos, xs, *past),
+            ["input_ids", "attention_mask", "position_ids", "cross_attention_states", *past_names],
+            ["logits", *present_names],
+            {"input_ids": {0: "batch_size", 1: "sequence_length"},
+             "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+             "position_ids": {0: "batch_size", 1: "sequence_length"},
+             "cross_attention_states": {0: "batch_size", 1: "image_tokens"},
+             "logits": {0: "batch_size", 1: "sequence_length"}, **dyn_past, **dyn_present}),
+    }
+
+
+def export_model(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatTokenizer, out: str) -> None:
+    """The ONNX files and the configs of either layout (not the manifest or the card)."""
+    os.makedirs(f"{out}/onnx", exist_ok=True)
+    write = lambda name, obj: json.dump(obj, open(f"{out}/{name}", "w"), indent=2)
+
+    S, patch = clip.config.image_size, clip.config.patch_size
+    for name, (module, example, inputs, outputs, dynamic) in graphs(model, clip, c, kind).items():
+        export(module, example, f"{out}/onnx/{name}", inputs, outputs, dynamic)
+    if kind == "xattn":
         save_safetensors(model.decoder.state_dict(), f"{out}/model.safetensors")
 
     eou, image = tok.ids["<end_of_utterance>"], tok.ids["<image>"]
@@ -181,22 +206,15 @@ def export_model(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatToken
                                       "additional_special_tokens": CHAT})
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--run", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--clip", default="data/runs/clip-tiny/last.pt")
-    ap.add_argument("--data", default="data/world")
-    ap.add_argument("--scores", help="the table `deno task eval chat` printed, for the model card")
-    args = ap.parse_args()
-
-    state = torch.load(f"{args.run}/last.pt", map_location="cpu")
+def load_run(run: str, clip_path: str, data: str):
+    """The model, its tower and config from a training run (and the clip-tiny run it read)."""
+    state = torch.load(f"{run}/last.pt", map_location="cpu")
     kind = state["kind"]
     c = VlmConfig(**state["config"])
-    tok = ChatTokenizer(vocabulary(args.data))
+    tok = ChatTokenizer(vocabulary(data))
     assert tok.tokens == state["vocab"], "the vocabulary changed since training"
     model = Vlm(c, kind, tok.ids["<image>"])
-    clip_state = torch.load(args.clip, map_location="cpu")
+    clip_state = torch.load(clip_path, map_location="cpu")
     clip = Clip(ClipConfig(**clip_state["config"]))
     clip.load_state_dict(clip_state["model"])
     # A run with --tune-tower saved its own tuned copy of the tower: that one is the encoder.
@@ -205,13 +223,130 @@ def main():
         clip.vision.load_state_dict(tower)
     model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith("tower.")})
     model.eval(), clip.eval()
+    return model, clip, c, kind, tok, state, tower
+
+
+def load_export(out: str):
+    """The same from an exported folder, for a model whose run is not kept: the configs and the
+    tokenizer from its JSON files, the decoder from model.safetensors where there is one, every
+    other weight from the ONNX initializers."""
+    read = lambda name: json.load(open(f"{out}/{name}"))
+    config = read("config.json")
+    t = config["text_config"]
+    kind = "unified" if config["model_type"] == "idefics3" else "xattn"
+    v = config["vision_config"]
+    S, patch = v["image_size"], v["patch_size"]
+    c = VlmConfig(vocab_size=t["vocab_size"], hidden=t["hidden_size"], layers=t["num_hidden_layers"],
+                  heads=t["num_attention_heads"], kv_heads=t["num_key_value_heads"],
+                  intermediate=t["intermediate_size"], max_positions=read("tokenizer_config.json")["model_max_length"],
+                  rope_theta=t["rope_theta"], vision_width=v["hidden_size"], image_grid=S // patch,
+                  **({"scale_factor": config["scale_factor"]} if kind == "unified" else
+                     {"cross_every": t["cross_attention_layers"][0] + 1}))
+    # The shipped word -> id map is all that encoding needs (a word listed twice in training's
+    # vocabulary has its later id there, as ChatTokenizer.ids has).
+    tok = ChatTokenizer([])
+    tok.ids = read("tokenizer.json")["model"]["vocab"]
+    tok.tokens = [None] * c.vocab_size
+    for w, i in tok.ids.items():
+        tok.tokens[i] = w
+    model = Vlm(c, kind, tok.ids["<image>"])
+    # The tower's layout from the vision graph's names: the stem (a "sat" CNN, a "conv" stack or a
+    # linear patch embedding) and the number of blocks.
+    import onnx
+    names = {i.name: tuple(i.dims) for i in onnx.load(f"{out}/onnx/vision_encoder.onnx").graph.initializer}
+    stem = ("linear" if "vision.patch.weight" in names else
+            "sat" if names["vision.patch.0.weight"][-1] == 4 else "conv")
+    layers = len({n.split(".")[2] for n in names if n.startswith("vision.blocks.")})
+    clip = Clip(ClipConfig(image_size=S, patch_size=patch, vision_width=v["hidden_size"], vision_layers=layers,
+                           stem=stem))
+    model.eval(), clip.eval()
+    files = graphs(model, clip, c, kind)
+    if kind == "xattn":
+        model.decoder.load_state_dict(load_safetensors(f"{out}/model.safetensors"))
+        del files["decoder_model_merged.onnx"]
+    for name, (module, example, inputs, outputs, dynamic) in files.items():
+        load_onnx_weights(module, example, f"{out}/onnx/{name}", inputs, outputs, dynamic)
+    return model, clip, c, kind, tok
+
+
+@torch.no_grad()
+def write_golden(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatTokenizer, model_id: str, path: str):
+    """Golden fixture: a fixed scene and question, and PyTorch's outputs for every ONNX graph: the
+    vision encoder on the image, embed_tokens on the prompt (method A), the decoder's prefill of
+    the prompt (with the image features in the <image> slots, or as cross-attention states) from an
+    empty cache, and one decode step of the greedy next token on the prefill's cache."""
+    r = np.random.default_rng(18)
+    scene = world.sample_scene(r, count=2)
+    image = world.render(scene, r)
+    question = "how many shapes are there?"
+    S = clip.config.image_size
+    px = pixels(image[None])[None]  # [1, 1, 3, S, S]
+    image_id = tok.ids["<image>"]
+    prompt = prompt_text(question, kind, c.image_tokens)
+    ids = torch.tensor([tok.encode_plain(prompt)])
+    T = ids.shape[1]
+    empty = [torch.zeros(1, c.kv_heads, 0, c.head_dim) for _ in range(2 * c.layers)]
+    mask, pos = torch.ones(1, T, dtype=torch.long), torch.arange(T)[None]
+    step_mask, step_pos = torch.ones(1, T + 1, dtype=torch.long), torch.tensor([[T]])
+    out = {"model": model_id, "kind": kind, "prompt": prompt, "image_rgb_base64":
+           base64.b64encode(image.tobytes()).decode(), "image_size": S, "input_ids": ids[0].tolist(),
+           "image_token_id": image_id}
+    if kind == "unified":
+        feats = VisionA(clip, model)(px, torch.ones(1, 1, S, S, dtype=torch.bool))  # [1, 16, hidden]
+        embeds = Embed(model)(ids)
+        merged = embeds.clone()
+        merged[ids == image_id] = feats.reshape(-1, c.hidden)
+        prefill = DecoderA(model)(merged, mask, pos, *empty)
+        out["image_features"], out["inputs_embeds"] = golden_values(feats), golden_values(embeds, 1024)
+    else:
+        feats = VisionB(clip, model)(px)  # [1, 64, hidden]
+        prefill = DecoderB(model)(ids, mask, pos, feats, *empty)
+        out["cross_attention_states"] = golden_values(feats)
+    logits, presents = prefill[0], prefill[1:]
+    last = logits[0, -1].clone()
+    last[image_id] = -float("inf")  # as the service: never a new image slot
+    nxt = int(last.argmax())
+    if kind == "unified":
+        step = DecoderA(model)(Embed(model)(torch.tensor([[nxt]])), step_mask, step_pos, *presents)
+    else:
+        step = DecoderB(model)(torch.tensor([[nxt]]), step_mask, step_pos, feats, *presents)
+    out.update({"logits": golden_values(logits), "logits_last": golden_values(logits[0, -1]),
+                "present_last_value": golden_values(presents[-1]), "next_token": nxt,
+                "step_logits": golden_values(step[0])})
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    json.dump(out, open(path, "w"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", help="the training run (required unless --golden-only)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--clip", default="data/runs/clip-tiny/last.pt")
+    ap.add_argument("--data", default="data/world")
+    ap.add_argument("--scores", help="the table `deno task eval chat` printed, for the model card")
+    ap.add_argument("--golden", help="the golden fixture to write (default: tests/fixtures/<id>.golden.json)")
+    ap.add_argument("--golden-only", action="store_true",
+                    help="write only the golden fixture of the model in --out (from --run if given, else "
+                         "from --out's own files); nothing in --out changes")
+    args = ap.parse_args()
+    model_id = os.path.basename(args.out.rstrip("/"))
+    golden = args.golden or f"tests/fixtures/{model_id}.golden.json"
+
+    if args.golden_only:
+        loaded = load_run(args.run, args.clip, args.data)[:5] if args.run else load_export(args.out)
+        write_golden(*loaded, model_id, golden)
+        print(f"wrote {golden} ({model_id}, from {args.run or args.out})")
+        return
+    if not args.run:
+        ap.error("--run is required (unless --golden-only)")
+    model, clip, c, kind, tok, state, tower = load_run(args.run, args.clip, args.data)
     export_model(model, clip, c, kind, tok, args.out)
+    write_golden(model, clip, c, kind, tok, model_id, golden)
     write = lambda name, obj: json.dump(obj, open(f"{args.out}/{name}", "w"), indent=2)
     files = ({"vision": "onnx/vision_encoder.onnx", "embed": "onnx/embed_tokens.onnx",
               "decoder": "onnx/decoder_model_merged.onnx"} if kind == "unified" else
              {"vision": "onnx/vision_encoder.onnx", "decoder": "onnx/decoder_model_merged.onnx",
               "weights": "model.safetensors"})
-    model_id = os.path.basename(args.out.rstrip("/"))
     write("manifest.json", {
         "id": model_id, "family": "chat",
         "description": ("Multimodal chat, unified embedding decoder (image patches projected into the token "

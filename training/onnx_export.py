@@ -28,3 +28,107 @@ def save_safetensors(tensors: dict, path: str):
         f.write(raw)
         for b in blobs:
             f.write(b)
+
+
+def load_safetensors(path: str) -> dict:
+    """What save_safetensors wrote (F32 only): name -> tensor."""
+    import numpy as np
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, h in header.items():
+        if name == "__metadata__":
+            continue
+        assert h["dtype"] == "F32", f"{name}: {h['dtype']}"
+        a, b = h["data_offsets"]
+        out[name] = torch.from_numpy(np.frombuffer(data[a:b], dtype="<f4").copy().reshape(h["shape"]))
+    return out
+
+
+def load_onnx_weights(module, args, path, inputs, outputs, dynamic) -> None:
+    """Loads a shipped ONNX graph's weights back into `module`, the wrapper it was exported from
+    with export(module, args, path, inputs, outputs, dynamic): for the golden fixture of a model
+    whose training checkpoint is not kept. Initializers that kept their parameter's name load by
+    name; the ones the exporter renamed (a Linear's weight, transposed into a MatMul operand as
+    `onnx::MatMul_N`) are found by exporting `module` again, with distinct random weights, and
+    matching the values: the same graph gets the same names. Anything that does not match (another
+    graph, another exporter) raises; parameters the graph does not use are left as they are."""
+    import tempfile
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    def read(p):
+        graph = onnx.load(p).graph
+        # The graph's shape: its ops in order and the constants they read (shapes, head counts,
+        # scales baked in): equal for the same module, config and exporter.
+        layout = [(n.op_type, [numpy_helper.to_array(a.t).tolist() for a in n.attribute if a.name == "value"])
+                  for n in graph.node]
+        return {i.name: numpy_helper.to_array(i) for i in graph.initializer}, layout
+
+    shipped, layout = read(path)
+    state = module.state_dict()
+    before = {k: v.clone() for k, v in state.items()}
+    g = torch.Generator().manual_seed(1234)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    with tempfile.TemporaryDirectory() as tmp:
+        export(module, args, f"{tmp}/probe.onnx", inputs, outputs, dynamic)
+        probe, probe_layout = read(f"{tmp}/probe.onnx")
+    if set(probe) != set(shipped) or probe_layout != layout:
+        raise ValueError(f"{path}: not the graph this module exports "
+                         f"({sorted(set(probe) ^ set(shipped))[:6] or 'its nodes'} differ)")
+    by_value = {}
+    for name, t in state.items():
+        a = t.detach().numpy()
+        by_value.setdefault((a.shape, a.tobytes()), (name, False))
+        if a.ndim == 2:
+            by_value.setdefault((a.T.shape, np.ascontiguousarray(a.T).tobytes()), (name, True))
+    loaded = {}
+    for init, value in shipped.items():
+        if init in state:
+            loaded[init] = torch.from_numpy(value.copy())
+            continue
+        p = probe[init]
+        hit = by_value.get((p.shape, np.ascontiguousarray(p).tobytes()))
+        if hit is None:
+            if not np.array_equal(p, value):  # a folded constant of the graph itself must agree
+                raise ValueError(f"{path}: initializer {init} matches no parameter")
+            continue
+        name, transposed = hit
+        loaded[name] = torch.from_numpy((value.T if transposed else value).copy())
+    with torch.no_grad():
+        for name, t in state.items():
+            value = loaded.get(name, before[name])
+            assert t.shape == value.shape, f"{name}: {tuple(value.shape)} in {path}"
+            t.copy_(value)
+
+
+def graph_constant(path: str, op: str) -> float:
+    """The scalar Constant that feeds the first `op` node of a graph (a Python float the exporter
+    baked in, e.g. a scaling factor)."""
+    import onnx
+    from onnx import numpy_helper
+    graph = onnx.load(path).graph
+    constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+    for n in graph.node:
+        if n.op_type == op:
+            for i in n.input:
+                if i in constants:
+                    return float(numpy_helper.to_array(constants[i].attribute[0].t))
+    raise ValueError(f"{path}: no {op} with a constant operand")
+
+
+def golden_values(t, limit: int = 2048) -> dict:
+    """A tensor for a golden fixture, kept small: its shape, every `stride`-th value of the
+    flattened tensor (stride 1 when it has at most `limit` values) and its mean |value| (a
+    checksum over all of it). 7 significant digits: float32's own precision."""
+    flat = t.detach().float().flatten()
+    stride = max(1, -(-flat.numel() // limit))
+    return {"shape": list(t.shape), "stride": stride,
+            "values": [float(f"{v:.7g}") for v in flat[::stride].tolist()],
+            "mean_abs": float(f"{flat.abs().mean().item():.7g}")}

@@ -18,16 +18,8 @@ import torch.nn.functional as F
 
 from clip_model import Clip, ClipConfig, pixels
 from common import Checkpointer, progress, seed_everything, vocabulary, warmup_cosine
-from vlm_model import ChatTokenizer, Vlm, VlmConfig
+from vlm_model import ChatTokenizer, Vlm, VlmConfig, prompt_text
 import world
-
-
-def prompt_text(question: str, kind: str, image_tokens: int) -> str:
-    """SmolVLM's chat template for one user turn with one image, generation prompt added;
-    method A expands <image> as Idefics3's processor does, method B keeps one marker."""
-    image = ("<fake_token_around_image><global-img>" + "<image>" * image_tokens + "<fake_token_around_image>"
-             if kind == "unified" else "<image>")
-    return f"<|im_start|>User:{image}{question}<end_of_utterance>\nAssistant:"
 
 
 def frozen_tower(clip_path: str) -> Clip:

@@ -55,6 +55,14 @@ class ChatTokenizer(WordTokenizer):
         return j
 
 
+def prompt_text(question: str, kind: str, image_tokens: int) -> str:
+    """SmolVLM's chat template for one user turn with one image, generation prompt added;
+    method A expands <image> as Idefics3's processor does, method B keeps one marker."""
+    image = ("<fake_token_around_image><global-img>" + "<image>" * image_tokens + "<fake_token_around_image>"
+             if kind == "unified" else "<image>")
+    return f"<|im_start|>User:{image}{question}<end_of_utterance>\nAssistant:"
+
+
 @dataclass
 class VlmConfig:
     vocab_size: int = 96
