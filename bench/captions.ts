@@ -49,7 +49,9 @@ console.log(`| --- | ${backends.map(() => "--- | ---").join(" | ")} | --- |`);
 for (const entry of entries) {
   const cells: number[] = [];
   for (const b of backends) {
-    const model = await CaptionPipeline.load(entry, new SessionRegistry(await resolveBackend(b)));
+    const model = await CaptionPipeline.load(entry, {
+      sessions: new SessionRegistry(await resolveBackend(b)),
+    });
     cells.push(await rate(model, GREEDY), await rate(model, { ...GREEDY, strategy: "beam" }));
   }
   console.log(

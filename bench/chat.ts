@@ -54,7 +54,9 @@ for (
   )
 ) {
   for (const b of backends) {
-    const model = await ChatPipeline.load(entry, new SessionRegistry(await resolveBackend(b)));
+    const model = await ChatPipeline.load(entry, {
+      sessions: new SessionRegistry(await resolveBackend(b)),
+    });
     const variants = b === "webgpu" && entry.manifest.files.weights ? [true, false] : [undefined];
     for (const kernels of variants) {
       const run = async () => {

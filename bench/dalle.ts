@@ -46,7 +46,9 @@ interface Variant {
 const variants: Variant[] = [];
 const backends: BackendName[] = ["cpu", "wasm", ...(values.webgpu ? ["webgpu" as const] : [])];
 for (const b of backends) {
-  const model = await DallePipeline.load(entry, new SessionRegistry(await resolveBackend(b)));
+  const model = await DallePipeline.load(entry, {
+    sessions: new SessionRegistry(await resolveBackend(b)),
+  });
   await model.warmup();
   if (b === "webgpu") {
     variants.push({ name: "webgpu, WGSL kernels", model, kernels: true, image: [], token: [] });

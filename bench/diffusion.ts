@@ -45,7 +45,9 @@ interface Variant {
 const variants: Variant[] = [];
 const backends: BackendName[] = ["cpu", "wasm", ...(values.webgpu ? ["webgpu" as const] : [])];
 for (const b of backends) {
-  const model = await DiffusionPipeline.load(entry, new SessionRegistry(await resolveBackend(b)));
+  const model = await DiffusionPipeline.load(entry, {
+    sessions: new SessionRegistry(await resolveBackend(b)),
+  });
   await model.warmup();
   variants.push({ name: b, model, hostLoop: false, image: [], step: [] });
   if (b === "webgpu") {

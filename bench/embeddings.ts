@@ -87,7 +87,7 @@ const backends: BackendName[] = ["cpu", "wasm"];
 if (values.webgpu) backends.push("webgpu");
 for (const name of backends) {
   const backend = await resolveBackend(name);
-  const clip = await ClipPipeline.load(entry, new SessionRegistry(backend));
+  const clip = await ClipPipeline.load(entry, { sessions: new SessionRegistry(backend) });
   runners.push({
     name: `mm-edge ${name} (${backend.device})`,
     image: (b) => clip.embedImages(of(b).images),

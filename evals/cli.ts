@@ -64,7 +64,7 @@ if (family === "clip") {
     console.error(`model "${values.model}" is not installed`);
     Deno.exit(2);
   }
-  const clip = await ClipPipeline.load(entry, sessions);
+  const clip = await ClipPipeline.load(entry, { sessions });
   const count = Number(values.count ?? 500);
   console.log(
     `${entry.manifest.id} on ${backend.name} (${backend.device}); ${count} single-object scenes per split\n`,
@@ -92,7 +92,7 @@ if (family === "clip") {
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const split of ["test", "heldout"] as const) {
     for (const entry of entries.filter((e) => e.manifest.family === "captioning")) {
-      const model = await CaptionPipeline.load(entry, sessions);
+      const model = await CaptionPipeline.load(entry, { sessions });
       const s = await evaluateCaptions(model, split, count, { strategy, beamSize: 3 });
       const f = (v: number) => (v * 100).toFixed(1);
       console.log(
@@ -111,7 +111,7 @@ if (family === "clip") {
   console.log("| model | split | words scored | own step | step before | step after |");
   console.log("| --- | --- | --- | --- | --- | --- |");
   for (const entry of entries.filter((e) => e.manifest.family === "captioning")) {
-    const model = await CaptionPipeline.load(entry, sessions);
+    const model = await CaptionPipeline.load(entry, { sessions });
     if (!model.hasAttention) continue;
     for (const split of ["test", "heldout"] as const) {
       const s = await pointing(model, split, count);
@@ -128,13 +128,13 @@ if (family === "clip") {
   const count = Number(values.count ?? 100);
   const candidates = Number(values.candidates ?? 4);
   const clipEntry = entries.find((e) => e.manifest.family === "clip");
-  const clip = clipEntry ? await ClipPipeline.load(clipEntry, sessions) : null;
+  const clip = clipEntry ? await ClipPipeline.load(clipEntry, { sessions }) : null;
   const generators: Array<
     { name: string; generate: (p: string, seed: number, n: number) => Promise<RgbImage[]> }
   > = [];
   for (const entry of entries.filter((e) => !values.model || e.manifest.id === values.model)) {
     if (entry.manifest.family === "diffusion") {
-      const model = await DiffusionPipeline.load(entry, sessions);
+      const model = await DiffusionPipeline.load(entry, { sessions });
       const s = model.settings;
       const steps = Number(values.steps ?? s.defaultSteps);
       const guidance = Number(values.guidance ?? s.defaultGuidance);
@@ -153,7 +153,7 @@ if (family === "clip") {
           })).images,
       });
     } else if (entry.manifest.family === "dalle") {
-      const model = await DallePipeline.load(entry, sessions);
+      const model = await DallePipeline.load(entry, { sessions });
       const s = model.settings;
       const temperature = Number(values.temperature ?? s.defaultTemperature);
       const topK = Number(values["top-k"] ?? s.defaultTopK);
@@ -240,7 +240,7 @@ if (family === "clip") {
   for (
     const entry of entries.filter((e) => e.manifest.family === "chat" && chosen(e.manifest.id))
   ) {
-    const model = await ChatPipeline.load(entry, sessions);
+    const model = await ChatPipeline.load(entry, { sessions });
     for (const split of ["test", "heldout"] as const) {
       const s = await evaluateQa(model, split, count);
       const cell = (t: string) => {

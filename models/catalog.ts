@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { downloadFile, type HubOptions, sha256File } from "./hub.ts";
-import { FAMILIES, type Manifest } from "./manifest.ts";
+import { FAMILY_NAMES, type Manifest } from "./manifest.ts";
 
 export const DTYPES = ["fp32", "fp16", "q8", "q4"] as const;
 export type Dtype = typeof DTYPES[number];
@@ -14,7 +14,7 @@ const SUFFIX: Record<Dtype, string> = { fp32: "", fp16: "_fp16", q8: "_quantized
 
 const Entry = z.object({
   id: z.string(),
-  family: z.enum(FAMILIES),
+  family: z.enum(FAMILY_NAMES),
   embedded: z.boolean().default(false),
   repo: z.string().optional(),
   revision: z.string().default("main"),

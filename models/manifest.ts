@@ -10,12 +10,16 @@
  */
 import { z } from "zod";
 
-export const FAMILIES = ["clip", "captioning", "diffusion", "dalle", "chat"] as const;
-export type Family = typeof FAMILIES[number];
+/**
+ * The families a manifest may name; each has its line in models/families.ts (the compiler holds
+ * the two lists to each other).
+ */
+export const FAMILY_NAMES = ["clip", "captioning", "diffusion", "dalle", "chat"] as const;
+export type Family = typeof FAMILY_NAMES[number];
 
 export const Manifest = z.object({
   id: z.string().regex(/^[\w.\-/]+$/),
-  family: z.enum(FAMILIES),
+  family: z.enum(FAMILY_NAMES),
   description: z.string().default(""),
   capabilities: z.array(z.string()),
   modalities: z.object({ input: z.array(z.string()), output: z.array(z.string()) }),

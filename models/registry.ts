@@ -5,22 +5,10 @@
 import type { Backend } from "../core/backend.ts";
 import { ApiError } from "../core/errors.ts";
 import type { SessionRegistry } from "../core/sessions.ts";
-import { CaptionPipeline } from "./captioning/pipeline.ts";
-import { ChatPipeline } from "./chat/pipeline.ts";
-import { ClipPipeline } from "./clip/pipeline.ts";
-import { DallePipeline } from "./dalle/pipeline.ts";
-import { DiffusionPipeline } from "./diffusion/pipeline.ts";
 import type { CatalogEntry } from "./catalog.ts";
-import type { Family, Manifest, ModelEntry } from "./manifest.ts";
-
-export interface Pipelines {
-  clip: ClipPipeline;
-  captioning: CaptionPipeline;
-  diffusion: DiffusionPipeline;
-  dalle: DallePipeline;
-  chat: ChatPipeline;
-}
-export type ServedFamily = keyof Pipelines;
+import { FAMILIES, type Family, type Pipelines } from "./families.ts";
+import type { Manifest, ModelEntry } from "./manifest.ts";
+import type { LoadContext, Loader, Pipeline } from "./pipeline.ts";
 
 /** The backend as plain data (what a worker can send to the HTTP thread). */
 export type BackendInfo = Omit<Backend, "ort">;
@@ -38,19 +26,8 @@ export interface Models {
   list(): ModelInfo[];
   defaultId(family: Family): string | undefined;
   familyOf(id: string): Family | undefined;
-  get<F extends ServedFamily>(family: F, id?: string): Promise<Pipelines[F]>;
+  get<F extends Family>(family: F, id?: string): Promise<Pipelines[F]>;
 }
-
-/** How each family's pipeline loads; families without one are listed but not served yet. */
-const LOADERS: {
-  [F in ServedFamily]: (e: ModelEntry, s: SessionRegistry) => Promise<Pipelines[F]>;
-} = {
-  clip: ClipPipeline.load,
-  captioning: CaptionPipeline.load,
-  diffusion: DiffusionPipeline.load,
-  dalle: DallePipeline.load,
-  chat: ChatPipeline.load,
-};
 
 export interface ModelInfo {
   id: string;
@@ -104,7 +81,7 @@ export function preloadChoice(
 }
 
 export class ModelRegistry implements Models {
-  #pipelines = new Map<string, Promise<{ warmup(): Promise<void> }>>();
+  #pipelines = new Map<string, Promise<Pipeline>>();
   #loaded = new Set<string>();
   #ready = false;
   #pulls = new Map<string, Promise<ModelEntry>>();
@@ -128,8 +105,7 @@ export class ModelRegistry implements Models {
    * the server reports healthy afterwards.
    */
   async preload(wanted: (m: Manifest) => boolean = (m) => m.preload): Promise<void> {
-    const served = (e: ModelEntry) => e.manifest.family in LOADERS && wanted(e.manifest);
-    for (const e of this.entries.filter(served)) await this.#load(e);
+    for (const e of this.entries.filter((e) => wanted(e.manifest))) await this.#load(e);
     this.#ready = true;
     this.options.onChange?.();
   }
@@ -141,7 +117,7 @@ export class ModelRegistry implements Models {
   }
 
   /** The pipeline for `id`, or the family's default model when `id` is absent. */
-  async get<F extends ServedFamily>(family: F, id?: string): Promise<Pipelines[F]> {
+  async get<F extends Family>(family: F, id?: string): Promise<Pipelines[F]> {
     const entry = id === undefined
       ? this.#defaultOf(family)
       : this.entries.find((e) => e.manifest.id === id) ?? await this.#install(id, family);
@@ -190,15 +166,24 @@ export class ModelRegistry implements Models {
     return p;
   }
 
+  /** What loaders get: the sessions, and CLIP's scorer where a CLIP model is installed. */
+  get #context(): LoadContext {
+    const scorer = async () => {
+      const clip = await this.get("clip");
+      return clip.scoreImages.bind(clip);
+    };
+    return {
+      sessions: this.sessions,
+      scorer: this.entries.some((e) => e.manifest.family === "clip") ? scorer : undefined,
+    };
+  }
+
   #load(entry: ModelEntry) {
     const { id, family } = entry.manifest;
     let p = this.#pipelines.get(id);
     if (!p) {
-      const loader = LOADERS[family as ServedFamily];
-      if (!loader) {
-        throw new ApiError("unsupported", `The ${family} family is not served yet`, "model");
-      }
-      p = loader(entry, this.sessions).then(async (pipeline) => {
+      const load: Loader = FAMILIES[family].load;
+      p = load(entry, this.#context).then(async (pipeline) => {
         await pipeline.warmup();
         this.#loaded.add(id);
         this.options.onChange?.();

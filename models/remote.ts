@@ -8,8 +8,8 @@
  */
 import type { GeneratedMetrics } from "../core/metrics.ts";
 import { WorkerEndpoint } from "../core/worker_bridge.ts";
-import type { Family } from "./manifest.ts";
-import type { BackendInfo, ModelInfo, Models, Pipelines, ServedFamily } from "./registry.ts";
+import { type Family, type Pipelines, workerGroups } from "./families.ts";
+import type { BackendInfo, ModelInfo, Models } from "./registry.ts";
 
 /** What an engine worker reports whenever a model loads (and when it starts and is ready). */
 export interface EngineStatus {
@@ -19,12 +19,10 @@ export interface EngineStatus {
 }
 
 /**
- * The groups `MM_WORKERS=families` starts (those with an installed model): the generators share
- * one worker (they share a route and CLIP reranking), each other family has its own.
+ * The groups `MM_WORKERS=families` starts (those with an installed model), as models/families.ts
+ * assigns them: the generators share one worker (one route, one CLIP for reranking).
  */
-export const FAMILY_GROUPS: Family[][] = [["clip"], ["captioning"], ["diffusion", "dalle"], [
-  "chat",
-]];
+export const FAMILY_GROUPS: Family[][] = workerGroups();
 
 export class RemoteModels implements Models {
   readonly #status = new Map<string, EngineStatus | null>();
@@ -98,7 +96,7 @@ export class RemoteModels implements Models {
     return this.list().find((m) => m.id === id)?.family;
   }
 
-  get<F extends ServedFamily>(_family: F, _id?: string): Promise<Pipelines[F]> {
+  get<F extends Family>(_family: F, _id?: string): Promise<Pipelines[F]> {
     // Requests that need a pipeline are forwarded to a worker before any route handler runs.
     throw new Error("pipelines run in the engine workers, not on the HTTP thread");
   }

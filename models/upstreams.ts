@@ -4,10 +4,10 @@
  * precedence over a local copy), and the upstream's other configured models added.
  */
 import type { Upstreams } from "../core/upstream.ts";
-import type { Family } from "./manifest.ts";
-import type { ModelInfo, Models, Pipelines, ServedFamily } from "./registry.ts";
+import { type Family, FAMILY_NAMES, type Pipelines } from "./families.ts";
+import type { ModelInfo, Models } from "./registry.ts";
 
-const FAMILIES = new Set<string>(["clip", "captioning", "diffusion", "dalle", "chat"]);
+const FAMILIES = new Set<string>(FAMILY_NAMES);
 
 export class UpstreamModels implements Models {
   constructor(private local: Models, private upstreams: Upstreams) {}
@@ -68,7 +68,7 @@ export class UpstreamModels implements Models {
     return this.list().find((m) => m.id === id)?.family ?? this.local.familyOf(id);
   }
 
-  get<F extends ServedFamily>(family: F, id?: string): Promise<Pipelines[F]> {
+  get<F extends Family>(family: F, id?: string): Promise<Pipelines[F]> {
     return this.local.get(family, id);
   }
 }

@@ -75,6 +75,7 @@ export function captionRoutes(app: App, { config, registry }: Deps): void {
     multipart: true,
     example: { image: EXAMPLE_IMAGE, strategy: "beam", beam_size: 3, return_attention: true },
     response: CaptionResponse,
+    fields: { returnAttention: "return_attention" },
   }, async (c, body) => {
     const model = await registry.get("captioning", body.model);
     if (body.strategy === "greedy" && body.n > 1) {
@@ -105,7 +106,7 @@ export function captionRoutes(app: App, { config, registry }: Deps): void {
       n: body.n,
       topLogprobs: body.top_logprobs,
       returnAttention: body.return_attention,
-    }, c.req.raw.signal);
+    }, { signal: c.req.raw.signal });
     endTime(c, "generate");
     return c.json({
       model: model.id,

@@ -22,7 +22,7 @@ import type {
   Part,
 } from "../models/chat/pipeline.ts";
 import { EXAMPLE_IMAGE } from "./clip.ts";
-import { type App, decodeImages, type Deps, route } from "./http.ts";
+import { type App, decodeImages, type Deps, route, streamedError } from "./http.ts";
 
 const MAX_MESSAGES = 64;
 const MAX_IMAGES = 8;
@@ -222,6 +222,9 @@ function logitBias(body: Body, model: { id: string; hasToken(id: number): boolea
   return bias;
 }
 
+/** The pipeline's option names, as this route's request fields. */
+const FIELDS = { maxTokens: "max_tokens" };
+
 export function chatRoutes(app: App, { config, registry }: Deps): void {
   route(app, {
     method: "post",
@@ -249,6 +252,7 @@ export function chatRoutes(app: App, { config, registry }: Deps): void {
       "data: [DONE]",
     ],
     response: ChatResponse,
+    fields: FIELDS,
   }, async (c, body) => {
     rejectUnsupported(body);
     const model = await registry.get("chat", body.model ?? undefined);
@@ -302,7 +306,7 @@ export function chatRoutes(app: App, { config, registry }: Deps): void {
     model.validate(messages, options.maxTokens); // a 400 now, before a stream has started
 
     if (!body.stream) {
-      const r = await model.chat(messages, { ...options, signal: c.req.raw.signal });
+      const r = await model.chat(messages, options, { signal: c.req.raw.signal });
       countTokens("chat", model.id, r.completionTokens);
       setMetric(c, "vision", r.timings.vision_ms);
       setMetric(c, "prefill", r.timings.prefill_ms);
@@ -348,13 +352,12 @@ export function chatRoutes(app: App, { config, registry }: Deps): void {
           logprobs: null,
           finish_reason: null,
         }]);
-        const r = await model.chat(messages, {
-          ...options,
+        const r = await model.chat(messages, options, {
           signal: stop.signal,
-          onText: (delta, tokens) =>
+          progress: ({ text, tokens }) =>
             chunk([{
               index: 0,
-              delta: { content: delta },
+              delta: { content: text },
               logprobs: logprobs(tokens),
               finish_reason: null,
             }]),
@@ -370,10 +373,7 @@ export function chatRoutes(app: App, { config, registry }: Deps): void {
         await stream.writeSSE({ data: "[DONE]" });
       } catch (e) {
         if (stop.signal.aborted) return; // the client left
-        const err = e instanceof ApiError
-          ? e
-          : new ApiError("internal_error", `Generation failed (request id ${c.get("requestId")})`);
-        if (!(e instanceof ApiError)) console.error(`[${c.get("requestId")}]`, e);
+        const err = streamedError(c, e, FIELDS);
         await stream.writeSSE({ data: JSON.stringify(err.toJSON()) });
       }
     });

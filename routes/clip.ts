@@ -137,6 +137,7 @@ export function clipRoutes(app: App, { config, registry }: Deps): void {
       input: ["a photo of a red circle", { type: "image_url", image_url: { url: EXAMPLE_IMAGE } }],
     },
     response: EmbeddingsResponse,
+    fields: { texts: "input" },
   }, async (c, body) => {
     const clip = await registry.get("clip", body.model);
     const inputs = Array.isArray(body.input) ? body.input : [body.input];
@@ -153,8 +154,8 @@ export function clipRoutes(app: App, { config, registry }: Deps): void {
     startTime(c, "infer");
     const signal = c.req.raw.signal;
     const [t, im] = await Promise.all([
-      texts.length ? clip.embedTexts(texts.map((x) => x.text), signal) : null,
-      decoded.length ? clip.embedImages(decoded, signal) : null,
+      texts.length ? clip.embedTexts(texts.map((x) => x.text), { signal }) : null,
+      decoded.length ? clip.embedImages(decoded, { signal }) : null,
     ]);
     endTime(c, "infer");
     const vectors: Float32Array[] = new Array(inputs.length);
@@ -194,15 +195,17 @@ export function clipRoutes(app: App, { config, registry }: Deps): void {
       candidate_labels: ["red circle", "blue square", "green triangle"],
     },
     response: ClassifyResponse,
+    fields: { labels: "candidate_labels" },
   }, async (c, body) => {
     const clip = await registry.get("clip", body.model);
     const [image] = await decode(c, [{ value: body.image, param: "image" }]);
     const t = body.hypothesis_template ?? DEFAULT_TEMPLATE;
     startTime(c, "infer");
-    const results = await clip.classify(image, body.candidate_labels, Array.isArray(t) ? t : [t], {
+    const results = await clip.classify(image, {
+      labels: body.candidate_labels,
+      templates: Array.isArray(t) ? t : [t],
       patchMaps: body.return_patch_maps,
-      signal: c.req.raw.signal,
-    });
+    }, { signal: c.req.raw.signal });
     endTime(c, "infer");
     return c.json({ model: clip.id, results });
   });
@@ -223,7 +226,7 @@ export function clipRoutes(app: App, { config, registry }: Deps): void {
       body.images.map((value, i) => ({ value, param: `images.${i}` })),
     );
     startTime(c, "infer");
-    const result = await clip.similarity(images, body.texts, c.req.raw.signal);
+    const result = await clip.similarity(images, body.texts, { signal: c.req.raw.signal });
     endTime(c, "infer");
     return c.json({ model: clip.id, ...result });
   });

@@ -9,6 +9,7 @@ import { endTime, startTime } from "hono/timing";
 import { ApiError } from "../core/errors.ts";
 import { decodeImage, imageBytesFromString, type RgbImage } from "../core/image.ts";
 import type { Config } from "../core/config.ts";
+import { OptionError } from "../models/pipeline.ts";
 import type { Models } from "../models/registry.ts";
 
 export interface Env {
@@ -53,6 +54,36 @@ export function validationError(error: z.ZodError): ApiError {
     param ? `${param}: ${issue.message}` : issue.message,
     param,
   );
+}
+
+/**
+ * A pipeline's `OptionError` as the 400 a client reads: the option named by its request field
+ * (`fields` maps the pipeline's option names to the route's; unmapped names are the same).
+ * Other errors pass through.
+ */
+export function requestError(e: unknown, fields: Record<string, string> = {}): unknown {
+  if (!(e instanceof OptionError)) return e;
+  const field = (option: string) => fields[option] ?? option;
+  return new ApiError(
+    e.kind === "unsupported" ? "unsupported" : "invalid_request",
+    e.describe(field),
+    field(e.option),
+  );
+}
+
+/**
+ * An error after a stream has started, as the envelope to send in it: request errors as they
+ * are, anything else a 500 that names the request id (and is logged, with its stack, here only).
+ */
+export function streamedError(
+  c: Context<Env>,
+  e: unknown,
+  fields?: Record<string, string>,
+): ApiError {
+  const known = requestError(e, fields);
+  if (known instanceof ApiError) return known;
+  console.error(`[${c.get("requestId")}]`, e);
+  return new ApiError("internal_error", `Generation failed (request id ${c.get("requestId")})`);
 }
 
 /** Reads a JSON or multipart body; multipart files become Uint8Array, repeated fields arrays. */
@@ -155,6 +186,8 @@ interface RouteSpec<B extends z.ZodType, R extends z.ZodType> {
   /** With `stream: true`: the server-sent events, one line per event type. */
   events?: string[];
   response: R;
+  /** The pipeline's option names that differ from this route's fields (for their errors). */
+  fields?: Record<string, string>;
 }
 
 /** Declares an endpoint: OpenAPI entry, body validation, and the handler with typed input. */
@@ -189,10 +222,13 @@ export function route<B extends z.ZodType, R extends z.ZodType>(
   });
   app.on(spec.method.toUpperCase(), spec.path, async (c) => {
     const schema = spec.body ?? spec.query;
-    if (!schema) return handler(c, undefined as z.infer<B>);
-    const parsed = schema.safeParse(spec.body ? await readBody(c) : c.req.query());
-    if (!parsed.success) throw validationError(parsed.error);
-    return handler(c, parsed.data);
+    const parsed = schema?.safeParse(spec.body ? await readBody(c) : c.req.query());
+    if (parsed && !parsed.success) throw validationError(parsed.error);
+    try {
+      return await handler(c, parsed?.data as z.infer<B>);
+    } catch (e) {
+      throw requestError(e, spec.fields);
+    }
   });
 }
 

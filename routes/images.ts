@@ -18,11 +18,16 @@ import { setMetric } from "hono/timing";
 import { ApiError } from "../core/errors.ts";
 import { countDiffusionSteps, countTokens } from "../core/metrics.ts";
 import { encodePng, type RgbImage } from "../core/image.ts";
-import type { DalleOptions } from "../models/dalle/pipeline.ts";
-import type { GenerateOptions, Progress } from "../models/diffusion/pipeline.ts";
+import type {
+  ImageGenerator,
+  ImageJob,
+  ImageOutput,
+  ImageProgress,
+  ImageRequest,
+} from "../models/images.ts";
 import { SCHEDULERS } from "../models/diffusion/schedulers.ts";
 import { EXAMPLE_IMAGE, ImageInput } from "./clip.ts";
-import { type App, decodeImages, type Deps, type Env, route } from "./http.ts";
+import { type App, decodeImages, type Deps, type Env, route, streamedError } from "./http.ts";
 
 const MAX_IMAGES = 4;
 
@@ -167,62 +172,29 @@ type Body = z.infer<typeof GenerationRequest> & {
   input_fidelity?: string | null;
 };
 
+/** The pipelines' option names, as this route's request fields. */
+const FIELDS = {
+  negativePrompt: "negative_prompt",
+  steps: "num_inference_steps",
+  guidance: "guidance_scale",
+  previews: "partial_images",
+  topK: "top_k",
+  topP: "top_p",
+  width: "size",
+  height: "size",
+};
+
+/** OpenAI's quality names as the generators' levels; auto is the model's default. */
+const LEVELS: Record<Quality, ImageRequest["quality"]> = {
+  low: "low",
+  medium: "medium",
+  standard: "medium",
+  high: "high",
+  hd: "high",
+  auto: undefined,
+};
+
 const b64 = async (img: RgbImage) => (await encodePng(img)).toBase64();
-
-/** Nearest-neighbour enlargement, so that a 16 × 16 preview is visible in a browser as is. */
-function enlarge(rgba: Uint8Array, w: number, h: number, factor: number): RgbImage {
-  const W = w * factor, H = h * factor, data = new Uint8Array(W * H * 3);
-  for (let y = 0; y < H; y++) {
-    for (let x = 0; x < W; x++) {
-      const s = (Math.floor(y / factor) * w + Math.floor(x / factor)) * 4;
-      data.set(rgba.subarray(s, s + 3), (y * W + x) * 3);
-    }
-  }
-  return { width: W, height: H, data };
-}
-
-/** What a generator returns, whichever family it is. */
-interface Output {
-  images: RgbImage[];
-  seeds: number[];
-  scores?: number[];
-  promptTokens: number;
-  /** Image tokens sampled per image (DALL-E), for usage. */
-  outputTokens: number;
-  steps: number;
-  scheduler: string;
-  loop?: "gpu-resident" | "host";
-  decoder?: "wgsl-kernels" | "onnxruntime";
-  timings: Record<string, number | number[]>;
-}
-
-/** A validated request, ready to run with or without progress. */
-interface Job {
-  model: string;
-  steps: number;
-  width: number;
-  height: number;
-  /** The quality level the job runs at, where it matches one. */
-  quality?: "low" | "medium" | "high";
-  run(progress?: (p: Progress) => Promise<void>, signal?: AbortSignal): Promise<Output>;
-}
-
-/** A parameter of the other family, set explicitly, is a 400 rather than silently ignored. */
-function rejectFields(
-  body: Record<string, unknown>,
-  fields: string[],
-  model: string,
-  kind: string,
-) {
-  const set = fields.find((f) => body[f] != null);
-  if (set) {
-    throw new ApiError(
-      "invalid_request",
-      `${set} does not apply to ${model}, a ${kind} model`,
-      set,
-    );
-  }
-}
 
 /** What the request asks for that no generator here can do: a 400 naming the field. */
 function rejectUnsupported(body: Body): void {
@@ -249,140 +221,52 @@ function rejectUnsupported(body: Body): void {
   if (body.input_fidelity != null) no("input_fidelity", "not supported; use strength");
 }
 
-/** Diffusion steps for a quality level: half the model's default, the default, twice it. */
-function qualitySteps(q: Quality, s: { defaultSteps: number; maxSteps: number }) {
-  const level = q === "standard" || q === "auto" ? "medium" : q === "hd" ? "high" : q;
-  const steps = {
-    low: Math.max(1, Math.round(s.defaultSteps / 2)),
-    medium: s.defaultSteps,
-    high: Math.min(s.maxSteps, 2 * s.defaultSteps),
+/** The request in the generators' words (`images`: the edit's decoded image and mask). */
+function imageRequest(body: Body, [image, mask]: RgbImage[]): ImageRequest {
+  const [width, height] = body.size && body.size !== "auto"
+    ? body.size.split("x").map(Number)
+    : [body.width ?? undefined, body.height ?? undefined];
+  return {
+    prompt: body.prompt,
+    n: body.n ?? 1,
+    seed: body.seed ?? undefined,
+    width,
+    height,
+    quality: LEVELS[body.quality ?? "auto"],
+    previews: body.stream ? body.partial_images ?? 0 : 0,
+    rerank: body.rerank ?? undefined,
+    negativePrompt: body.negative_prompt ?? undefined,
+    steps: body.num_inference_steps ?? undefined,
+    guidance: body.guidance_scale ?? undefined,
+    scheduler: body.scheduler ?? undefined,
+    image,
+    mask,
+    strength: body.strength ?? undefined,
+    temperature: body.temperature ?? undefined,
+    topK: body.top_k ?? undefined,
+    topP: body.top_p ?? undefined,
   };
-  return { level, steps: steps[level], levels: steps };
 }
 
 export function imageRoutes(app: App, { config, registry }: Deps): void {
-  const clipRerank = async (body: Body) => {
-    if (body.rerank == null) return undefined;
-    const clip = await registry.get("clip");
-    return {
-      k: body.rerank,
-      score: (images: RgbImage[]) => clip.scoreImages(images, body.prompt),
-    };
-  };
-
-  const diffusionJob = async (
-    c: Context<Env>,
-    body: Body,
-    edit: boolean,
-    previews: number,
-  ): Promise<Job> => {
-    const model = await registry.get("diffusion", body.model ?? undefined);
-    rejectFields(body, ["temperature", "top_k", "top_p"], model.id, "diffusion");
-    const s = model.settings;
-    if (body.quality != null && body.quality !== "auto" && body.num_inference_steps != null) {
-      throw new ApiError(
-        "invalid_request",
-        "quality chooses the denoising steps: give quality or num_inference_steps, not both",
-        "quality",
-      );
-    }
-    const q = qualitySteps(body.quality ?? "auto", s);
-    const steps = body.num_inference_steps ?? q.steps;
-    const quality = (["low", "medium", "high"] as const).find((l) => q.levels[l] === steps);
-    let width = body.width ?? s.defaultSize, height = body.height ?? s.defaultSize;
-    if (body.size && body.size !== "auto") [width, height] = body.size.split("x").map(Number);
-    const [image, mask] = edit
+  /** The job a request asks for: its model's generator plans it (a 400 before any work). */
+  const plan = async (c: Context<Env>, body: Body, edit: boolean): Promise<ImageJob> => {
+    rejectUnsupported(body);
+    const generator: ImageGenerator = body.model && registry.familyOf(body.model) === "dalle"
+      ? await registry.get("dalle", body.model)
+      : await registry.get("diffusion", body.model ?? undefined);
+    const images = edit
       ? await decodeImages(c, config, [
         { value: body.image!, param: "image" },
         ...(body.mask ? [{ value: body.mask, param: "mask" }] : []),
       ])
       : [];
-    const options: GenerateOptions = {
-      prompt: body.prompt,
-      negativePrompt: body.negative_prompt ?? undefined,
-      steps,
-      guidance: body.guidance_scale ?? s.defaultGuidance,
-      seed: body.seed ?? Math.floor(Math.random() * 2 ** 32),
-      scheduler: body.scheduler ?? s.defaultScheduler,
-      width,
-      height,
-      n: body.n ?? 1,
-      image,
-      mask,
-      strength: body.strength ?? undefined,
-      previews,
-      rerank: await clipRerank(body),
-    };
-    model.validate(options); // a 400 now, before a stream has started
-    return {
-      model: model.id,
-      steps,
-      width,
-      height,
-      quality,
-      run: async (progress, signal) => ({
-        ...await model.generate(options, progress, signal),
-        outputTokens: 0,
-      }),
-    };
-  };
-
-  const dalleJob = async (body: Body, edit: boolean, previews: number): Promise<Job> => {
-    const model = await registry.get("dalle", body.model ?? undefined);
-    const diffusionOnly = ["negative_prompt", "num_inference_steps", "guidance_scale", "scheduler"];
-    rejectFields(body, diffusionOnly, model.id, "DALL-E");
-    if (edit) {
-      throw new ApiError(
-        "invalid_request",
-        `${model.id} generates from text only; edit with a diffusion model`,
-        "model",
-      );
-    }
-    const S = model.settings.size;
-    const size = body.size && body.size !== "auto"
-      ? body.size
-      : `${body.width ?? S}x${body.height ?? S}`;
-    if (size !== `${S}x${S}`) {
-      throw new ApiError("invalid_request", `${model.id} draws ${S}x${S} images only`, "size");
-    }
-    if (body.quality != null && body.quality !== "auto" && body.quality !== "standard") {
-      throw new ApiError(
-        "unsupported",
-        `quality: ${model.id} samples a fixed ${model.imageTokens} image tokens; only "auto" or ` +
-          '"standard" (for more compute per image, use n with rerank)',
-        "quality",
-      );
-    }
-    const options: DalleOptions = {
-      prompt: body.prompt,
-      n: body.n ?? 1,
-      seed: body.seed ?? Math.floor(Math.random() * 2 ** 32),
-      temperature: body.temperature ?? model.settings.defaultTemperature,
-      topK: body.top_k ?? model.settings.defaultTopK,
-      topP: body.top_p ?? 1,
-      rerank: await clipRerank(body),
-    };
-    model.validate(options);
-    const tokens = model.imageTokens;
-    return {
-      model: model.id,
-      steps: tokens,
-      width: S,
-      height: S,
-      run: async (progress, signal) => {
-        const g = await model.generate({ ...options, previews }, progress, signal);
-        return { ...g, scheduler: "sampling", outputTokens: tokens };
-      },
-    };
+    return generator.plan(imageRequest(body, images));
   };
 
   const handle = async (c: Context<Env>, body: Body, edit: boolean) => {
-    rejectUnsupported(body);
-    const previews = body.stream ? body.partial_images ?? 0 : 0;
-    const job = body.model && registry.familyOf(body.model) === "dalle"
-      ? await dalleJob(body, edit, previews)
-      : await diffusionJob(c, body, edit, previews);
-    const usage = (g: Output) => {
+    const job = await plan(c, body, edit);
+    const usage = (g: ImageOutput) => {
       const output = g.outputTokens * g.images.length;
       return {
         input_tokens: g.promptTokens,
@@ -392,12 +276,12 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
       };
     };
     // For /metrics: the work done, over all n candidates (rerank returns the best k of them).
-    const count = (g: Output) => {
+    const count = (g: ImageOutput) => {
       const n = body.n ?? 1;
       if (g.outputTokens > 0) countTokens("dalle", job.model, g.outputTokens * n);
       else countDiffusionSteps(job.model, g.steps * n);
     };
-    const answer = async (g: Output) => ({
+    const answer = async (g: ImageOutput) => ({
       created: Math.floor(Date.now() / 1000),
       model: job.model,
       background: "opaque" as const,
@@ -419,7 +303,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
     });
 
     if (!body.stream) {
-      const g = await job.run(undefined, c.req.raw.signal);
+      const g = await job.run({ signal: c.req.raw.signal });
       count(g);
       for (const [name, ms] of Object.entries(g.timings)) {
         if (name === "total_ms") continue;
@@ -451,16 +335,15 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
           data: JSON.stringify({ type: `${prefix}.${kind}`, ...fields }),
         });
       let partial = 0;
-      const progress = async (p: Progress) => {
+      const progress = async (p: ImageProgress) => {
         await send("progress", {
           step: p.step,
           total: p.total,
           percent: Math.round(100 * p.step / p.total),
         });
-        for (const [j, rgba] of (p.preview?.rgba ?? []).entries()) {
-          const factor = Math.max(1, Math.floor(job.width / p.preview!.width));
+        for (const [j, image] of (p.preview ?? []).entries()) {
           await send("partial_image", {
-            b64_json: await b64(enlarge(rgba, p.preview!.width, p.preview!.height, factor)),
+            b64_json: await b64(image),
             ...described(),
             partial_image_index: partial,
             image_index: j,
@@ -470,7 +353,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
         if (p.preview) partial++;
       };
       try {
-        const g = await job.run(progress, stop.signal);
+        const g = await job.run({ progress, signal: stop.signal });
         count(g);
         const whole = await answer(g);
         // One completed event per image, as OpenAI's carry one image each; the last also
@@ -489,10 +372,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
         }
       } catch (e) {
         if (stop.signal.aborted) return; // the client left; nobody to tell
-        const err = e instanceof ApiError
-          ? e
-          : new ApiError("internal_error", `Generation failed (request id ${c.get("requestId")})`);
-        if (!(e instanceof ApiError)) console.error(`[${c.get("requestId")}]`, e);
+        const err = streamedError(c, e, FIELDS);
         await stream.writeSSE({ event: "error", data: JSON.stringify(err.toJSON()) });
       }
     });
@@ -526,6 +406,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
       "error: { error } if the job fails after the stream started",
     ],
     response: ImagesResponse,
+    fields: FIELDS,
   }, (c, body) => handle(c, body, false));
 
   route(app, {
@@ -551,5 +432,6 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
       "error: { error } if the job fails after the stream started",
     ],
     response: ImagesResponse,
+    fields: FIELDS,
   }, (c, body) => handle(c, body, true));
 }

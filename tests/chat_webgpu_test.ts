@@ -22,7 +22,7 @@ Deno.test({
   fn: async () => {
     const gpu = await ChatPipeline.load(
       entry!,
-      new SessionRegistry(await resolveBackend("webgpu")),
+      { sessions: new SessionRegistry(await resolveBackend("webgpu")) },
     );
     const options = {
       maxTokens: 24,

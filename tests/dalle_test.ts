@@ -24,7 +24,7 @@ if (!entry) console.log("dalle_test: dalle-tiny is not installed; skipped");
 const gpu = needsGpu("dalle_test: the WGSL comparison");
 
 const sessions = new SessionRegistry(await resolveBackend("cpu"));
-const dalle = entry ? await DallePipeline.load(entry, sessions) : null;
+const dalle = entry ? await DallePipeline.load(entry, { sessions }) : null;
 const base: DalleOptions = {
   prompt: "a large blue square in the center on a white background",
   n: 1,
@@ -89,12 +89,17 @@ Deno.test({
   ignore: !entry,
   fn: async () => {
     const clipEntry = entries.find((e) => e.manifest.family === "clip")!;
-    const clip = await ClipPipeline.load(clipEntry, sessions);
+    const clip = await ClipPipeline.load(clipEntry, { sessions });
     const score = (images: Parameters<typeof clip.scoreImages>[0]) =>
       clip.scoreImages(images, base.prompt);
     const all = await dalle!.generate({ ...base, n: 4 });
     const allScores = await score(all.images);
-    const kept = await dalle!.generate({ ...base, n: 4, rerank: { k: 2, score } });
+    // Through the generator contract, with the scorer a registry would supply.
+    const withClip = await DallePipeline.load(entry!, {
+      sessions,
+      scorer: () => Promise.resolve(clip.scoreImages.bind(clip)),
+    });
+    const kept = await withClip.plan({ ...base, n: 4, rerank: 2 }).run();
     assert.equal(kept.images.length, 2);
     const best = allScores.map((s, j) => [s, j]).sort((x, y) => y[0] - x[0]).slice(0, 2);
     assert.deepEqual(kept.seeds, best.map(([, j]) => base.seed + j));
@@ -109,11 +114,14 @@ Deno.test({
     const stop = new AbortController();
     const steps: number[] = [];
     await assert.rejects(
-      dalle!.generate({ ...base, previews: 3 }, (p) => {
-        steps.push(p.step);
-        if (p.preview) assert.equal(p.preview.rgba[0].length, 64 * 64 * 4);
-        if (p.step === 20) stop.abort();
-      }, stop.signal),
+      dalle!.generate({ ...base, previews: 3 }, {
+        progress: (p) => {
+          steps.push(p.step);
+          if (p.preview) assert.equal(p.preview[0].data.length, 64 * 64 * 3);
+          if (p.step === 20) stop.abort();
+        },
+        signal: stop.signal,
+      }),
     );
     assert.equal(steps.at(-1), 20);
     assert.equal(steps[0], 1);
@@ -214,7 +222,7 @@ Deno.test({
   fn: async () => {
     const gpu = await DallePipeline.load(
       entry!,
-      new SessionRegistry(await resolveBackend("webgpu")),
+      { sessions: new SessionRegistry(await resolveBackend("webgpu")) },
     );
     const options = { ...base, temperature: 0 };
     const ours = await gpu.generate(options);

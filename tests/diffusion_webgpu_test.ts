@@ -7,11 +7,8 @@ import assert from "node:assert/strict";
 import { resolveBackend } from "../core/backend.ts";
 import { EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
-import {
-  DiffusionPipeline,
-  type GenerateOptions,
-  type Progress,
-} from "../models/diffusion/pipeline.ts";
+import { DiffusionPipeline, type GenerateOptions } from "../models/diffusion/pipeline.ts";
+import type { ImageProgress } from "../models/images.ts";
 import { scanModels } from "../models/manifest.ts";
 import { needsGpu } from "./gpu.ts";
 import { meanAbsDiff } from "./tolerance.ts";
@@ -27,11 +24,11 @@ Deno.test({
   fn: async () => {
     const gpu = await DiffusionPipeline.load(
       entry,
-      new SessionRegistry(await resolveBackend("webgpu")),
+      { sessions: new SessionRegistry(await resolveBackend("webgpu")) },
     );
     const cpu = await DiffusionPipeline.load(
       entry,
-      new SessionRegistry(await resolveBackend("cpu")),
+      { sessions: new SessionRegistry(await resolveBackend("cpu")) },
     );
     const options: GenerateOptions = {
       prompt: "a small blue square in the top left on a white background",
@@ -44,9 +41,11 @@ Deno.test({
       n: 2,
       previews: 2,
     };
-    const previews = (into: Uint8Array[][]) => (p: Progress) => {
-      if (p.preview) into.push(p.preview.rgba);
-    };
+    const previews = (into: Uint8Array[][]) => ({
+      progress: (p: ImageProgress) => {
+        if (p.preview) into.push(p.preview.map((image) => image.data));
+      },
+    });
     const gpuPreviews: Uint8Array[][] = [], cpuPreviews: Uint8Array[][] = [];
     const onGpu = await gpu.generate(options, previews(gpuPreviews));
     const onHost = await gpu.generate({ ...options, hostLoop: true });

@@ -22,7 +22,9 @@ import { scanModels } from "../models/manifest.ts";
 const SD_THRESHOLDS = { background: 0.6, colour: 0.3, count: 0.15 }; // card: 79%, 52%, 36%
 
 const entry = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === "clip-tiny")!;
-const clip = await ClipPipeline.load(entry, new SessionRegistry(await resolveBackend("cpu")));
+const clip = await ClipPipeline.load(entry, {
+  sessions: new SessionRegistry(await resolveBackend("cpu")),
+});
 
 Deno.test("clip-tiny zero-shot on the test split reads colour and shape", async () => {
   const s = await zeroShot(clip, "test", 300, 42);
@@ -53,7 +55,9 @@ Deno.test("clip-tiny retrieves a scene from its caption among 100", async () => 
 // ---------------------------------------------------------------- sd-tiny
 
 const sdEntry = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === "sd-tiny")!;
-const sd = await DiffusionPipeline.load(sdEntry, new SessionRegistry(await resolveBackend("cpu")));
+const sd = await DiffusionPipeline.load(sdEntry, {
+  sessions: new SessionRegistry(await resolveBackend("cpu")),
+});
 
 Deno.test("sd-tiny draws what single-object prompts ask for, by the pixel judge", async () => {
   const [single] = promptSets(40, 42);
@@ -82,7 +86,9 @@ Deno.test("sd-tiny draws what single-object prompts ask for, by the pixel judge"
 
 Deno.test("dalle-tiny draws what single-object prompts ask for, by the pixel judge", async () => {
   const e = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === "dalle-tiny")!;
-  const dalle = await DallePipeline.load(e, new SessionRegistry(await resolveBackend("cpu")));
+  const dalle = await DallePipeline.load(e, {
+    sessions: new SessionRegistry(await resolveBackend("cpu")),
+  });
   const [single] = promptSets(40, 42);
   const s = await scoreGenerator(
     single.prompts,
@@ -119,7 +125,9 @@ const CHAT_THRESHOLDS: Record<
 for (const [id, min] of Object.entries(CHAT_THRESHOLDS)) {
   Deno.test(`${id} answers background, count (and shape) questions about the test split`, async () => {
     const entry = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === id)!;
-    const chat = await ChatPipeline.load(entry, new SessionRegistry(await resolveBackend("cpu")));
+    const chat = await ChatPipeline.load(entry, {
+      sessions: new SessionRegistry(await resolveBackend("cpu")),
+    });
     const s = await evaluateQa(chat, "test", 40, 42);
     const acc = (t: string) => s.byType[t].correct / s.byType[t].asked;
     console.log(

@@ -17,14 +17,17 @@ Deno.test("transformers' zero-shot-image-classification on clip-tiny agrees with
   const entry = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) =>
     e.manifest.id === "clip-tiny"
   )!;
-  const ours = await ClipPipeline.load(entry, new SessionRegistry(await resolveBackend("cpu")));
+  const ours = await ClipPipeline.load(entry, {
+    sessions: new SessionRegistry(await resolveBackend("cpu")),
+  });
   const theirs = await pipeline("zero-shot-image-classification", entry.dir, { dtype: "fp32" });
   const labels = ["red circle", "blue square", "green triangle", "yellow diamond"];
   for (const scene of sampleScenes({ split: "test", count: 4, seed: 11, objects: 1 })) {
     const rgb = renderScene(scene);
-    const a = await ours.classify({ width: 64, height: 64, data: rgb }, labels, [
-      "a photo of a {}",
-    ]);
+    const a = await ours.classify({ width: 64, height: 64, data: rgb }, {
+      labels,
+      templates: ["a photo of a {}"],
+    });
     const b = await theirs(new RawImage(new Uint8ClampedArray(rgb), 64, 64, 3), labels, {
       hypothesis_template: "a photo of a {}",
     }) as Array<{ label: string; score: number }>;

@@ -9,7 +9,6 @@
  *   (encoder_model.onnx, decoder_model_merged.onnx with a KV cache).
  */
 import { Tokenizer } from "@huggingface/tokenizers";
-import { ApiError } from "../../core/errors.ts";
 import { countTokens } from "../../core/metrics.ts";
 import { heatmapOverlay } from "../../core/heatmap.ts";
 import type { RgbImage } from "../../core/image.ts";
@@ -17,6 +16,13 @@ import { preprocess, type ProcessorConfig } from "../../core/preprocess.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
 import { rowsOf, stack } from "../../core/tensor.ts";
 import type { ModelEntry } from "../manifest.ts";
+import {
+  type Capabilities,
+  type LoadContext,
+  OptionError,
+  type Pipeline,
+  type RunContext,
+} from "../pipeline.ts";
 import {
   decode,
   type DecodeOptions,
@@ -234,7 +240,9 @@ type Begin = (
   signal?: AbortSignal,
 ) => Promise<StepDecoder<unknown>>;
 
-export class CaptionPipeline {
+export class CaptionPipeline implements Pipeline {
+  readonly family = "captioning";
+
   private constructor(
     readonly id: string,
     private tokenizer: Tokenizer,
@@ -250,7 +258,12 @@ export class CaptionPipeline {
     readonly hasAttention: boolean,
   ) {}
 
-  static async load(entry: ModelEntry, sessions: SessionRegistry): Promise<CaptionPipeline> {
+  /** Explainable where the model attends: each word's attention map comes with it. */
+  get capabilities(): Capabilities {
+    return { streaming: false, batchable: false, explainable: this.hasAttention };
+  }
+
+  static async load(entry: ModelEntry, { sessions }: LoadContext): Promise<CaptionPipeline> {
     const read = async (name: string) => JSON.parse(await Deno.readTextFile(entry.dir + name));
     const { manifest: m } = entry;
     const [tokJson, tokConfig, processor, generation, config] = await Promise.all([
@@ -302,11 +315,7 @@ export class CaptionPipeline {
         );
       };
     } else {
-      throw new ApiError(
-        "unsupported",
-        `Captioning architecture "${m.settings.architecture}" is not supported`,
-        "model",
-      );
+      throw new Error(`Captioning architecture "${m.settings.architecture}" is not supported`);
     }
     return new CaptionPipeline(m.id, tokenizer, processor, generation, begin, grid, attention);
   }
@@ -324,13 +333,16 @@ export class CaptionPipeline {
   async caption(
     image: RgbImage,
     o: CaptionOptions,
-    signal?: AbortSignal,
+    { signal }: RunContext = {},
   ): Promise<{ captions: Caption[]; alternatives: Alternative[] }> {
-    if (o.returnAttention && !this.hasAttention) {
-      throw new ApiError(
+    if (o.returnAttention && !this.capabilities.explainable) {
+      throw new OptionError(
+        "returnAttention",
+        (f) =>
+          `${
+            f("returnAttention")
+          }: ${this.id} has no attention to return (Show and Tell reads the image once)`,
         "unsupported",
-        `${this.id} has no attention to return (Show and Tell reads the image once)`,
-        "return_attention",
       );
     }
     const decoder = await this.begin(await preprocess(image, this.processor), signal);

@@ -36,7 +36,7 @@ for (const entry of entries) {
     height: 64,
     data: Uint8Array.fromBase64(b),
   }));
-  const model = await CaptionPipeline.load(entry, cpu);
+  const model = await CaptionPipeline.load(entry, { sessions: cpu });
 
   Deno.test(`${id}: greedy captions equal PyTorch's at export`, async () => {
     for (const [i, img] of images.entries()) {
@@ -118,7 +118,7 @@ for (const entry of entries) {
       for (const b of backends) {
         const other = await CaptionPipeline.load(
           entry,
-          new SessionRegistry(await resolveBackend(b)),
+          { sessions: new SessionRegistry(await resolveBackend(b)) },
         );
         const { captions: [got] } = await other.caption(images[1], GREEDY);
         assert.equal(got.text, want.text, b);

@@ -15,7 +15,6 @@
 import { Template } from "@huggingface/jinja";
 import type { Tokenizer } from "@huggingface/tokenizers";
 import type { Tensor } from "../../core/backend.ts";
-import { ApiError } from "../../core/errors.ts";
 import type { RgbImage } from "../../core/image.ts";
 import { resize } from "../../core/preprocess.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
@@ -29,6 +28,13 @@ import {
 } from "../../kernels/decoder.ts";
 import { readSafetensors } from "../../core/safetensors.ts";
 import type { ModelEntry } from "../manifest.ts";
+import {
+  type Capabilities,
+  type LoadContext,
+  OptionError,
+  type Pipeline,
+  type RunContext,
+} from "../pipeline.ts";
 
 export type Part = { type: "text"; text: string } | { type: "image"; image: RgbImage };
 export interface ChatMessage {
@@ -52,13 +58,16 @@ export interface ChatOptions {
   logitBias?: Map<number, number>;
   /** On WebGPU, run a decoder that has `model.safetensors` on our own kernels (default true). */
   kernels?: boolean;
-  /**
-   * Called with each new piece of text as it is decoded, and the tokens decoded since the last
-   * call (their text is in this piece or held back for a stop string; a last call may carry
-   * tokens and no text).
-   */
-  onText?: (delta: string, tokens: ChatToken[]) => void | Promise<void>;
-  signal?: AbortSignal;
+}
+
+/**
+ * What a chat reports as it decodes: each new piece of text, and the tokens decoded since the
+ * last report (their text is in this piece or held back for a stop string; a last report may
+ * carry tokens and no text).
+ */
+export interface ChatDelta {
+  text: string;
+  tokens: ChatToken[];
 }
 
 export interface ChatToken {
@@ -162,10 +171,10 @@ function unified(
       const slots = ids.filter((t) => t === imageTokenId).length;
       const rows = features.dims.slice(0, -1).reduce((a, b) => a * b, 1);
       if (slots !== rows) {
-        throw new ApiError(
-          "invalid_request",
-          `The prompt has ${slots} image tokens for ${rows} image features`,
+        throw new OptionError(
           "messages",
+          (f) =>
+            `${f("messages")}: the prompt has ${slots} image tokens for ${rows} image features`,
         );
       }
     },
@@ -199,7 +208,10 @@ function crossAttention(sessions: SessionRegistry, hidden: number): ImageWiring 
   };
 }
 
-export class ChatPipeline {
+export class ChatPipeline implements Pipeline {
+  readonly family = "chat";
+  readonly capabilities: Capabilities = { streaming: true, batchable: false, explainable: false };
+
   private constructor(
     readonly id: string,
     private wiring: ImageWiring,
@@ -223,7 +235,7 @@ export class ChatPipeline {
 
   #gpuWeights: Promise<GpuWeights> | null = null;
 
-  static async load(entry: ModelEntry, sessions: SessionRegistry): Promise<ChatPipeline> {
+  static async load(entry: ModelEntry, { sessions }: LoadContext): Promise<ChatPipeline> {
     const read = async (name: string) => JSON.parse(await Deno.readTextFile(entry.dir + name));
     const optional = (name: string) => read(name).catch(() => ({}));
     const [config, preprocessor, processorConfig, generation, tok, chatTemplate] = await Promise
@@ -353,16 +365,23 @@ export class ChatPipeline {
   validate(messages: ChatMessage[], maxTokens: number): number[] {
     const ids = this.tokenizer.encode(this.prompt(messages), { add_special_tokens: false }).ids;
     if (ids.length + maxTokens > this.maxPositions) {
-      throw new ApiError(
-        "invalid_request",
-        `The conversation is ${ids.length} tokens and max_tokens ${maxTokens}; ${this.id} reads at most ${this.maxPositions} tokens in all`,
+      throw new OptionError(
         "messages",
+        (f) =>
+          `${f("messages")}: the conversation is ${ids.length} tokens and ${
+            f("maxTokens")
+          } ${maxTokens}; ${this.id} reads at most ${this.maxPositions} tokens in all`,
       );
     }
     return ids;
   }
 
-  async chat(messages: ChatMessage[], o: ChatOptions): Promise<ChatResult> {
+  async chat(
+    messages: ChatMessage[],
+    o: ChatOptions,
+    run: RunContext<ChatDelta> = {},
+  ): Promise<ChatResult> {
+    const { signal } = run;
     const images = messages.flatMap((m) =>
       m.content.flatMap((p) => p.type === "image" ? [p.image] : [])
     );
@@ -379,7 +398,7 @@ export class ChatPipeline {
       if (this.vision.inputNames.includes("pixel_attention_mask")) {
         feeds.pixel_attention_mask = this.sessions.tensor("bool", mask, [1, images.length, S, S]);
       }
-      const out = await this.vision.run(feeds, o.signal);
+      const out = await this.vision.run(feeds, signal);
       features = out[this.vision.outputNames[0]];
     }
     this.wiring.check(ids, features);
@@ -407,7 +426,7 @@ export class ChatPipeline {
       forward = async (tokens) => {
         const out = await this.#forward(tokens, state, {
           ...this.wiring.inputs(features, state.length),
-          signal: o.signal,
+          signal,
         });
         state = out.state;
         return out.logprobs;
@@ -417,7 +436,7 @@ export class ChatPipeline {
     try {
       await forward(ids.slice(0, -1));
       const prefillMs = now() - t0;
-      return await this.#generate(ids, forward, o, {
+      return await this.#generate(ids, forward, o, run, {
         visionMs,
         prefillMs,
         decoder: kernels ? "wgsl-kernels" : "onnxruntime",
@@ -431,6 +450,7 @@ export class ChatPipeline {
     ids: number[],
     forward: Forward,
     o: ChatOptions,
+    { signal, progress }: RunContext<ChatDelta>,
     info: { visionMs: number; prefillMs: number; decoder: ChatResult["decoder"] },
   ): Promise<ChatResult> {
     const counts = new Map<number, number>();
@@ -438,7 +458,7 @@ export class ChatPipeline {
     const decoder: StepDecoder<null> = {
       start: () => Promise.resolve(null),
       step: async (state, tokens) => {
-        o.signal?.throwIfAborted();
+        signal?.throwIfAborted();
         last = adjustLogprobs(await forward(tokens), counts, o);
         return { logprobs: [last], attention: null, state };
       },
@@ -470,7 +490,7 @@ export class ChatPipeline {
       topLogprobs: 0, // reported from the same distributions by onToken, as it streams
       bos: ids.at(-1)!,
       eos: this.eos,
-      signal: o.signal,
+      signal,
       onToken: async (_i, id, logprob) => {
         generated.push(id);
         counts.set(id, (counts.get(id) ?? 0) + 1);
@@ -488,7 +508,7 @@ export class ChatPipeline {
         const hold = cut >= 0 ? 0 : Math.max(0, ...o.stop.map((s) => s.length - 1));
         const safe = visible.slice(0, Math.max(emitted.length, visible.length - hold));
         if (safe.length > emitted.length) {
-          await o.onText?.(safe.slice(emitted.length), unreported());
+          await progress?.({ text: safe.slice(emitted.length), tokens: unreported() });
           emitted = safe;
         }
         if (cut >= 0) stopped = true;
@@ -500,7 +520,7 @@ export class ChatPipeline {
     const cut = stopAt(text);
     if (cut >= 0) text = text.slice(0, cut);
     if (text.length > emitted.length || reported < tokens.length) {
-      await o.onText?.(text.slice(emitted.length), unreported());
+      await progress?.({ text: text.slice(emitted.length), tokens: unreported() });
     }
     const finishedByEos = h.ids.length < o.maxTokens;
     return {

@@ -5,12 +5,18 @@
  * through the same code.
  */
 import { Tokenizer } from "@huggingface/tokenizers";
-import { ApiError } from "../../core/errors.ts";
 import type { RgbImage } from "../../core/image.ts";
 import { preprocess, type ProcessorConfig } from "../../core/preprocess.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
 import { dot, l2normalize, rowsOf, softmax } from "../../core/tensor.ts";
 import type { ModelEntry } from "../manifest.ts";
+import {
+  type Capabilities,
+  type LoadContext,
+  OptionError,
+  type Pipeline,
+  type RunContext,
+} from "../pipeline.ts";
 
 export interface PatchMap {
   /** Grid rows and columns; `values`, row-major, is how much each patch made the image match. */
@@ -33,7 +39,18 @@ export function fillTemplate(template: string, label: string): string {
   return text.replace(/\ba ([aeiou])/gi, "an $1");
 }
 
-export class ClipPipeline {
+export interface ClassifyOptions {
+  labels: string[];
+  /** Each label is written into every template; the templates' embeddings are averaged. */
+  templates: string[];
+  /** Also each label's occlusion map over the patch grid. */
+  patchMaps?: boolean;
+}
+
+export class ClipPipeline implements Pipeline {
+  readonly family = "clip";
+  readonly capabilities: Capabilities = { streaming: false, batchable: true, explainable: true };
+
   private constructor(
     readonly id: string,
     private tokenizer: Tokenizer,
@@ -48,7 +65,7 @@ export class ClipPipeline {
     private patchSize: number,
   ) {}
 
-  static async load(entry: ModelEntry, sessions: SessionRegistry): Promise<ClipPipeline> {
+  static async load(entry: ModelEntry, { sessions }: LoadContext): Promise<ClipPipeline> {
     const read = async (name: string) => JSON.parse(await Deno.readTextFile(entry.dir + name));
     const [tokJson, tokConfig, processor, config] = await Promise.all([
       read("tokenizer.json"),
@@ -96,19 +113,24 @@ export class ClipPipeline {
     await this.embedImages([gray]);
   }
 
-  /** L2-normalized text embeddings, one batch. `param` names the request field in errors. */
+  /**
+   * L2-normalized text embeddings, one batch. `option` is what the caller calls the texts
+   * (classification's are its labels), for errors.
+   */
   async embedTexts(
     texts: string[],
-    signal?: AbortSignal,
-    param = "input",
+    { signal }: RunContext = {},
+    option = "texts",
   ): Promise<{ embeds: Float32Array[]; tokens: number }> {
     const rows = texts.map((t, i) => {
       const ids = this.tokenize(t);
       if (ids.length > this.maxTokens) {
-        throw new ApiError(
-          "invalid_request",
-          `Text ${i} is ${ids.length} tokens; ${this.id} accepts at most ${this.maxTokens}`,
-          param,
+        throw new OptionError(
+          option,
+          (f) =>
+            `${
+              f(option)
+            }: text ${i} is ${ids.length} tokens; ${this.id} accepts at most ${this.maxTokens}`,
         );
       }
       return ids;
@@ -157,7 +179,10 @@ export class ClipPipeline {
   }
 
   /** L2-normalized image embeddings, one batch. */
-  async embedImages(images: RgbImage[], signal?: AbortSignal): Promise<{ embeds: Float32Array[] }> {
+  async embedImages(
+    images: RgbImage[],
+    { signal }: RunContext = {},
+  ): Promise<{ embeds: Float32Array[] }> {
     const { data, dims } = await this.pixels(images);
     signal?.throwIfAborted();
     return { embeds: await this.embedPixels(data, dims, signal) };
@@ -212,14 +237,13 @@ export class ClipPipeline {
    */
   async classify(
     image: RgbImage,
-    labels: string[],
-    templates: string[],
-    { patchMaps = false, signal }: { patchMaps?: boolean; signal?: AbortSignal } = {},
+    { labels, templates, patchMaps = false }: ClassifyOptions,
+    { signal }: RunContext = {},
   ): Promise<ClassifyResult[]> {
     const texts = labels.flatMap((label) => templates.map((t) => fillTemplate(t, label)));
     const [{ embeds: textEmbeds }, { embeds: [img] }] = await Promise.all([
-      this.embedTexts(texts, signal, "candidate_labels"),
-      this.embedImages([image], signal),
+      this.embedTexts(texts, { signal }, "labels"),
+      this.embedImages([image], { signal }),
     ]);
     const classEmbeds = labels.map((_, i) => {
       const mean = new Float32Array(textEmbeds[0].length);
@@ -240,14 +264,14 @@ export class ClipPipeline {
 
   /** Each image's cosine similarity to one text: the score CLIP reranking sorts by. */
   async scoreImages(images: RgbImage[], text: string, signal?: AbortSignal): Promise<number[]> {
-    return (await this.similarity(images, [text], signal)).cosine.map((row) => row[0]);
+    return (await this.similarity(images, [text], { signal })).cosine.map((row) => row[0]);
   }
 
   /** Images × texts: cosine similarities and, per image, a softmax over the texts. */
-  async similarity(images: RgbImage[], texts: string[], signal?: AbortSignal) {
+  async similarity(images: RgbImage[], texts: string[], run: RunContext = {}) {
     const [{ embeds: ie }, { embeds: te }] = await Promise.all([
-      this.embedImages(images, signal),
-      this.embedTexts(texts, signal, "texts"),
+      this.embedImages(images, run),
+      this.embedTexts(texts, run),
     ]);
     const cosine = ie.map((i) => te.map((t) => dot(i, t)));
     const probabilities = cosine.map((row) => softmax(row.map((c) => this.logitScale * c)));

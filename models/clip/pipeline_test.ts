@@ -14,7 +14,9 @@ const golden = JSON.parse(
 const [entry] = (await scanModels([EMBEDDED_MODELS_DIR])).filter((e) =>
   e.manifest.id === "clip-tiny"
 );
-const clip = await ClipPipeline.load(entry, new SessionRegistry(await resolveBackend("cpu")));
+const clip = await ClipPipeline.load(entry, {
+  sessions: new SessionRegistry(await resolveBackend("cpu")),
+});
 const SHARED_CLIP_TOKENIZER =
   new URL("../../../shared/assets/clip-tokenizer/", import.meta.url).pathname;
 const TEXTS = [
@@ -70,14 +72,11 @@ const scene = (colour: "red" | "blue", shape: "circle" | "square", x = 20, y = 2
 const image = (s: Scene) => ({ width: 64, height: 64, data: renderScene(s) });
 
 Deno.test("ClipPipeline.classify() returns sorted scores that sum to 1, with patch maps on request", async () => {
-  const results = await clip.classify(image(scene("red", "circle")), [
-    "red circle",
-    "blue square",
-    "green diamond",
-  ], [
-    "a photo of a {}",
-    "a {}",
-  ], { patchMaps: true });
+  const results = await clip.classify(image(scene("red", "circle")), {
+    labels: ["red circle", "blue square", "green diamond"],
+    templates: ["a photo of a {}", "a {}"],
+    patchMaps: true,
+  });
   assert.equal(results.length, 3);
   assert.ok(Math.abs(results.reduce((s, r) => s + r.score, 0) - 1) < 1e-6);
   assert.ok(results[0].score >= results[1].score && results[1].score >= results[2].score);
@@ -111,7 +110,9 @@ Deno.test("ClipPipeline patch map is highest where the object is", async () => {
         y: top ? 4 : 38,
       }],
     };
-    const [r] = await clip.classify(image(s), ["blue square"], ["a photo of a {}"], {
+    const [r] = await clip.classify(image(s), {
+      labels: ["blue square"],
+      templates: ["a photo of a {}"],
       patchMaps: true,
     });
     const v = r.patch_map!.values;

@@ -2,7 +2,7 @@
  * DALL-E (Ramesh et al. 2021): the caption's tokens, padded to a fixed length, then the
  * transformer samples the image's codebook tokens one by one in raster order, and the dVAE
  * decoder turns the grid into pixels. n candidates are sampled (candidate j from seed + j, so a
- * candidate does not depend on n); a `rerank` scorer (CLIP, from the route) keeps the k best.
+ * candidate does not depend on n); the registry's CLIP scorer keeps the k best when asked.
  *
  * The transformer shares the chat decoder's architecture, so on WebGPU it runs on our WGSL
  * kernels (`GpuDecoder`, KV cache on the GPU, only the 576 logits read back per token); elsewhere
@@ -10,8 +10,6 @@
  */
 import type { Tokenizer } from "@huggingface/tokenizers";
 import type { Tensor } from "../../core/backend.ts";
-import { ApiError } from "../../core/errors.ts";
-import type { RgbImage } from "../../core/image.ts";
 import { rng } from "../../core/random.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
 import { loadTokenizer } from "../../core/tokenizers.ts";
@@ -24,8 +22,27 @@ import {
 } from "../../kernels/decoder.ts";
 import { readSafetensors } from "../../core/safetensors.ts";
 import { logSoftmax, sampleToken } from "../decoding.ts";
-import { previewSteps } from "../diffusion/pipeline.ts";
+import {
+  checkCommon,
+  DIFFUSION_OPTIONS,
+  type ImageGenerator,
+  type ImageJob,
+  type ImageOutput,
+  type ImageProgress,
+  type ImageRequest,
+  previewSteps,
+  reranked,
+  rgbaImages,
+  seedOf,
+} from "../images.ts";
 import type { ModelEntry } from "../manifest.ts";
+import {
+  type Capabilities,
+  type ImageScorer,
+  type LoadContext,
+  OptionError,
+  type RunContext,
+} from "../pipeline.ts";
 
 export interface DalleOptions {
   prompt: string;
@@ -35,36 +52,15 @@ export interface DalleOptions {
   temperature: number;
   topK: number;
   topP: number;
-  /** Keep the k candidates that `score` rates highest (CLIP similarity to the prompt). */
-  rerank?: { k: number; score: (images: RgbImage[]) => Promise<number[]> };
   /** How many decoded previews of the grid to send while sampling (0: none). */
   previews?: number;
   /** false: ORT even where the WGSL decoder could run (tests, benchmark). */
   kernels?: boolean;
 }
 
-export interface DalleProgress {
-  step: number;
-  total: number;
-  preview?: { width: number; height: number; rgba: Uint8Array[] };
-}
-
-export interface DalleGenerated {
-  images: RgbImage[];
-  seeds: number[];
-  /** CLIP scores of the returned images, when reranked. */
-  scores?: number[];
-  /** Image tokens sampled per candidate. */
-  steps: number;
-  /** The prompt's tokens (unpadded), for usage. */
-  promptTokens: number;
+export interface DalleGenerated extends ImageOutput {
   decoder: "wgsl-kernels" | "onnxruntime";
-  timings: {
-    transformer_ms: number;
-    vqvae_decoder_ms: number;
-    rerank_ms: number;
-    total_ms: number;
-  };
+  timings: { transformer_ms: number; vqvae_decoder_ms: number; total_ms: number };
 }
 
 export interface DalleSettings {
@@ -87,13 +83,16 @@ interface Layout {
 
 const now = () => performance.now();
 
-export class DallePipeline {
+export class DallePipeline implements ImageGenerator {
+  readonly family = "dalle";
+  readonly capabilities: Capabilities = { streaming: true, batchable: true, explainable: false };
   #gpuWeights: Promise<GpuWeights> | null = null;
 
   private constructor(
     readonly id: string,
     readonly settings: DalleSettings,
     private sessions: SessionRegistry,
+    private scorer: (() => Promise<ImageScorer>) | undefined,
     private tokenizer: Tokenizer,
     private decoder: Session,
     private vqDecoder: Session,
@@ -106,7 +105,10 @@ export class DallePipeline {
     return this.layout.grid ** 2;
   }
 
-  static async load(entry: ModelEntry, sessions: SessionRegistry): Promise<DallePipeline> {
+  static async load(
+    entry: ModelEntry,
+    { sessions, scorer }: LoadContext,
+  ): Promise<DallePipeline> {
     const config = JSON.parse(await Deno.readTextFile(entry.dir + "config.json"));
     const files = entry.manifest.files;
     const [tok, decoder, vqDecoder] = await Promise.all([
@@ -124,6 +126,7 @@ export class DallePipeline {
         size: config.image_size,
       },
       sessions,
+      scorer,
       tok.tokenizer,
       decoder,
       vqDecoder,
@@ -159,30 +162,56 @@ export class DallePipeline {
     const ids = this.tokenizer.encode(prompt).ids;
     const L = this.layout.textLength;
     if (ids.length > L) {
-      throw new ApiError(
-        "invalid_request",
-        `The prompt is ${ids.length - 2} words; ${this.id} reads at most ${L - 2}`,
+      throw new OptionError(
         "prompt",
+        (f) => `${f("prompt")} is ${ids.length - 2} words; ${this.id} reads at most ${L - 2}`,
       );
     }
     return [...ids, ...new Array(L - ids.length).fill(this.layout.textPad)];
   }
 
-  validate(o: Pick<DalleOptions, "prompt" | "n" | "rerank">): void {
-    this.textIds(o.prompt);
-    if (o.rerank && o.rerank.k > o.n) {
-      throw new ApiError(
-        "invalid_request",
-        `rerank (${o.rerank.k}) must not exceed n (${o.n})`,
-        "rerank",
+  /** A request with the model's sampling defaults filled in; the size and steps are fixed. */
+  plan(r: ImageRequest): ImageJob {
+    checkCommon(r, this.id, "DALL-E", DIFFUSION_OPTIONS);
+    const S = this.settings.size;
+    if ((r.width ?? S) !== S || (r.height ?? S) !== S) {
+      const got = `${r.width ?? S}x${r.height ?? S}`;
+      throw new OptionError("width", () => `${this.id} draws ${S}x${S} images only, not ${got}`);
+    }
+    if (r.quality === "low" || r.quality === "high") {
+      throw new OptionError(
+        "quality",
+        (f) =>
+          `${
+            f("quality")
+          }: ${this.id} samples a fixed ${this.imageTokens} image tokens; only the ` +
+          `default quality (for more compute per image, use ${f("n")} with ${f("rerank")})`,
+        "unsupported",
       );
     }
+    const o: DalleOptions = {
+      prompt: r.prompt,
+      n: r.n,
+      seed: seedOf(r),
+      temperature: r.temperature ?? this.settings.defaultTemperature,
+      topK: r.topK ?? this.settings.defaultTopK,
+      topP: r.topP ?? 1,
+      previews: r.previews,
+    };
+    this.textIds(o.prompt);
+    return {
+      model: this.id,
+      steps: this.imageTokens,
+      width: S,
+      height: S,
+      run: reranked((context) => this.generate(o, context), r, this.scorer),
+    };
   }
 
+  /** n candidates from seeds seed … seed + n − 1, every option given. */
   async generate(
     o: DalleOptions,
-    progress?: (p: DalleProgress) => Promise<void> | void,
-    signal?: AbortSignal,
+    { signal, progress }: RunContext<ImageProgress> = {},
   ): Promise<DalleGenerated> {
     const start = now();
     const text = this.textIds(o.prompt);
@@ -206,15 +235,11 @@ export class DallePipeline {
       const S = this.layout.size;
       const rgba = toRgbaReference(pixels, fill.length, 3, S * S);
       vqMs += now() - t;
-      return Array.from(
-        { length: fill.length },
-        (_, j) => rgba.slice(j * S * S * 4, (j + 1) * S * S * 4),
-      );
+      return rgbaImages(rgba, fill.length, S, S);
     };
     let previewAt: Set<number> | null = null;
     const report = async (step: number, of: number) => {
       previewAt ??= previewSteps(of, o.previews ?? 0);
-      const S = this.layout.size;
       const preview = previewAt.has(step)
         // Unsampled cells take the first cell's code (mostly background), so that the grid
         // visibly fills in, row by row.
@@ -223,7 +248,7 @@ export class DallePipeline {
       await progress?.({
         step,
         total: of,
-        preview: preview && { width: S, height: S, rgba: preview },
+        ...(preview ? { preview } : {}),
       });
     };
 
@@ -265,35 +290,17 @@ export class DallePipeline {
     }
     const transformerMs = now() - t0 - vqMs;
 
-    const rgba = await decodeGrids(grids);
-    const S = this.layout.size;
-    let images = rgba.map((px): RgbImage => {
-      const data = new Uint8Array(S * S * 3);
-      for (let k = 0; k < S * S; k++) data.set(px.subarray(k * 4, k * 4 + 3), k * 3);
-      return { width: S, height: S, data };
-    });
-    let seeds = images.map((_, j) => o.seed + j);
-    let scores: number[] | undefined;
-    const t1 = now();
-    if (o.rerank) {
-      const all = await o.rerank.score(images);
-      const order = all.map((s, j) => [s, j]).sort((a, b) => b[0] - a[0]).slice(0, o.rerank.k);
-      images = order.map(([, j]) => images[j]);
-      seeds = order.map(([, j]) => seeds[j]);
-      scores = order.map(([s]) => s);
-    }
-    const rerankMs = now() - t1;
     return {
-      images,
-      seeds,
-      scores,
+      images: await decodeGrids(grids),
+      seeds: grids.map((_, j) => (o.seed + j) >>> 0),
       steps: total,
+      outputTokens: total,
+      scheduler: "sampling",
       promptTokens: this.tokenizer.encode(o.prompt).ids.length,
       decoder: kernels ? "wgsl-kernels" : "onnxruntime",
       timings: {
         transformer_ms: transformerMs,
         vqvae_decoder_ms: vqMs,
-        rerank_ms: rerankMs,
         total_ms: now() - start,
       },
     };

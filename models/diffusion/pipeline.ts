@@ -14,24 +14,34 @@
  * the best of n candidates, as the DALL-E pipeline does.
  */
 import type { Tokenizer } from "@huggingface/tokenizers";
-import { ApiError } from "../../core/errors.ts";
 import type { RgbImage } from "../../core/image.ts";
 import { loadTokenizer } from "../../core/tokenizers.ts";
 import { resize } from "../../core/preprocess.ts";
-import type { Outputs, Session, SessionRegistry } from "../../core/sessions.ts";
+import type { Session, SessionRegistry } from "../../core/sessions.ts";
 import type { Tensor } from "../../core/backend.ts";
-import { readBuffer } from "../../kernels/gpu.ts";
+import { IDENTITY, type Inpaint, type LoopShape, toRgbaReference } from "../../kernels/denoise.ts";
 import {
-  GpuDenoiser,
-  IDENTITY,
-  initReference,
-  type Inpaint,
-  type LoopShape,
-  stepReference,
-  toRgbaGpu,
-  toRgbaReference,
-} from "../../kernels/denoise.ts";
+  checkCommon,
+  DALLE_OPTIONS,
+  type ImageGenerator,
+  type ImageJob,
+  type ImageOutput,
+  type ImageProgress,
+  type ImageRequest,
+  previewSteps,
+  reranked,
+  rgbaImages,
+  seedOf,
+} from "../images.ts";
 import type { ModelEntry } from "../manifest.ts";
+import {
+  type Capabilities,
+  type ImageScorer,
+  type LoadContext,
+  OptionError,
+  type RunContext,
+} from "../pipeline.ts";
+import { type Denoiser, GpuResidentDenoiser, HostDenoiser } from "./denoiser.ts";
 import {
   alphasCumprod,
   defaultScheduler,
@@ -42,6 +52,7 @@ import {
   SCHEDULERS,
 } from "./schedulers.ts";
 
+/** One generation, every option given (`plan()` fills them in from a request). */
 export interface GenerateOptions {
   prompt: string;
   negativePrompt?: string;
@@ -60,17 +71,8 @@ export interface GenerateOptions {
   mask?: RgbImage;
   /** How many previews to send while denoising (spread over the steps; 0: none). */
   previews?: number;
-  /** Keep the k candidates of n that `score` rates highest (CLIP similarity to the prompt). */
-  rerank?: { k: number; score: (images: RgbImage[]) => Promise<number[]> };
   /** Read the latents back every step even on WebGPU (the benchmark's baseline). */
   hostLoop?: boolean;
-}
-
-export interface Progress {
-  step: number;
-  total: number;
-  /** RGBA previews of the predicted clean image, one per image. */
-  preview?: { width: number; height: number; rgba: Uint8Array[] };
 }
 
 export type Timings = {
@@ -78,20 +80,11 @@ export type Timings = {
   vae_encoder_ms: number;
   unet_ms: number[];
   vae_decoder_ms: number;
-  rerank_ms?: number;
   total_ms: number;
 };
 
-export interface Generated {
-  images: RgbImage[];
-  seeds: number[];
-  /** CLIP scores of the returned images, when reranked. */
-  scores?: number[];
-  /** The prompt's tokens (unpadded), for usage. */
-  promptTokens: number;
-  steps: number;
+export interface Generated extends ImageOutput {
   scheduler: SchedulerName;
-  /** Where the denoising loop kept its latents: on the GPU throughout, or on the host. */
   loop: "gpu-resident" | "host";
   timings: Timings;
 }
@@ -110,18 +103,6 @@ export interface DiffusionSettings {
 
 const now = () => performance.now();
 
-/**
- * The steps (1-based, of `total`) after which to send `count` previews: exactly `count`, spread
- * evenly and before the last step while there are enough steps, else one after every step.
- */
-export function previewSteps(total: number, count: number): Set<number> {
-  if (count <= 0) return new Set();
-  if (count >= total) return new Set(Array.from({ length: total }, (_, i) => i + 1));
-  return new Set(
-    Array.from({ length: count }, (_, j) => Math.round((j + 1) * total / (count + 1))),
-  );
-}
-
 function toPlanar(img: RgbImage): Float32Array {
   const n = img.width * img.height, out = new Float32Array(3 * n);
   for (let i = 0; i < n; i++) {
@@ -130,26 +111,14 @@ function toPlanar(img: RgbImage): Float32Array {
   return out;
 }
 
-/** Appends the same extra channels to every batch element's latents. */
-function withExtra(latents: Float32Array, extra: Float32Array, batch: number, per: number) {
-  const out = new Float32Array(batch * (per + extra.length));
-  for (let b = 0; b < batch; b++) {
-    out.set(latents.subarray(b * per, (b + 1) * per), b * (per + extra.length));
-    out.set(extra, b * (per + extra.length) + per);
-  }
-  return out;
-}
+export class DiffusionPipeline implements ImageGenerator {
+  readonly family = "diffusion";
+  readonly capabilities: Capabilities = { streaming: true, batchable: true, explainable: false };
 
-function rgbaToRgb(rgba: Uint8Array, width: number, height: number): RgbImage {
-  const data = new Uint8Array(width * height * 3);
-  for (let i = 0; i < width * height; i++) data.set(rgba.subarray(i * 4, i * 4 + 3), i * 3);
-  return { width, height, data };
-}
-
-export class DiffusionPipeline {
   private constructor(
     readonly id: string,
     private sessions: SessionRegistry,
+    private scorer: (() => Promise<ImageScorer>) | undefined,
     private tokenizer: Tokenizer,
     private maxTokens: number,
     private padId: number,
@@ -166,7 +135,10 @@ export class DiffusionPipeline {
     readonly settings: DiffusionSettings,
   ) {}
 
-  static async load(entry: ModelEntry, sessions: SessionRegistry): Promise<DiffusionPipeline> {
+  static async load(
+    entry: ModelEntry,
+    { sessions, scorer }: LoadContext,
+  ): Promise<DiffusionPipeline> {
     const read = async (name: string) => JSON.parse(await Deno.readTextFile(entry.dir + name));
     // Public exports do not all ship the component configs: SD's values are the defaults.
     const optional = (name: string) => read(name).catch(() => ({}));
@@ -191,6 +163,7 @@ export class DiffusionPipeline {
     return new DiffusionPipeline(
       entry.manifest.id,
       sessions,
+      scorer,
       tok.tokenizer,
       Math.min(tok.config.model_max_length ?? 77, 4096),
       tok.padId,
@@ -236,14 +209,69 @@ export class DiffusionPipeline {
     });
   }
 
+  /**
+   * A request with the model's defaults filled in; `quality` picks half, the default or twice
+   * the default steps.
+   */
+  plan(r: ImageRequest): ImageJob {
+    checkCommon(r, this.id, "diffusion", DALLE_OPTIONS);
+    const s = this.settings;
+    if (r.quality != null && r.steps != null) {
+      throw new OptionError(
+        "quality",
+        (f) =>
+          `${f("quality")} chooses the denoising steps: give ${f("quality")} or ${
+            f("steps")
+          }, not both`,
+      );
+    }
+    const levels = {
+      low: Math.max(1, Math.round(s.defaultSteps / 2)),
+      medium: s.defaultSteps,
+      high: Math.min(s.maxSteps, 2 * s.defaultSteps),
+    };
+    const steps = r.steps ?? levels[r.quality ?? "medium"];
+    const scheduler = r.scheduler ?? s.defaultScheduler;
+    if (!SCHEDULERS.includes(scheduler as SchedulerName)) {
+      throw new OptionError(
+        "scheduler",
+        (f) => `${f("scheduler")} must be one of ${SCHEDULERS.join(", ")}, got "${scheduler}"`,
+      );
+    }
+    const o: GenerateOptions = {
+      prompt: r.prompt,
+      negativePrompt: r.negativePrompt,
+      steps,
+      guidance: r.guidance ?? s.defaultGuidance,
+      seed: seedOf(r),
+      scheduler: scheduler as SchedulerName,
+      width: r.width ?? s.defaultSize,
+      height: r.height ?? s.defaultSize,
+      n: r.n,
+      image: r.image,
+      mask: r.mask,
+      strength: r.strength,
+      previews: r.previews,
+    };
+    this.validate(o);
+    return {
+      model: this.id,
+      steps,
+      width: o.width,
+      height: o.height,
+      quality: (["low", "medium", "high"] as const).find((l) => levels[l] === steps),
+      run: reranked((context) => this.generate(o, context), r, this.scorer),
+    };
+  }
+
   /** Token ids padded to the encoder's length (as SD pads to 77); too long is a clear 400. */
-  #tokens(text: string, param: string): number[] {
+  #tokens(text: string, option: "prompt" | "negativePrompt"): number[] {
     const ids = this.tokenizer.encode(text).ids;
     if (ids.length > this.maxTokens) {
-      throw new ApiError(
-        "invalid_request",
-        `${param} is ${ids.length} tokens long; this model reads at most ${this.maxTokens}`,
-        param,
+      throw new OptionError(
+        option,
+        (f) =>
+          `${f(option)} is ${ids.length} tokens long; this model reads at most ${this.maxTokens}`,
       );
     }
     return [...ids, ...new Array(this.maxTokens - ids.length).fill(this.padId)];
@@ -254,47 +282,48 @@ export class DiffusionPipeline {
     const { minSize, maxSize, multiple, maxSteps } = this.settings;
     for (const [name, v] of [["width", o.width], ["height", o.height]] as const) {
       if (v < minSize || v > maxSize || v % multiple !== 0) {
-        throw new ApiError(
-          "invalid_request",
-          `${name} must be a multiple of ${multiple} between ${minSize} and ${maxSize} for ${this.id}, got ${v}`,
-          name === "width" ? "size" : "size",
+        throw new OptionError(
+          name,
+          (f) =>
+            `${
+              f(name)
+            } must be a multiple of ${multiple} between ${minSize} and ${maxSize} for ${this.id}, got ${v}`,
         );
       }
     }
     if (o.steps > maxSteps) {
-      throw new ApiError(
-        "invalid_request",
-        `num_inference_steps must be at most ${maxSteps} for ${this.id}`,
-        "num_inference_steps",
-      );
-    }
-    if (o.rerank && o.rerank.k > o.n) {
-      throw new ApiError(
-        "invalid_request",
-        `rerank (${o.rerank.k}) must not exceed n (${o.n})`,
-        "rerank",
+      throw new OptionError(
+        "steps",
+        (f) => `${f("steps")} must be at most ${maxSteps} for ${this.id}`,
       );
     }
     const steps = this.planSteps(o);
     if ((o.previews ?? 0) > steps) {
-      throw new ApiError(
-        "invalid_request",
-        `partial_images (${o.previews}) must not exceed the ${steps} denoising steps this job runs`,
-        "partial_images",
+      throw new OptionError(
+        "previews",
+        (f) =>
+          `${
+            f("previews")
+          } (${o.previews}) must not exceed the ${steps} denoising steps this job runs`,
       );
     }
     if ((o.image || o.mask) && !this.vaeEncoder) {
-      throw new ApiError("unsupported", `${this.id} has no VAE encoder: no img2img or inpainting`);
+      throw new OptionError(
+        "image",
+        () => `${this.id} has no VAE encoder: no img2img or inpainting`,
+        "unsupported",
+      );
     }
     if (this.inpaintingUnet && !(o.image && o.mask)) {
-      throw new ApiError(
+      const missing = o.image ? "mask" : "image";
+      throw new OptionError(
+        missing,
+        () => `${this.id} is an inpainting model: send an image and a mask to /v1/images/edits`,
         "unsupported",
-        `${this.id} is an inpainting model: send an image and a mask to /v1/images/edits`,
-        o.image ? "mask" : "image",
       );
     }
     this.#tokens(o.prompt, "prompt");
-    if (o.negativePrompt) this.#tokens(o.negativePrompt, "negative_prompt");
+    if (o.negativePrompt) this.#tokens(o.negativePrompt, "negativePrompt");
   }
 
   /** How many denoising steps `o` runs (fewer than `steps` for img2img with strength < 1). */
@@ -324,18 +353,17 @@ export class DiffusionPipeline {
       : { x: 1 / Math.sqrt(at), out: -Math.sqrt(1 - at) / Math.sqrt(at) };
   }
 
-  /** RGBA previews of the clean image predicted from latents x and the raw model output. */
+  /** Previews of the clean image predicted from latents x and the raw model output. */
   async #preview(
     o: GenerateOptions,
     shape: LoopShape,
-    step: { timestep: number },
-    x: Float32Array,
-    modelOut: Float32Array,
+    timestep: number,
+    { latents: x, modelOut }: { latents: Float32Array; modelOut: Float32Array },
     inpaint: Inpaint | undefined,
     signal?: AbortSignal,
-  ): Promise<NonNullable<Progress["preview"]>> {
+  ): Promise<RgbImage[]> {
     const count = shape.images * shape.perImage;
-    const { x: X, out: OUT } = this.#cleanAffine(o.scheduler, step.timestep);
+    const { x: X, out: OUT } = this.#cleanAffine(o.scheduler, timestep);
     const latents = new Float32Array(count);
     for (let i = 0; i < count; i++) {
       let out = modelOut[i];
@@ -355,23 +383,17 @@ export class DiffusionPipeline {
     const pixels = decoded.location === "gpu-buffer"
       ? await decoded.getData(true) as Float32Array
       : decoded.data as Float32Array;
-    const px = o.width * o.height;
-    const rgba = toRgbaReference(pixels, o.n, 3, px, IDENTITY);
-    return {
-      width: o.width,
-      height: o.height,
-      rgba: Array.from({ length: o.n }, (_, j) => rgba.slice(j * px * 4, (j + 1) * px * 4)),
-    };
+    const rgba = toRgbaReference(pixels, o.n, 3, o.width * o.height, IDENTITY);
+    return rgbaImages(rgba, o.n, o.width, o.height);
   }
 
+  /** One generation: n images from seeds seed … seed + n − 1, all of `o` given. */
   async generate(
     o: GenerateOptions,
-    onProgress?: (p: Progress) => void | Promise<void>,
-    signal?: AbortSignal,
+    { signal, progress }: RunContext<ImageProgress> = {},
   ): Promise<Generated> {
     this.validate(o);
     const start = now();
-    const ort = this.sessions.backend.ort;
     const guided = o.guidance > 1;
     const C = this.latentChannels, h = o.height / this.vaeFactor, w = o.width / this.vaeFactor;
     const shape: LoopShape = {
@@ -381,229 +403,144 @@ export class DiffusionPipeline {
       seed: o.seed >>> 0,
       guided,
     };
-    const count = o.n * shape.perImage;
     const batch = guided ? 2 * o.n : o.n;
-
-    // Text: [uncond × n; cond × n] when guiding, else cond × n.
     let t0 = now();
-    const texts = guided ? [o.negativePrompt ?? "", o.prompt] : [o.prompt];
-    const ids = texts.map((t, i) =>
-      this.#tokens(t, i === 0 && guided ? "negative_prompt" : "prompt")
-    );
-    const idsType = this.textEncoder.inputType("input_ids") === "int32" ? "int32" : "int64";
-    const flat = ids.flat();
-    const idsTensor = idsType === "int32"
-      ? this.sessions.tensor("int32", Int32Array.from(flat), [texts.length, this.maxTokens])
-      : this.sessions.tensor("int64", BigInt64Array.from(flat, BigInt), [
-        texts.length,
-        this.maxTokens,
-      ]);
-    const encoded = await this.textEncoder.run({ input_ids: idsTensor }, signal);
-    const hidden = encoded.last_hidden_state ?? encoded[this.textEncoder.outputNames[0]];
-    const [, L, D] = hidden.dims;
-    const hiddenData = hidden.data as Float32Array;
-    const context = new Float32Array(batch * L * D);
-    for (let b = 0; b < batch; b++) {
-      const src = guided ? Math.floor(b / o.n) : 0;
-      context.set(hiddenData.subarray(src * L * D, (src + 1) * L * D), b * L * D);
-    }
-    const contextTensor = this.sessions.tensor("float32", context, [batch, L, D]);
+    const context = await this.#encodeText(o, guided, batch, signal);
     const textMs = now() - t0;
-
-    // Known latents for img2img and inpainting.
     t0 = now();
-    let inpaint: Inpaint | undefined;
-    const strength = o.image ? (o.strength ?? (o.mask ? 1 : 0.8)) : 1;
-    // An inpainting UNet's extra channels per image: the mask, then the masked image's latents.
-    let extra: Float32Array | null = null;
-    if (o.image) {
-      const image = await resize(o.image, o.width, o.height);
-      const known = await this.#encode(image, signal);
-      const mask = o.mask ? this.#maskLatent(o.mask, w, h) : undefined;
-      if (this.inpaintingUnet) {
-        const hidden = this.#maskLatent(o.mask!, o.width, o.height); // per pixel, 1 = repaint
-        const masked = {
-          ...image,
-          data: image.data.map((v, i) => hidden[Math.floor(i / 3)] ? 128 : v),
-        };
-        extra = new Float32Array((1 + C) * h * w);
-        extra.set(mask!);
-        extra.set(await this.#encode(masked, signal), h * w);
-      }
-      // The known latents start img2img; the blend keeps them outside the mask, unless the UNet
-      // does that itself.
-      inpaint = { known, mask: this.inpaintingUnet ? undefined : mask };
-    }
+    const { inpaint, extra, strength } = await this.#knownLatents(o, w, h, signal);
     const vaeEncMs = o.image ? now() - t0 : 0;
 
     const p: Plan = plan(o.scheduler, this.schedulerConfig, o.steps, strength);
     // After the last step the UNet input buffer holds latents / scaling_factor: the VAE's input.
     const scaleAt = (i: number) => i < p.steps.length ? p.steps[i].scaleIn : 1 / this.scalingFactor;
-    const timestepType = this.unet.inputType("timestep") ?? "float32";
-    const timestep = (t: number) =>
-      timestepType === "int64"
-        ? this.sessions.tensor("int64", new BigInt64Array(batch).fill(BigInt(Math.round(t))), [
-          batch,
-        ])
-        : this.sessions.tensor("float32", new Float32Array(batch).fill(t), [batch]);
-    const dims = [batch, C, h, w];
-    const unetMs: number[] = [];
     // The GPU-resident loop feeds the UNet its own buffer: an inpainting UNet's wider input is
     // assembled on the host instead.
     const gpu = o.hostLoop || extra ? null : await this.sessions.gpuDevice();
+    const setup = {
+      shape,
+      dims: [batch, C, h, w],
+      init: { alpha: p.initAlpha, sigma: p.initSigma, scaleFirst: scaleAt(0) },
+      inpaint,
+      extra,
+    };
+    const denoiser: Denoiser = gpu
+      ? new GpuResidentDenoiser(gpu, this.sessions, setup)
+      : new HostDenoiser(this.sessions, setup);
     const previewAt = previewSteps(p.steps.length, o.previews ?? 0);
-    const wantsPreview = (i: number) => previewAt.has(i + 1);
-
-    let rgba: Uint8Array;
-    let vaeDecMs: number;
-    if (gpu) {
-      const loop = new GpuDenoiser(gpu, shape, inpaint);
-      try {
-        loop.init(p.initAlpha, p.initSigma, scaleAt(0));
-        for (let i = 0; i < p.steps.length; i++) {
-          signal?.throwIfAborted();
-          const s = p.steps[i];
-          t0 = now();
-          const out = await this.unet.run({
-            sample: ort.Tensor.fromGpuBuffer(loop.unetIn, { dataType: "float32", dims }),
-            timestep: timestep(s.timestep),
-            encoder_hidden_states: contextTensor,
-          }, signal);
-          const eps = out.out_sample ?? out[this.unet.outputNames[0]];
-          // A preview reads this step's latents and model output before the step moves them.
-          const before = wantsPreview(i)
-            ? await Promise.all([
-              readBuffer(gpu, loop.latents, count * 4),
-              readBuffer(gpu, eps.gpuBuffer as GPUBuffer, batch * shape.perImage * 4),
-            ])
-            : null;
-          loop.step(eps.gpuBuffer as GPUBuffer, {
-            ...s,
-            guidance: o.guidance,
-            scaleNext: scaleAt(i + 1),
-            stream: i + 1,
-          });
-          await gpu.queue.onSubmittedWorkDone();
-          eps.dispose();
-          unetMs.push(now() - t0);
-          const preview = before
-            ? await this.#preview(
-              o,
-              shape,
-              s,
-              new Float32Array(before[0]),
-              new Float32Array(before[1]),
-              inpaint,
-              signal,
-            )
-            : undefined;
-          await onProgress?.({
-            step: i + 1,
-            total: p.steps.length,
-            ...(preview ? { preview } : {}),
-          });
-        }
+    const unetMs: number[] = [];
+    let rgba: Uint8Array, vaeDecMs: number;
+    try {
+      for (const [i, s] of p.steps.entries()) {
         signal?.throwIfAborted();
         t0 = now();
-        const decoded = await this.#decode(
-          ort.Tensor.fromGpuBuffer(loop.unetIn, { dataType: "float32", dims: [o.n, C, h, w] }),
-          signal,
-        );
-        rgba = await toRgbaGpu(gpu, decoded.gpuBuffer as GPUBuffer, o.n, 3, o.width * o.height);
-        decoded.dispose();
-        vaeDecMs = now() - t0;
-      } finally {
-        loop.destroy();
-      }
-    } else {
-      const { latents, unetIn } = initReference(
-        shape,
-        p.initAlpha,
-        p.initSigma,
-        scaleAt(0),
-        inpaint?.known,
-      );
-      for (let i = 0; i < p.steps.length; i++) {
-        signal?.throwIfAborted();
-        const s = p.steps[i];
-        t0 = now();
-        const out: Outputs = await this.unet.run({
-          sample: extra
-            ? this.sessions.tensor("float32", withExtra(unetIn, extra, batch, shape.perImage), [
-              batch,
-              C + extra.length / (h * w),
-              h,
-              w,
-            ])
-            : this.sessions.tensor("float32", unetIn, dims),
-          timestep: timestep(s.timestep),
-          encoder_hidden_states: contextTensor,
+        const out = await this.unet.run({
+          sample: denoiser.sample(),
+          timestep: this.#timestep(s.timestep, batch),
+          encoder_hidden_states: context,
         }, signal);
-        const eps = out.out_sample ?? out[this.unet.outputNames[0]];
-        // On WebGPU the UNet's output is in a GPU buffer: the host loop reads it back.
-        const modelOut = eps.location === "gpu-buffer"
-          ? await eps.getData(true) as Float32Array
-          : eps.data as Float32Array;
-        const preview = wantsPreview(i)
-          ? await this.#preview(o, shape, s, latents, modelOut, inpaint, signal)
-          : undefined;
-        stepReference(
-          shape,
-          { ...s, guidance: o.guidance, scaleNext: scaleAt(i + 1), stream: i + 1 },
-          modelOut,
-          latents,
-          unetIn,
-          inpaint,
-        );
+        const modelOut = out.out_sample ?? out[this.unet.outputNames[0]];
+        // A preview reads this step's latents and model output before the step moves them.
+        const before = previewAt.has(i + 1) ? await denoiser.peek(modelOut) : null;
+        await denoiser.step(modelOut, {
+          ...s,
+          guidance: o.guidance,
+          scaleNext: scaleAt(i + 1),
+          stream: i + 1,
+        });
         unetMs.push(now() - t0);
-        await onProgress?.({ step: i + 1, total: p.steps.length, ...(preview ? { preview } : {}) });
+        const preview = before
+          ? await this.#preview(o, shape, s.timestep, before, inpaint, signal)
+          : undefined;
+        await progress?.({ step: i + 1, total: p.steps.length, ...(preview ? { preview } : {}) });
       }
       signal?.throwIfAborted();
       t0 = now();
-      const decoded = await this.#decode(
-        this.sessions.tensor("float32", unetIn.slice(0, count), [o.n, C, h, w]),
-        signal,
-      );
-      const pixels = decoded.location === "gpu-buffer"
-        ? await decoded.getData(true) as Float32Array
-        : decoded.data as Float32Array;
-      rgba = toRgbaReference(pixels, o.n, 3, o.width * o.height, IDENTITY);
+      rgba = await denoiser.toRgba(await this.#decode(denoiser.decoderInput(), signal));
       vaeDecMs = now() - t0;
+    } finally {
+      denoiser.destroy();
     }
-
-    const px = o.width * o.height * 4;
-    let images = Array.from(
-      { length: o.n },
-      (_, j) => rgbaToRgb(rgba.subarray(j * px, (j + 1) * px), o.width, o.height),
-    );
-    let seeds = Array.from({ length: o.n }, (_, j) => (o.seed + j) >>> 0);
-    let scores: number[] | undefined;
-    t0 = now();
-    if (o.rerank) {
-      const all = await o.rerank.score(images);
-      const order = all.map((v, j) => [v, j]).sort((a, b) => b[0] - a[0]).slice(0, o.rerank.k);
-      images = order.map(([, j]) => images[j]);
-      seeds = order.map(([, j]) => seeds[j]);
-      scores = order.map(([v]) => v);
-    }
-    const rerankMs = now() - t0;
     return {
-      images,
-      seeds,
-      ...(scores ? { scores } : {}),
+      images: rgbaImages(rgba, o.n, o.width, o.height),
+      seeds: Array.from({ length: o.n }, (_, j) => (o.seed + j) >>> 0),
       promptTokens: this.promptTokens(o.prompt),
+      outputTokens: 0,
       steps: p.steps.length,
       scheduler: o.scheduler,
-      loop: gpu ? "gpu-resident" : "host",
+      loop: denoiser.where,
       timings: {
         text_encoder_ms: textMs,
         vae_encoder_ms: vaeEncMs,
         unet_ms: unetMs,
         vae_decoder_ms: vaeDecMs,
-        ...(o.rerank ? { rerank_ms: rerankMs } : {}),
         total_ms: now() - start,
       },
     };
+  }
+
+  #timestep(t: number, batch: number): Tensor {
+    return this.unet.inputType("timestep") === "int64"
+      ? this.sessions.tensor("int64", new BigInt64Array(batch).fill(BigInt(Math.round(t))), [batch])
+      : this.sessions.tensor("float32", new Float32Array(batch).fill(t), [batch]);
+  }
+
+  /** The UNet's text context: [uncond × n; cond × n] when guiding, else cond × n. */
+  async #encodeText(
+    o: GenerateOptions,
+    guided: boolean,
+    batch: number,
+    signal?: AbortSignal,
+  ): Promise<Tensor> {
+    const texts = guided ? [o.negativePrompt ?? "", o.prompt] : [o.prompt];
+    const ids = texts.map((t, i) =>
+      this.#tokens(t, i === 0 && guided ? "negativePrompt" : "prompt")
+    )
+      .flat();
+    const shape = [texts.length, this.maxTokens];
+    const idsTensor = this.textEncoder.inputType("input_ids") === "int32"
+      ? this.sessions.tensor("int32", Int32Array.from(ids), shape)
+      : this.sessions.tensor("int64", BigInt64Array.from(ids, BigInt), shape);
+    const encoded = await this.textEncoder.run({ input_ids: idsTensor }, signal);
+    const hidden = encoded.last_hidden_state ?? encoded[this.textEncoder.outputNames[0]];
+    const [, L, D] = hidden.dims;
+    const data = hidden.data as Float32Array;
+    const context = new Float32Array(batch * L * D);
+    for (let b = 0; b < batch; b++) {
+      const src = guided ? Math.floor(b / o.n) : 0;
+      context.set(data.subarray(src * L * D, (src + 1) * L * D), b * L * D);
+    }
+    return this.sessions.tensor("float32", context, [batch, L, D]);
+  }
+
+  /**
+   * What img2img and inpainting start from: the input image's latents (and the mask at latent
+   * size) and, for an inpainting UNet, its extra channels per image (mask, masked-image latents).
+   */
+  async #knownLatents(o: GenerateOptions, w: number, h: number, signal?: AbortSignal): Promise<{
+    inpaint?: Inpaint;
+    extra?: Float32Array;
+    strength: number;
+  }> {
+    if (!o.image) return { strength: 1 };
+    const strength = o.strength ?? (o.mask ? 1 : 0.8);
+    const image = await resize(o.image, o.width, o.height);
+    const known = await this.#encode(image, signal);
+    const mask = o.mask ? this.#maskLatent(o.mask, w, h) : undefined;
+    if (!this.inpaintingUnet) {
+      // The known latents start img2img; the blend keeps them outside the mask.
+      return { inpaint: { known, mask }, strength };
+    }
+    const hidden = this.#maskLatent(o.mask!, o.width, o.height); // per pixel, 1 = repaint
+    const masked = {
+      ...image,
+      data: image.data.map((v, i) => hidden[Math.floor(i / 3)] ? 128 : v),
+    };
+    const extra = new Float32Array((1 + this.latentChannels) * h * w);
+    extra.set(mask!);
+    extra.set(await this.#encode(masked, signal), h * w);
+    // The UNet keeps the unmasked region itself: no blend.
+    return { inpaint: { known }, extra, strength };
   }
 
   async #decode(latents: Tensor, signal?: AbortSignal): Promise<Tensor> {

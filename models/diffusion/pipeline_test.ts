@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { resolveBackend } from "../../core/backend.ts";
-import { ApiError } from "../../core/errors.ts";
+import { OptionError } from "../pipeline.ts";
 import { SessionRegistry } from "../../core/sessions.ts";
 import { scanModels } from "../manifest.ts";
 import { DiffusionPipeline } from "./pipeline.ts";
@@ -10,7 +10,7 @@ const FIXTURE = new URL("../../tests/fixtures/sd-inpaint-tiny", import.meta.url)
 Deno.test("a dedicated inpainting UNet (2C + 1 input channels) gets the mask and masked latents", async () => {
   const [entry] = await scanModels([FIXTURE]);
   const sessions = new SessionRegistry(await resolveBackend("cpu"));
-  const sd = await DiffusionPipeline.load(entry, sessions);
+  const sd = await DiffusionPipeline.load(entry, { sessions });
   const image = { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3).fill(200) };
   const mask = { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3).fill(255) };
   const base = {
@@ -28,7 +28,7 @@ Deno.test("a dedicated inpainting UNet (2C + 1 input channels) gets the mask and
   assert.equal(out.loop, "host");
   const unet = await sessions.load(entry.dir + entry.manifest.files.unet);
   assert.equal(unet.inputDims("sample")?.[1], 9);
-  await assert.rejects(sd.generate(base), (e) => e instanceof ApiError && e.param === "image");
+  await assert.rejects(sd.generate(base), (e) => e instanceof OptionError && e.option === "image");
 });
 
 Deno.test("sd-tiny's ONNX files reproduce PyTorch's outputs at export (golden fixture)", async () => {
