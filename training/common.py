@@ -1,5 +1,5 @@
 """Shared training code: seeds, the world dataset, the word-level tokenizer, checkpoints, the
-learning-rate schedule.
+learning-rate schedule and the optimizer step.
 
 Every trainer reads the dataset written by `deno task world` and resumes from its last
 checkpoint, so a run can be stopped and started again at any time.
@@ -106,6 +106,23 @@ def warmup_cosine(step: int, total: int, lr: float, warmup: int, floor: float = 
     floor * lr at step `total` (held there after it)."""
     cosine = 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
     return lr * min(1.0, (step + 1) / warmup) * (floor + (1 - floor) * cosine)
+
+
+def optimizer_step(model, optimizer, loss, step: int, total: int, lr: float, warmup: int, floor: float = 0.0,
+                   clip=1.0) -> float:
+    """Every trainer's step after its forward pass: the learning rate warmup_cosine gives `step`
+    set on every param group (times the group's "scale", where it has one: a part trained at a
+    fraction of the rate), zero_grad, backward, the gradients' total norm over model.parameters()
+    clipped to `clip` (None: no clipping), the optimizer's step. Returns the rate it set."""
+    rate = warmup_cosine(step, total, lr, warmup, floor)
+    for g in optimizer.param_groups:
+        g["lr"] = rate * g.get("scale", 1.0)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return rate
 
 
 class Checkpointer:

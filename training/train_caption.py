@@ -13,7 +13,7 @@ import torch
 from caption_model import Captioner, CaptionConfig, pixels
 from vit_gpt2_model import VitGpt2, VitGpt2Config
 import world
-from common import Checkpointer, World, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary, warmup_cosine
+from common import Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, use_all_cores, vocabulary
 
 def main():
     ap = argparse.ArgumentParser()
@@ -44,7 +44,6 @@ def main():
     first = step = ckpt.load(model, opt)
     train = World(args.data, "train")
     captions = [m["caption"] for m in train.meta]
-    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=100, floor=0.05)
     print(f"{args.kind}-tiny: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, from step {step}", flush=True)
     baseline = None
     start = time.time()
@@ -56,15 +55,10 @@ def main():
         scenes = [world.sample_scene(r) for _ in range(fresh)]
         images = np.concatenate([train.images[idx], *([np.stack([world.render(sc, r) for sc in scenes])] if fresh else [])])
         ids, mask = tok.batch([captions[i] for i in idx] + [world.canonical_caption(sc) for sc in scenes])
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
         loss, stats = model.loss(pixels(images), ids, mask.float(), baseline)
         if "reward" in stats:  # moving-average baseline for REINFORCE
             baseline = stats["reward"] if baseline is None else 0.9 * baseline + 0.1 * stats["reward"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        optimizer_step(model, opt, loss, step, args.steps, args.lr, warmup=100, floor=0.05, clip=5.0)
         step += 1
         if step % 20 == 0:
             progress(step, args.steps, start, first, loss=loss.item(), **stats)

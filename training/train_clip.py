@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import world
 
 from clip_model import MEAN, STD, Clip, ClipConfig, init_stem_from_onnx, pixels
-from common import Checkpointer, WordTokenizer, progress, seed_everything, use_all_cores, vocabulary, warmup_cosine
+from common import Checkpointer, WordTokenizer, optimizer_step, progress, seed_everything, use_all_cores, vocabulary, warmup_cosine
 
 def training_text(scene, template: int) -> str:
     """Template 0: the zero-shot prompt `a photo of a {colour} {shape}` (single objects only);
@@ -86,7 +86,8 @@ def main():
         init_stem_from_onnx(model.vision, args.init_stem, MEAN, STD)
         print(f"stem initialised from {args.init_stem}", flush=True)
     r = np.random.default_rng([args.seed, step])  # a resumed run draws scenes it has not seen
-    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=200)
+    schedule = dict(total=args.steps, lr=args.lr, warmup=200)
+    lr_at = lambda s: warmup_cosine(s, **schedule)
     print(f"clip-tiny ({args.stem} stem): {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
           f"from step {step}", flush=True)
     start = time.time()
@@ -105,13 +106,8 @@ def main():
                     texts.append(training_text(neg, t))
         ids, mask = tok.batch(texts)
         same = torch.tensor([[a == b for b in texts] for a in texts[: args.batch]])  # [B, B + N]
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
         loss = model.loss(pixels(images), ids, mask, same)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(model, opt, loss, step, **schedule, clip=1.0)
         step += 1
         if step % 10 == 0:
             progress(step, args.steps, start, first, loss=loss.item(), lr=lr_at(step), scale=model.logit_scale.exp().item())

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import EOS, Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary, warmup_cosine
+from common import EOS, Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, vocabulary
 from dalle_model import DalleConfig, VqVae, transformer
 
 
@@ -44,7 +44,7 @@ def main():
     cached = torch.load(f"{args.sd}/latents.pt")
     latents = cached["latents"] * cached["scaling_factor"]  # [N, 4, 16, 16], unit variance
     assert len(latents) == len(train), "latents.pt was written for another dataset"
-    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=200, floor=0.05)
+    schedule = dict(total=args.steps, lr=args.lr, warmup=200, floor=0.05)
 
     if args.stage == "vae":
         opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
@@ -56,11 +56,7 @@ def main():
             y, ids, commit = vae(x)
             rec = F.mse_loss(y, x)
             loss = rec + 0.25 * commit
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(vae, opt, loss, step, **schedule, clip=None)  # the VQ-VAE was trained unclipped
             step += 1
             if step % 20 == 0:
                 used = len(torch.unique(ids))
@@ -99,12 +95,7 @@ def main():
         logits, _ = model(model.embed(x), torch.ones(args.batch, T), torch.arange(T).expand(args.batch, T))
         loss_each = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), seq[:, 1:].reshape(-1), reduction="none")
         loss = (loss_each.view(args.batch, -1) * weights).sum(1).mean()
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(model, opt, loss, step, **schedule, clip=1.0)
         step += 1
         if step % 20 == 0:
             image_loss = loss_each.view(args.batch, -1)[:, L - 1:].mean().item()

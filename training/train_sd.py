@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from clip_model import Clip, ClipConfig
-from common import Checkpointer, World, WordTokenizer, progress, seed_everything, vocabulary, warmup_cosine
+from common import Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, vocabulary, warmup_cosine
 from sd_model import MAX_LENGTH, SdConfig, UNet, Vae, alphas_cumprod, to_unit
 
 # Each stage's own defaults for the options they share.
@@ -58,7 +58,6 @@ def vae_stage(args, config: SdConfig) -> None:
     ckpt = Checkpointer(f"{args.out}/vae.pt")
     first = step = ckpt.load(vae, opt)
     train = World(args.data, "train")
-    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=100, floor=0.1)
     print(f"sd-tiny vae: {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M parameters, from step {step}", flush=True)
     start = time.time()
     while step < args.steps:
@@ -73,12 +72,7 @@ def vae_stage(args, config: SdConfig) -> None:
         rec = F.mse_loss(y, x) + 0.5 * F.l1_loss(y, x)
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         loss = rec + args.kl * kl
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        optimizer_step(vae, opt, loss, step, args.steps, args.lr, warmup=100, floor=0.1, clip=1.0)
         step += 1
         if step % 20 == 0:
             progress(step, args.steps, start, first, rec=rec.item(), kl=kl.item(), std=mean.std().item())
@@ -112,7 +106,8 @@ def unet_stage(args, config: SdConfig) -> None:
         ema.load_state_dict(torch.load(ckpt.path, map_location="cpu")["ema"])
     ac = alphas_cumprod(config)
     r = random.Random(args.seed + step)
-    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=200, floor=0.1)
+    schedule = dict(total=args.steps, lr=args.lr, warmup=200, floor=0.1)
+    lr_at = lambda s: warmup_cosine(s, **schedule)
     print(f"sd-tiny unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, from step {step}", flush=True)
     start = time.time()
     while step < args.steps:
@@ -130,12 +125,7 @@ def unet_stage(args, config: SdConfig) -> None:
         a = ac[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         loss = F.mse_loss(unet(xt, t.float(), ctx), eps)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
+        optimizer_step(unet, opt, loss, step, **schedule, clip=1.0)
         with torch.no_grad():
             d = min(args.ema, (1 + step) / (10 + step))
             for pe, p in zip(ema.parameters(), unet.parameters()):

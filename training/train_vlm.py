@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clip_model import Clip, ClipConfig, pixels
-from common import Checkpointer, progress, seed_everything, vocabulary, warmup_cosine
+from common import Checkpointer, optimizer_step, progress, seed_everything, vocabulary, warmup_cosine
 from vlm_model import ChatTokenizer, Vlm, VlmConfig, prompt_text
 import world
 
@@ -155,7 +155,8 @@ def main():
     ckpt = Checkpointer(f"{args.out}/last.pt")
     first = step = ckpt.load(model, opt)
     r = np.random.default_rng([args.seed, step])  # a resumed run draws scenes it has not seen
-    lr_at = lambda s: warmup_cosine(s, args.steps, args.lr, warmup=200, floor=0.05)
+    schedule = dict(total=args.steps, lr=args.lr, warmup=200, floor=0.05)
+    lr_at = lambda s: warmup_cosine(s, **schedule)
     print(f"{args.kind}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, vocab {len(tok.tokens)}, from step {step}", flush=True)
     start = time.time()
     model.train()
@@ -166,12 +167,8 @@ def main():
         ids, mask, tgt = encode_batch(tok, pairs, args.kind, config.image_tokens)
         logits = model(ids, mask, feats)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step) * g.get("scale", 1.0)  # checkpoints before --tune-tower have none
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        # The tower's group has its "scale" (--tune-tower); checkpoints from before it have none.
+        optimizer_step(model, opt, loss, step, **schedule, clip=1.0)
         step += 1
         if step % 20 == 0:
             progress(step, args.steps, start, first, loss=loss.item(), lr=lr_at(step))
