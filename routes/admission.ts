@@ -1,30 +1,14 @@
 /**
  * Admission middleware: every inference route takes a slot of its model's lane in the scheduler
  * before any work, and gives it back when the response is complete — for a stream, when its last
- * byte is sent or the client leaves. One place for every family; routes stay as they are.
+ * byte is sent or the client leaves. One place for every family: a route is an inference route
+ * when its spec names the family it serves (routes/http.ts).
  */
 import type { MiddlewareHandler } from "hono";
 import { noteModel } from "../core/lifecycle.ts";
 import type { Scheduler } from "../core/scheduler.ts";
-import type { Family } from "../models/manifest.ts";
 import type { Models } from "../models/registry.ts";
-import { readBody } from "./http.ts";
-
-/** The family each inference route serves when the request names no model. */
-const ROUTES: Record<string, Family> = {
-  "/v1/embeddings": "clip",
-  "/v1/clip/classify": "clip",
-  "/v1/clip/similarity": "clip",
-  "/v1/captions": "captioning",
-  "/v1/images/generations": "diffusion",
-  "/v1/images/edits": "diffusion",
-  "/v1/chat/completions": "chat",
-};
-
-/** The family an inference path serves (undefined: not an inference route). */
-export function familyOfRoute(path: string): Family | undefined {
-  return Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined;
-}
+import { familyOfRoute, readBody } from "./http.ts";
 
 export function admission(scheduler: Scheduler, registry: Models): MiddlewareHandler {
   return async (c, next) => {

@@ -69,6 +69,7 @@ export function captionRoutes(app: App, { config, registry }: Deps): void {
   route(app, {
     method: "post",
     path: "/v1/captions",
+    family: "captioning",
     summary: "Caption an image (Show and Tell, Show Attend and Tell, ViT + GPT-2)",
     tags: ["Captioning"],
     body: CaptionRequest,

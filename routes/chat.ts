@@ -229,6 +229,7 @@ export function chatRoutes(app: App, { config, registry }: Deps): void {
   route(app, {
     method: "post",
     path: "/v1/chat/completions",
+    family: "chat",
     summary: "Chat about images (multimodal LLM), OpenAI-compatible",
     description:
       "Both architectures: a unified embedding decoder (vlm-tiny, SmolVLM layout) and a " +

@@ -129,6 +129,7 @@ export function clipRoutes(app: App, { config, registry }: Deps): void {
   route(app, {
     method: "post",
     path: "/v1/embeddings",
+    family: "clip",
     summary: "Embed texts and images in CLIP's joint space (L2-normalized)",
     tags: ["CLIP"],
     body: EmbeddingsRequest,
@@ -186,6 +187,7 @@ export function clipRoutes(app: App, { config, registry }: Deps): void {
   route(app, {
     method: "post",
     path: "/v1/clip/classify",
+    family: "clip",
     summary: "Zero-shot image classification over candidate labels",
     tags: ["CLIP"],
     body: ClassifyRequest,
@@ -213,6 +215,7 @@ export function clipRoutes(app: App, { config, registry }: Deps): void {
   route(app, {
     method: "post",
     path: "/v1/clip/similarity",
+    family: "clip",
     summary: "Cosine similarity and per-image softmax between images and texts",
     tags: ["CLIP"],
     body: SimilarityRequest,

@@ -10,8 +10,7 @@ import { matchedRoutes } from "hono/route";
 import type { Upstreams } from "../core/upstream.ts";
 import type { Models } from "../models/registry.ts";
 import type { EnginePool } from "../models/remote.ts";
-import { familyOfRoute } from "./admission.ts";
-import { type Env, readBody } from "./http.ts";
+import { type Env, familyOfRoute, readBody } from "./http.ts";
 
 /** Paths the HTTP thread answers itself (from the workers' statuses). */
 const local = (path: string) => path === "/v1/models" || path.startsWith("/v1/models/");

@@ -9,6 +9,7 @@ import { endTime, startTime } from "hono/timing";
 import { ApiError } from "../core/errors.ts";
 import { decodeImage, imageBytesFromString, type RgbImage } from "../core/image.ts";
 import type { Config } from "../core/config.ts";
+import type { Family } from "../models/manifest.ts";
 import { OptionError } from "../models/pipeline.ts";
 import type { Models } from "../models/registry.ts";
 
@@ -186,8 +187,21 @@ interface RouteSpec<B extends z.ZodType, R extends z.ZodType> {
   /** With `stream: true`: the server-sent events, one line per event type. */
   events?: string[];
   response: R;
+  /**
+   * An inference route: the family whose default model a request without `model` gets. Admission
+   * gives it a slot in its model's lane, and in front of engine workers it goes to that family's.
+   */
+  family?: Family;
   /** The pipeline's option names that differ from this route's fields (for their errors). */
   fields?: Record<string, string>;
+}
+
+/** Inference paths and their families, as the routes declared them. */
+const inference = new Map<string, Family>();
+
+/** The family an inference path serves (undefined: not an inference route). */
+export function familyOfRoute(path: string): Family | undefined {
+  return inference.get(path);
 }
 
 /** Declares an endpoint: OpenAPI entry, body validation, and the handler with typed input. */
@@ -196,6 +210,7 @@ export function route<B extends z.ZodType, R extends z.ZodType>(
   spec: RouteSpec<B, R>,
   handler: (c: Context<Env>, body: z.infer<B>) => Promise<Response> | Response,
 ): void {
+  if (spec.family) inference.set(spec.path, spec.family);
   const content: Record<string, { schema: z.ZodType; example?: unknown }> = {};
   if (spec.body) {
     content["application/json"] = { schema: spec.body, example: spec.example };

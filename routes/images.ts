@@ -26,6 +26,7 @@ import type {
   ImageRequest,
 } from "../models/images.ts";
 import { SCHEDULERS } from "../models/diffusion/schedulers.ts";
+import { familiesOf } from "../models/families.ts";
 import { EXAMPLE_IMAGE, ImageInput } from "./clip.ts";
 import { type App, decodeImages, type Deps, type Env, route, streamedError } from "./http.ts";
 
@@ -184,6 +185,9 @@ const FIELDS = {
   height: "size",
 };
 
+/** The families this route serves: every image generator (models/families.ts). */
+const GENERATORS = familiesOf("images") as Array<"diffusion" | "dalle">;
+
 /** OpenAI's quality names as the generators' levels; auto is the model's default. */
 const LEVELS: Record<Quality, ImageRequest["quality"]> = {
   low: "low",
@@ -252,9 +256,10 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
   /** The job a request asks for: its model's generator plans it (a 400 before any work). */
   const plan = async (c: Context<Env>, body: Body, edit: boolean): Promise<ImageJob> => {
     rejectUnsupported(body);
-    const generator: ImageGenerator = body.model && registry.familyOf(body.model) === "dalle"
-      ? await registry.get("dalle", body.model)
-      : await registry.get("diffusion", body.model ?? undefined);
+    // The model's family if it draws images; else diffusion's (whose lookup names the mismatch).
+    const family = GENERATORS.find((f) => body.model && registry.familyOf(body.model) === f) ??
+      "diffusion";
+    const generator: ImageGenerator = await registry.get(family, body.model ?? undefined);
     const images = edit
       ? await decodeImages(c, config, [
         { value: body.image!, param: "image" },
@@ -381,6 +386,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
   route(app, {
     method: "post",
     path: "/v1/images/generations",
+    family: "diffusion",
     summary: "Generate images from a prompt (diffusion or DALL-E)",
     description:
       "OpenAI-compatible, plus seed and rerank (best k of n by CLIP); for diffusion models " +
@@ -412,6 +418,7 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
   route(app, {
     method: "post",
     path: "/v1/images/edits",
+    family: "diffusion",
     summary: "Inpaint (image + mask) or transform (image + strength) an image",
     description: "The generation fields, plus image, mask and strength. With stream: true, the " +
       "same events as generations, named image_edit.progress, image_edit.partial_image and " +
