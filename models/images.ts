@@ -7,6 +7,7 @@
  * both and live here.
  */
 import type { RgbImage } from "../core/image.ts";
+import type { Family } from "./manifest.ts";
 import { type ImageScorer, OptionError, type Pipeline, type RunContext } from "./pipeline.ts";
 
 export interface ImageRequest {
@@ -82,6 +83,7 @@ export interface ImageOutput {
 /** A checked request with the model's defaults filled in, ready to run. */
 export interface ImageJob {
   model: string;
+  family: Family;
   steps: number;
   width: number;
   height: number;
@@ -91,7 +93,6 @@ export interface ImageJob {
 }
 
 export interface ImageGenerator extends Pipeline {
-  readonly family: "diffusion" | "dalle";
   /** Checks `request` against the model (an `OptionError` before any work) and plans the job. */
   plan(request: ImageRequest): ImageJob;
 }

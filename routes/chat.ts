@@ -17,12 +17,13 @@ import { countTokens } from "../core/metrics.ts";
 import type {
   ChatMessage,
   ChatOptions,
+  ChatPipeline,
   ChatResult,
   ChatToken,
   Part,
 } from "../models/chat/pipeline.ts";
 import { EXAMPLE_IMAGE } from "./clip.ts";
-import { type App, decodeImages, type Deps, route, streamedError } from "./http.ts";
+import { type App, decodeImages, type Deps, type Env, route, streamedError } from "./http.ts";
 
 const MAX_MESSAGES = 64;
 const MAX_IMAGES = 8;
@@ -225,6 +226,108 @@ function logitBias(body: Body, model: { id: string; hasToken(id: number): boolea
 /** The pipeline's option names, as this route's request fields. */
 const FIELDS = { maxTokens: "max_tokens" };
 
+/** The request's decoding options; without a limit, up to 64 tokens or what the context has left. */
+function chatOptions(body: Body, model: ChatPipeline, messages: ChatMessage[]): ChatOptions {
+  const requested = body.max_completion_tokens ?? body.max_tokens;
+  const promptLength = model.validate(messages, requested ?? 1).length;
+  return {
+    maxTokens: requested ?? Math.max(1, Math.min(64, model.maxPositions - promptLength)),
+    temperature: body.temperature ?? 0,
+    topP: body.top_p ?? 1,
+    topK: body.top_k ?? 0,
+    seed: body.seed ?? Math.floor(Math.random() * 2 ** 32),
+    stop: body.stop == null ? [] : [body.stop].flat(),
+    topLogprobs: body.logprobs ? Math.max(body.top_logprobs ?? 0, 0) : 0,
+    frequencyPenalty: body.frequency_penalty ?? 0,
+    presencePenalty: body.presence_penalty ?? 0,
+    logitBias: logitBias(body, model),
+  };
+}
+
+const usageOf = (r: ChatResult) => ({
+  prompt_tokens: r.promptTokens,
+  completion_tokens: r.completionTokens,
+  total_tokens: r.promptTokens + r.completionTokens,
+});
+
+const bytes = (text: string) => [...new TextEncoder().encode(text)];
+
+/** OpenAI's logprobs object for `tokens` (null when the request did not ask). */
+const logprobsOf = (tokens: ChatToken[], wanted: boolean | null | undefined) =>
+  wanted
+    ? {
+      content: tokens.map((t) => ({
+        token: t.token,
+        logprob: t.logprob,
+        bytes: bytes(t.token),
+        top_logprobs: t.top_logprobs.map((a) => ({ ...a, bytes: bytes(a.token) })),
+      })),
+      refusal: null,
+    }
+    : null;
+
+/**
+ * The answer as chat.completion.chunk events, as OpenAI streams them; a client that leaves
+ * stops the decoding between tokens.
+ */
+function streamChat(
+  c: Context<Env>,
+  body: Body,
+  model: ChatPipeline,
+  messages: ChatMessage[],
+  options: ChatOptions,
+  reply: { id: string; created: number; model: string },
+): Response {
+  return streamSSE(c, async (stream) => {
+    const stop = new AbortController();
+    stream.onAbort(() => stop.abort());
+    // As OpenAI: with include_usage every chunk has "usage": null but the last, which has
+    // no choices and the usage. Our timings ride on the last chunk either way.
+    const withUsage = body.stream_options?.include_usage === true;
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+      stream.writeSSE({
+        data: JSON.stringify({
+          ...reply,
+          object: "chat.completion.chunk",
+          choices,
+          ...(withUsage ? { usage: null } : {}),
+          ...extra,
+        }),
+      });
+    try {
+      await chunk([{
+        index: 0,
+        delta: { role: "assistant", content: "", refusal: null },
+        logprobs: null,
+        finish_reason: null,
+      }]);
+      const r = await model.chat(messages, options, {
+        signal: stop.signal,
+        progress: ({ text, tokens }) =>
+          chunk([{
+            index: 0,
+            delta: { content: text },
+            logprobs: logprobsOf(tokens, body.logprobs),
+            finish_reason: null,
+          }]),
+      });
+      countTokens("chat", model.id, r.completionTokens);
+      const finish = { index: 0, delta: {}, logprobs: null, finish_reason: r.finishReason };
+      if (withUsage) {
+        await chunk([finish]);
+        await chunk([], { usage: usageOf(r), timings: r.timings });
+      } else {
+        await chunk([finish], { timings: r.timings });
+      }
+      await stream.writeSSE({ data: "[DONE]" });
+    } catch (e) {
+      if (stop.signal.aborted) return; // the client left
+      const err = streamedError(c, e, FIELDS);
+      await stream.writeSSE({ data: JSON.stringify(err.toJSON()) });
+    }
+  });
+}
+
 export function chatRoutes(app: App, { config, registry }: Deps): void {
   route(app, {
     method: "post",
@@ -266,117 +369,30 @@ export function chatRoutes(app: App, { config, registry }: Deps): void {
       );
     }
     const messages = await toMessages(c, config, body);
-    const id = `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
-    const created = Math.floor(Date.now() / 1000);
-    const requested = body.max_completion_tokens ?? body.max_tokens;
-    // Without a limit, answer up to 64 tokens or what the context has left.
-    const promptLength = model.validate(messages, requested ?? 1).length;
-    const options: ChatOptions = {
-      maxTokens: requested ?? Math.max(1, Math.min(64, model.maxPositions - promptLength)),
-      temperature: body.temperature ?? 0,
-      topP: body.top_p ?? 1,
-      topK: body.top_k ?? 0,
-      seed: body.seed ?? Math.floor(Math.random() * 2 ** 32),
-      stop: body.stop == null ? [] : [body.stop].flat(),
-      topLogprobs: body.logprobs ? Math.max(body.top_logprobs ?? 0, 0) : 0,
-      frequencyPenalty: body.frequency_penalty ?? 0,
-      presencePenalty: body.presence_penalty ?? 0,
-      logitBias: logitBias(body, model),
-    };
-    const usage = (r: ChatResult) => ({
-      prompt_tokens: r.promptTokens,
-      completion_tokens: r.completionTokens,
-      total_tokens: r.promptTokens + r.completionTokens,
-    });
-    const logprobs = (tokens: ChatToken[]) =>
-      body.logprobs
-        ? {
-          content: tokens.map((t) => ({
-            token: t.token,
-            logprob: t.logprob,
-            bytes: [...new TextEncoder().encode(t.token)],
-            top_logprobs: t.top_logprobs.map((a) => ({
-              ...a,
-              bytes: [...new TextEncoder().encode(a.token)],
-            })),
-          })),
-          refusal: null,
-        }
-        : null;
-
+    const options = chatOptions(body, model, messages);
     model.validate(messages, options.maxTokens); // a 400 now, before a stream has started
-
-    if (!body.stream) {
-      const r = await model.chat(messages, options, { signal: c.req.raw.signal });
-      countTokens("chat", model.id, r.completionTokens);
-      setMetric(c, "vision", r.timings.vision_ms);
-      setMetric(c, "prefill", r.timings.prefill_ms);
-      setMetric(c, "decode", r.timings.decode_ms);
-      return c.json({
-        id,
-        object: "chat.completion",
-        created,
-        model: model.id,
-        choices: [{
-          index: 0,
-          message: { role: "assistant", content: r.text, refusal: null },
-          logprobs: logprobs(r.tokens),
-          finish_reason: r.finishReason,
-        }],
-        usage: usage(r),
-        timings: r.timings,
-      });
-    }
-
-    return streamSSE(c, async (stream) => {
-      const stop = new AbortController();
-      stream.onAbort(() => stop.abort());
-      // As OpenAI: with include_usage every chunk has "usage": null but the last, which has
-      // no choices and the usage. Our timings ride on the last chunk either way.
-      const withUsage = body.stream_options?.include_usage === true;
-      const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
-        stream.writeSSE({
-          data: JSON.stringify({
-            id,
-            object: "chat.completion.chunk",
-            created,
-            model: model.id,
-            choices,
-            ...(withUsage ? { usage: null } : {}),
-            ...extra,
-          }),
-        });
-      try {
-        await chunk([{
-          index: 0,
-          delta: { role: "assistant", content: "", refusal: null },
-          logprobs: null,
-          finish_reason: null,
-        }]);
-        const r = await model.chat(messages, options, {
-          signal: stop.signal,
-          progress: ({ text, tokens }) =>
-            chunk([{
-              index: 0,
-              delta: { content: text },
-              logprobs: logprobs(tokens),
-              finish_reason: null,
-            }]),
-        });
-        countTokens("chat", model.id, r.completionTokens);
-        const finish = { index: 0, delta: {}, logprobs: null, finish_reason: r.finishReason };
-        if (withUsage) {
-          await chunk([finish]);
-          await chunk([], { usage: usage(r), timings: r.timings });
-        } else {
-          await chunk([finish], { timings: r.timings });
-        }
-        await stream.writeSSE({ data: "[DONE]" });
-      } catch (e) {
-        if (stop.signal.aborted) return; // the client left
-        const err = streamedError(c, e, FIELDS);
-        await stream.writeSSE({ data: JSON.stringify(err.toJSON()) });
-      }
+    const reply = {
+      id: `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
+      created: Math.floor(Date.now() / 1000),
+      model: model.id,
+    };
+    if (body.stream) return streamChat(c, body, model, messages, options, reply);
+    const r = await model.chat(messages, options, { signal: c.req.raw.signal });
+    countTokens("chat", model.id, r.completionTokens);
+    setMetric(c, "vision", r.timings.vision_ms);
+    setMetric(c, "prefill", r.timings.prefill_ms);
+    setMetric(c, "decode", r.timings.decode_ms);
+    return c.json({
+      ...reply,
+      object: "chat.completion" as const,
+      choices: [{
+        index: 0,
+        message: { role: "assistant" as const, content: r.text, refusal: null },
+        logprobs: logprobsOf(r.tokens, body.logprobs),
+        finish_reason: r.finishReason,
+      }],
+      usage: usageOf(r),
+      timings: r.timings,
     });
   });
 }

@@ -252,6 +252,110 @@ function imageRequest(body: Body, [image, mask]: RgbImage[]): ImageRequest {
   };
 }
 
+/** The finished job as OpenAI's ImagesResponse, plus our fields (seeds, scores, timings). */
+async function imagesResponse(job: ImageJob, g: ImageOutput, backend: string) {
+  const output = g.outputTokens * g.images.length;
+  return {
+    created: Math.floor(Date.now() / 1000),
+    model: job.model,
+    background: "opaque" as const,
+    output_format: "png" as const,
+    ...(job.quality ? { quality: job.quality } : {}),
+    usage: {
+      input_tokens: g.promptTokens,
+      output_tokens: output,
+      total_tokens: g.promptTokens + output,
+      input_tokens_details: { text_tokens: g.promptTokens, image_tokens: 0 },
+    },
+    data: await Promise.all(g.images.map(async (img, j) => ({
+      b64_json: await b64(img),
+      seed: g.seeds[j],
+      ...(g.scores ? { clip_score: g.scores[j] } : {}),
+    }))),
+    size: `${g.images[0].width}x${g.images[0].height}`,
+    scheduler: g.scheduler,
+    steps: g.steps,
+    backend,
+    loop: g.loop,
+    decoder: g.decoder,
+    timings: g.timings,
+  };
+}
+
+/** For /metrics: the work done, over all `n` candidates (rerank returns the best k of them). */
+function countWork(job: ImageJob, g: ImageOutput, n: number): void {
+  if (g.outputTokens > 0) countTokens(job.family, job.model, g.outputTokens * n);
+  else countDiffusionSteps(job.model, g.steps * n);
+}
+
+/**
+ * The job as Server-Sent Events named as OpenAI's (`prefix`.progress / partial_image /
+ * completed); a client that leaves stops it between steps.
+ */
+function streamImages(
+  c: Context<Env>,
+  job: ImageJob,
+  prefix: "image_generation" | "image_edit",
+  finish: (g: ImageOutput) => ReturnType<typeof imagesResponse>,
+): Response {
+  // The fields OpenAI's partial and completed events share.
+  const described = () => ({
+    created_at: Math.floor(Date.now() / 1000),
+    size: `${job.width}x${job.height}`,
+    quality: job.quality ?? "auto",
+    background: "opaque",
+    output_format: "png",
+  });
+  return streamSSE(c, async (stream) => {
+    const stop = new AbortController();
+    stream.onAbort(() => stop.abort());
+    const send = (kind: string, fields: Record<string, unknown>) =>
+      stream.writeSSE({
+        event: `${prefix}.${kind}`,
+        data: JSON.stringify({ type: `${prefix}.${kind}`, ...fields }),
+      });
+    let partial = 0;
+    const progress = async (p: ImageProgress) => {
+      await send("progress", {
+        step: p.step,
+        total: p.total,
+        percent: Math.round(100 * p.step / p.total),
+      });
+      for (const [j, image] of (p.preview ?? []).entries()) {
+        await send("partial_image", {
+          b64_json: await b64(image),
+          ...described(),
+          partial_image_index: partial,
+          image_index: j,
+          step: p.step,
+        });
+      }
+      if (p.preview) partial++;
+    };
+    try {
+      const whole = await finish(await job.run({ progress, signal: stop.signal }));
+      // One completed event per image, as OpenAI's carry one image each; the last also
+      // carries the whole response (data, timings, …) for clients that want it in one piece.
+      for (const [j, d] of whole.data.entries()) {
+        const last = j === whole.data.length - 1;
+        await send("completed", {
+          ...(last ? whole : {}),
+          ...described(),
+          b64_json: d.b64_json,
+          usage: whole.usage,
+          image_index: j,
+          seed: d.seed,
+          ...(d.clip_score === undefined ? {} : { clip_score: d.clip_score }),
+        });
+      }
+    } catch (e) {
+      if (stop.signal.aborted) return; // the client left; nobody to tell
+      const err = streamedError(c, e, FIELDS);
+      await stream.writeSSE({ event: "error", data: JSON.stringify(err.toJSON()) });
+    }
+  });
+}
+
 export function imageRoutes(app: App, { config, registry }: Deps): void {
   /** The job a request asks for: its model's generator plans it (a 400 before any work). */
   const plan = async (c: Context<Env>, body: Body, edit: boolean): Promise<ImageJob> => {
@@ -271,116 +375,18 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
 
   const handle = async (c: Context<Env>, body: Body, edit: boolean) => {
     const job = await plan(c, body, edit);
-    const usage = (g: ImageOutput) => {
-      const output = g.outputTokens * g.images.length;
-      return {
-        input_tokens: g.promptTokens,
-        output_tokens: output,
-        total_tokens: g.promptTokens + output,
-        input_tokens_details: { text_tokens: g.promptTokens, image_tokens: 0 },
-      };
+    const finish = (g: ImageOutput) => {
+      countWork(job, g, body.n ?? 1);
+      return imagesResponse(job, g, registry.backend?.name ?? "unknown");
     };
-    // For /metrics: the work done, over all n candidates (rerank returns the best k of them).
-    const count = (g: ImageOutput) => {
-      const n = body.n ?? 1;
-      if (g.outputTokens > 0) countTokens("dalle", job.model, g.outputTokens * n);
-      else countDiffusionSteps(job.model, g.steps * n);
-    };
-    const answer = async (g: ImageOutput) => ({
-      created: Math.floor(Date.now() / 1000),
-      model: job.model,
-      background: "opaque" as const,
-      output_format: "png" as const,
-      ...(job.quality ? { quality: job.quality } : {}),
-      usage: usage(g),
-      data: await Promise.all(g.images.map(async (img, j) => ({
-        b64_json: await b64(img),
-        seed: g.seeds[j],
-        ...(g.scores ? { clip_score: g.scores[j] } : {}),
-      }))),
-      size: `${g.images[0].width}x${g.images[0].height}`,
-      scheduler: g.scheduler,
-      steps: g.steps,
-      backend: registry.backend?.name ?? "unknown",
-      loop: g.loop,
-      decoder: g.decoder,
-      timings: g.timings,
-    });
-
-    if (!body.stream) {
-      const g = await job.run({ signal: c.req.raw.signal });
-      count(g);
-      for (const [name, ms] of Object.entries(g.timings)) {
-        if (name === "total_ms") continue;
-        setMetric(
-          c,
-          name.replace(/_ms$/, ""),
-          Array.isArray(ms) ? ms.reduce((a, b) => a + b, 0) : ms,
-        );
-      }
-      return c.json(await answer(g));
+    if (body.stream) return streamImages(c, job, edit ? "image_edit" : "image_generation", finish);
+    const g = await job.run({ signal: c.req.raw.signal });
+    for (const [name, ms] of Object.entries(g.timings)) {
+      if (name === "total_ms") continue;
+      const total = Array.isArray(ms) ? ms.reduce((a, b) => a + b, 0) : ms;
+      setMetric(c, name.replace(/_ms$/, ""), total);
     }
-
-    // OpenAI's names: image_generation.* for generations, image_edit.* for edits.
-    const prefix = edit ? "image_edit" : "image_generation";
-    // The fields OpenAI's partial and completed events share.
-    const described = () => ({
-      created_at: Math.floor(Date.now() / 1000),
-      size: `${job.width}x${job.height}`,
-      quality: job.quality ?? "auto",
-      background: "opaque",
-      output_format: "png",
-    });
-    return streamSSE(c, async (stream) => {
-      const stop = new AbortController();
-      stream.onAbort(() => stop.abort());
-      const send = (kind: string, fields: Record<string, unknown>) =>
-        stream.writeSSE({
-          event: `${prefix}.${kind}`,
-          data: JSON.stringify({ type: `${prefix}.${kind}`, ...fields }),
-        });
-      let partial = 0;
-      const progress = async (p: ImageProgress) => {
-        await send("progress", {
-          step: p.step,
-          total: p.total,
-          percent: Math.round(100 * p.step / p.total),
-        });
-        for (const [j, image] of (p.preview ?? []).entries()) {
-          await send("partial_image", {
-            b64_json: await b64(image),
-            ...described(),
-            partial_image_index: partial,
-            image_index: j,
-            step: p.step,
-          });
-        }
-        if (p.preview) partial++;
-      };
-      try {
-        const g = await job.run({ progress, signal: stop.signal });
-        count(g);
-        const whole = await answer(g);
-        // One completed event per image, as OpenAI's carry one image each; the last also
-        // carries the whole response (data, timings, …) for clients that want it in one piece.
-        for (const [j, d] of whole.data.entries()) {
-          const last = j === whole.data.length - 1;
-          await send("completed", {
-            ...(last ? whole : {}),
-            ...described(),
-            b64_json: d.b64_json,
-            usage: whole.usage,
-            image_index: j,
-            seed: d.seed,
-            ...(d.clip_score === undefined ? {} : { clip_score: d.clip_score }),
-          });
-        }
-      } catch (e) {
-        if (stop.signal.aborted) return; // the client left; nobody to tell
-        const err = streamedError(c, e, FIELDS);
-        await stream.writeSSE({ event: "error", data: JSON.stringify(err.toJSON()) });
-      }
-    });
+    return c.json(await finish(g));
   };
 
   route(app, {

@@ -201,6 +201,7 @@ export class DallePipeline implements ImageGenerator {
     this.textIds(o.prompt);
     return {
       model: this.id,
+      family: this.family,
       steps: this.imageTokens,
       width: S,
       height: S,

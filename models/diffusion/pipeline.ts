@@ -256,6 +256,7 @@ export class DiffusionPipeline implements ImageGenerator {
     this.validate(o);
     return {
       model: this.id,
+      family: this.family,
       steps,
       width: o.width,
       height: o.height,
