@@ -210,3 +210,49 @@ const sameIds = (a: Hypothesis, b: Hypothesis) =>
 export function decode<S>(d: StepDecoder<S>, o: DecodeOptions): Promise<Hypothesis[]> {
   return o.strategy === "beam" ? beamSearch(d, o) : decodeBatch(d, o);
 }
+
+/**
+ * Stop strings over text that grows as tokens are decoded: `next` releases what is safe to show
+ * (the text up to the first stop string, less a tail that could still grow into one), `finish`
+ * cuts the final text and gives what was not released yet.
+ */
+export class StopStrings {
+  #released = "";
+  #hold: number;
+  stopped = false;
+
+  constructor(private stops: string[]) {
+    this.#hold = Math.max(0, ...stops.map((s) => s.length - 1));
+  }
+
+  #cut(text: string): number {
+    let cut = -1;
+    for (const s of this.stops) {
+      const i = s ? text.indexOf(s) : -1;
+      if (i >= 0 && (cut < 0 || i < cut)) cut = i;
+    }
+    return cut;
+  }
+
+  /** The decoded text so far → the new piece to show ("" for none yet). */
+  next(text: string): string {
+    const cut = this.#cut(text);
+    if (cut >= 0) this.stopped = true;
+    const visible = cut >= 0 ? text.slice(0, cut) : text;
+    const safe = visible.slice(
+      0,
+      Math.max(this.#released.length, visible.length - (cut >= 0 ? 0 : this.#hold)),
+    );
+    if (safe.length <= this.#released.length) return "";
+    const piece = safe.slice(this.#released.length);
+    this.#released = safe;
+    return piece;
+  }
+
+  /** The final text, cut at the first stop string, and its part not released yet. */
+  finish(text: string): { text: string; rest: string } {
+    const cut = this.#cut(text);
+    const final = cut >= 0 ? text.slice(0, cut) : text;
+    return { text: final, rest: final.slice(this.#released.length) };
+  }
+}

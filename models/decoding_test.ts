@@ -5,6 +5,7 @@ import {
   logSoftmax,
   sampleToken,
   type StepDecoder,
+  StopStrings,
 } from "./decoding.ts";
 import { rng } from "../core/random.ts";
 
@@ -151,4 +152,17 @@ Deno.test("decode() marks hypotheses cut at max tokens as unfinished", async () 
   const beams = await decode(d, { ...base, strategy: "beam", beamSize: 2, maxTokens: 3 });
   assert.ok(beams.some((b) => !b.finished && b.ids.length === 3));
   assert.ok(beams.some((b) => b.finished));
+});
+
+Deno.test("StopStrings: releases text as it grows, holds back a possible stop string, cuts at the first", () => {
+  const s = new StopStrings(["END", "\n"]);
+  assert.equal(s.next("a red"), "a r"); // the last 2 characters could begin "END": held
+  assert.equal(s.next("a red cir"), "ed c");
+  assert.equal(s.stopped, false);
+  assert.equal(s.next("a red circle\nmore"), "ircle");
+  assert.equal(s.stopped, true);
+  assert.deepEqual(s.finish("a red circle\nmore text"), { text: "a red circle", rest: "" });
+  const none = new StopStrings([]);
+  assert.equal(none.next("abc"), "abc");
+  assert.deepEqual(none.finish("abcd"), { text: "abcd", rest: "d" });
 });

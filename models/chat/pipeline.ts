@@ -19,7 +19,7 @@ import type { RgbImage } from "../../core/image.ts";
 import { resize } from "../../core/preprocess.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
 import { loadTokenizer } from "../../core/tokenizers.ts";
-import { decode, type Hypothesis, logSoftmax, type StepDecoder } from "../decoding.ts";
+import { decode, type Hypothesis, logSoftmax, type StepDecoder, StopStrings } from "../decoding.ts";
 import {
   type DecoderConfig,
   decoderConfig,
@@ -464,19 +464,12 @@ export class ChatPipeline implements Pipeline {
       },
       select: (state) => state,
     };
-    let emitted = "", stopped = false, reported = 0;
+    const stops = new StopStrings(o.stop);
+    let reported = 0;
     const generated: number[] = [];
     const tokens: ChatToken[] = [];
     const name = (id: number) => this.tokenizer.id_to_token(id) ?? "";
     const unreported = () => tokens.slice(reported, reported = tokens.length);
-    const stopAt = (text: string) => {
-      let cut = -1;
-      for (const s of o.stop) {
-        const i = text.indexOf(s);
-        if (s && i >= 0 && (cut < 0 || i < cut)) cut = i;
-      }
-      return cut;
-    };
     const t0 = now();
     const [h]: Hypothesis[] = await decode(decoder, {
       strategy: o.temperature > 0 ? "sample" : "greedy",
@@ -501,32 +494,19 @@ export class ChatPipeline implements Pipeline {
             ? topTokens(last, o.topLogprobs).map(([t, lp]) => ({ token: name(t), logprob: lp }))
             : [],
         });
-        const text = this.#text(generated);
-        const cut = stopAt(text);
-        const visible = cut >= 0 ? text.slice(0, cut) : text;
-        // Hold back a tail that could still grow into a stop string.
-        const hold = cut >= 0 ? 0 : Math.max(0, ...o.stop.map((s) => s.length - 1));
-        const safe = visible.slice(0, Math.max(emitted.length, visible.length - hold));
-        if (safe.length > emitted.length) {
-          await progress?.({ text: safe.slice(emitted.length), tokens: unreported() });
-          emitted = safe;
-        }
-        if (cut >= 0) stopped = true;
-        return cut >= 0;
+        const piece = stops.next(this.#text(generated));
+        if (piece) await progress?.({ text: piece, tokens: unreported() });
+        return stops.stopped;
       },
     });
     const decodeMs = now() - t0;
-    let text = this.#text(h.ids);
-    const cut = stopAt(text);
-    if (cut >= 0) text = text.slice(0, cut);
-    if (text.length > emitted.length || reported < tokens.length) {
-      await progress?.({ text: text.slice(emitted.length), tokens: unreported() });
-    }
+    const { text, rest } = stops.finish(this.#text(h.ids));
+    if (rest || reported < tokens.length) await progress?.({ text: rest, tokens: unreported() });
     const finishedByEos = h.ids.length < o.maxTokens;
     return {
       text,
       tokens,
-      finishReason: stopped || finishedByEos ? "stop" : "length",
+      finishReason: stops.stopped || finishedByEos ? "stop" : "length",
       promptTokens: ids.length,
       completionTokens: h.ids.length,
       timings: {

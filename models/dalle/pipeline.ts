@@ -83,6 +83,16 @@ interface Layout {
 
 const now = () => performance.now();
 
+/** One generation's sampling state, shared by the two ways of running the transformer. */
+interface Sampling {
+  text: number[];
+  /** Per candidate, the codes sampled so far (−1: not yet). */
+  grids: number[][];
+  pick(logits: Float32Array, candidate: number): number;
+  report(step: number, of: number): Promise<void>;
+  signal?: AbortSignal;
+}
+
 export class DallePipeline implements ImageGenerator {
   readonly family = "dalle";
   readonly capabilities: Capabilities = { streaming: true, batchable: true, explainable: false };
@@ -216,81 +226,43 @@ export class DallePipeline implements ImageGenerator {
   ): Promise<DalleGenerated> {
     const start = now();
     const text = this.textIds(o.prompt);
-    const { grid, imageOffset, codebook } = this.layout;
+    const { imageOffset, codebook } = this.layout;
     const total = this.imageTokens;
     const rngs = Array.from({ length: o.n }, (_, j) => rng(o.seed + j));
     const grids = Array.from({ length: o.n }, () => new Array<number>(total).fill(-1));
-    // Image positions may only hold image codes: the text part of the vocabulary is masked out.
-    const pick = (logits: Float32Array, j: number) => {
-      const lp = logSoftmax(logits.subarray(imageOffset, imageOffset + codebook));
-      return sampleToken(lp, { temperature: o.temperature, topK: o.topK, topP: o.topP }, rngs[j]);
-    };
     let vqMs = 0;
     const decodeGrids = async (fill: number[][]) => {
       const t = now();
-      const ids = BigInt64Array.from(fill.flat(), (v) => BigInt(Math.max(0, v)));
-      const out = await this.vqDecoder.run({
-        image_tokens: this.sessions.tensor("int64", ids, [fill.length, grid, grid]),
-      }, signal);
-      const pixels = out.sample.data as Float32Array;
-      const S = this.layout.size;
-      const rgba = toRgbaReference(pixels, fill.length, 3, S * S);
+      const images = await this.#decodeGrids(fill, signal);
       vqMs += now() - t;
-      return rgbaImages(rgba, fill.length, S, S);
+      return images;
     };
     let previewAt: Set<number> | null = null;
-    const report = async (step: number, of: number) => {
-      previewAt ??= previewSteps(of, o.previews ?? 0);
-      const preview = previewAt.has(step)
-        // Unsampled cells take the first cell's code (mostly background), so that the grid
-        // visibly fills in, row by row.
-        ? await decodeGrids(grids.map((g) => g.map((v) => (v < 0 ? g[0] : v))))
-        : undefined;
-      await progress?.({
-        step,
-        total: of,
-        ...(preview ? { preview } : {}),
-      });
+    const sampling: Sampling = {
+      text,
+      grids,
+      signal,
+      // Image positions may only hold image codes: the text part of the vocabulary is masked out.
+      pick: (logits, j) => {
+        const lp = logSoftmax(logits.subarray(imageOffset, imageOffset + codebook));
+        const { temperature, topK, topP } = o;
+        return sampleToken(lp, { temperature, topK, topP }, rngs[j]);
+      },
+      report: async (step, of) => {
+        previewAt ??= previewSteps(of, o.previews ?? 0);
+        const preview = previewAt.has(step)
+          // Unsampled cells take the first cell's code (mostly background), so that the grid
+          // visibly fills in, row by row.
+          ? await decodeGrids(grids.map((g) => g.map((v) => (v < 0 ? g[0] : v))))
+          : undefined;
+        await progress?.({ step, total: of, ...(preview ? { preview } : {}) });
+      },
     };
-
     const t0 = now();
     const kernels = await this.#kernelDecoder(o);
-    if (kernels) {
-      try {
-        // The WGSL decoder holds one sequence: the candidates run one after the other.
-        for (let j = 0; j < o.n; j++) {
-          kernels.reset(new Float32Array(kernels.c.hidden), 1); // no cross-attention layers
-          let logits = (await this.sessions.schedule(() => kernels.step(text, true))).logits!;
-          for (let i = 0; i < total; i++) {
-            signal?.throwIfAborted();
-            grids[j][i] = pick(logits, j);
-            if (i + 1 < total) {
-              logits = (await this.sessions.schedule(() =>
-                kernels.step([grids[j][i] + imageOffset], true)
-              )).logits!;
-            }
-            await report(j * total + i + 1, o.n * total);
-          }
-        }
-      } finally {
-        kernels.destroy();
-      }
-    } else {
-      let state = await this.#forward(
-        Array.from({ length: o.n }, () => text),
-        this.#emptyPast(o.n),
-        signal,
-      );
-      for (let i = 0; i < total; i++) {
-        for (let j = 0; j < o.n; j++) grids[j][i] = pick(state.logits[j], j);
-        if (i + 1 < total) {
-          state = await this.#forward(grids.map((g) => [g[i] + imageOffset]), state.past, signal);
-        }
-        await report(i + 1, total);
-      }
-    }
+    if (kernels) await this.#sampleOnKernels(kernels, sampling);
+    else await this.#sampleOnOrt(sampling);
     const transformerMs = now() - t0 - vqMs;
-
     return {
       images: await decodeGrids(grids),
       seeds: grids.map((_, j) => (o.seed + j) >>> 0),
@@ -305,6 +277,52 @@ export class DallePipeline implements ImageGenerator {
         total_ms: now() - start,
       },
     };
+  }
+
+  /** The WGSL decoder holds one sequence: the candidates run one after the other. */
+  async #sampleOnKernels(kernels: GpuDecoder, s: Sampling): Promise<void> {
+    const total = this.imageTokens, n = s.grids.length;
+    const step = async (tokens: number[]) =>
+      (await this.sessions.schedule(() => kernels.step(tokens, true))).logits!;
+    try {
+      for (let j = 0; j < n; j++) {
+        kernels.reset(new Float32Array(kernels.c.hidden), 1); // no cross-attention layers
+        let logits = await step(s.text);
+        for (let i = 0; i < total; i++) {
+          s.signal?.throwIfAborted();
+          s.grids[j][i] = s.pick(logits, j);
+          if (i + 1 < total) logits = await step([s.grids[j][i] + this.layout.imageOffset]);
+          await s.report(j * total + i + 1, n * total);
+        }
+      }
+    } finally {
+      kernels.destroy();
+    }
+  }
+
+  /** Through ORT with past key/values: all candidates in one batch, a token each per run. */
+  async #sampleOnOrt(s: Sampling): Promise<void> {
+    const total = this.imageTokens, n = s.grids.length, offset = this.layout.imageOffset;
+    const texts = Array.from({ length: n }, () => s.text);
+    let state = await this.#forward(texts, this.#emptyPast(n), s.signal);
+    for (let i = 0; i < total; i++) {
+      for (let j = 0; j < n; j++) s.grids[j][i] = s.pick(state.logits[j], j);
+      if (i + 1 < total) {
+        state = await this.#forward(s.grids.map((g) => [g[i] + offset]), state.past, s.signal);
+      }
+      await s.report(i + 1, total);
+    }
+  }
+
+  /** Code grids (−1: not sampled yet, drawn as code 0) through the dVAE decoder, as images. */
+  async #decodeGrids(fill: number[][], signal?: AbortSignal) {
+    const { grid, size: S } = this.layout;
+    const ids = BigInt64Array.from(fill.flat(), (v) => BigInt(Math.max(0, v)));
+    const out = await this.vqDecoder.run({
+      image_tokens: this.sessions.tensor("int64", ids, [fill.length, grid, grid]),
+    }, signal);
+    const rgba = toRgbaReference(out.sample.data as Float32Array, fill.length, 3, S * S);
+    return rgbaImages(rgba, fill.length, S, S);
   }
 
   async #kernelDecoder(o: DalleOptions): Promise<GpuDecoder | null> {
