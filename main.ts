@@ -34,7 +34,7 @@ import { captionRoutes } from "./routes/captions.ts";
 import { chatRoutes } from "./routes/chat.ts";
 import { clipRoutes } from "./routes/clip.ts";
 import { forwardToEngines, forwardToUpstreams, keepRawBody } from "./routes/forward.ts";
-import type { Deps, Env } from "./routes/http.ts";
+import { checkResponses, type Deps, type Env, responsesChecked } from "./routes/http.ts";
 import { imageRoutes } from "./routes/images.ts";
 import { metricsRoute, opsRoutes } from "./routes/ops.ts";
 import { worldRoutes } from "./routes/world.ts";
@@ -94,6 +94,7 @@ export async function createEngine(config: Config, onChange: () => void): Promis
   const app = new OpenAPIHono<Env>();
   app.use(requestId);
   app.use(timing({ total: false })); // the routes' own Server-Timing entries (decode, …)
+  if (responsesChecked()) app.use(checkResponses());
   allRoutes(app, { config, registry });
   answerErrors(app);
   return { app, registry };
@@ -146,6 +147,7 @@ function serve(config: Config, here: Models, options: AppOptions, pool?: EngineP
   app.use("/v1/*", apiKeyAuth(config));
   app.use("/metrics", apiKeyAuth(config));
   app.use(timing({ crossOrigin: true }));
+  if (responsesChecked()) app.use(checkResponses());
   app.use(bodyLimit({
     maxSize: config.maxBodyBytes,
     onError: () => {

@@ -4,7 +4,7 @@
  * both parse into the same schema (uploaded files arrive as bytes).
  */
 import { type OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { endTime, startTime } from "hono/timing";
 import { ApiError } from "../core/errors.ts";
 import { decodeImage, imageBytesFromString, type RgbImage } from "../core/image.ts";
@@ -199,6 +199,39 @@ interface RouteSpec<B extends z.ZodType, R extends z.ZodType> {
 /** Inference paths and their families, as the routes declared them. */
 const inference = new Map<string, Family>();
 
+/** Each route's response schema, by "METHOD /path", for `checkResponses`. */
+const responses = new Map<string, z.ZodType>();
+
+/**
+ * MM_CHECK_RESPONSES=1 (the test tasks set it): every JSON 200 a route sends is checked against
+ * the response schema it declares, and a mismatch is a 500 naming the field, so that the OpenAPI
+ * document cannot drift from what is served.
+ */
+export function checkResponses(): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    await next();
+    const schema = responses.get(`${c.req.method} ${c.req.path}`);
+    const json = c.res.headers.get("content-type")?.startsWith("application/json");
+    if (!schema || c.res.status !== 200 || !json) return;
+    const parsed = schema.safeParse(await c.res.clone().json());
+    if (parsed.success) return;
+    const issue = parsed.error.issues[0];
+    throw new Error(
+      `${c.req.method} ${c.req.path}: the response does not match its schema at ` +
+        `"${issue.path.join(".")}": ${issue.message}`,
+    );
+  };
+}
+
+/** Whether MM_CHECK_RESPONSES asks for `checkResponses` (false without env access). */
+export function responsesChecked(): boolean {
+  try {
+    return Deno.env.get("MM_CHECK_RESPONSES") === "1";
+  } catch {
+    return false;
+  }
+}
+
 /** The family an inference path serves (undefined: not an inference route). */
 export function familyOfRoute(path: string): Family | undefined {
   return inference.get(path);
@@ -211,6 +244,7 @@ export function route<B extends z.ZodType, R extends z.ZodType>(
   handler: (c: Context<Env>, body: z.infer<B>) => Promise<Response> | Response,
 ): void {
   if (spec.family) inference.set(spec.path, spec.family);
+  responses.set(`${spec.method.toUpperCase()} ${spec.path}`, spec.response);
   const content: Record<string, { schema: z.ZodType; example?: unknown }> = {};
   if (spec.body) {
     content["application/json"] = { schema: spec.body, example: spec.example };

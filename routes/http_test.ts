@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { ApiError } from "../core/errors.ts";
 import { OptionError } from "../models/pipeline.ts";
-import { requestError } from "./http.ts";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
+import { checkResponses, type Env, requestError, route } from "./http.ts";
 
 Deno.test("requestError: an OptionError becomes a 400 naming the route's field, in its message too", () => {
   const e = new OptionError("steps", (f) => `${f("steps")} must be at most 100 for sd-tiny`);
@@ -24,4 +25,29 @@ Deno.test("requestError: an OptionError becomes a 400 naming the route's field, 
   // Anything else passes through untouched.
   const other = new Error("boom");
   assert.equal(requestError(other), other);
+});
+
+Deno.test("checkResponses: a JSON 200 that does not match the route's response schema is a 500", async () => {
+  const app = new OpenAPIHono<Env>();
+  app.use(checkResponses());
+  const response = z.object({ count: z.number() });
+  route(app, {
+    method: "get",
+    path: "/good",
+    summary: "",
+    tags: [],
+    response,
+  }, (c) => c.json({ count: 1 }));
+  route(app, {
+    method: "get",
+    path: "/bad",
+    summary: "",
+    tags: [],
+    response,
+  }, (c) => c.json({ count: "one" }));
+  app.onError((e, c) => c.json({ error: String(e) }, 500));
+  assert.equal((await app.request("/good")).status, 200);
+  const bad = await app.request("/bad");
+  assert.equal(bad.status, 500);
+  assert.match((await bad.json()).error, /"count"/);
 });
