@@ -113,7 +113,12 @@ async function createRegistry(config: Config, onChange?: () => void): Promise<Mo
   return new ModelRegistry(
     await scanModels(config.modelsDirs),
     new SessionRegistry(backend, config.threads),
-    { catalog: await loadCatalog(), pull: config.allowDownloads ? pull : undefined, onChange },
+    {
+      catalog: await loadCatalog(),
+      pull: config.allowDownloads ? pull : undefined,
+      onChange,
+      maxBatch: config.maxBatch,
+    },
   );
 }
 
@@ -162,7 +167,7 @@ function serve(config: Config, here: Models, options: AppOptions, pool?: EngineP
     waited: (model, seconds) => metrics.observeQueueWait(model, seconds),
   });
   if (pool || upstreams) app.use("/v1/*", keepRawBody());
-  app.use("/v1/*", admission(scheduler, models));
+  app.use("/v1/*", admission(scheduler, models, config.maxBatch));
   if (upstreams) app.use("/v1/*", forwardToUpstreams(upstreams, models));
   if (pool) app.use("/v1/*", forwardToEngines(pool));
 

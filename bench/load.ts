@@ -8,8 +8,10 @@
  *
  *   deno task load [--levels 1,8,32,64] [--scale 1] [--cell-seconds 20]
  *                  [--overload 96] [--overload-steps 50] [--env NAME=VALUE ...]
+ *                  [--only TEXT]
  *
- * `--scale` multiplies every cell's request count; `--overload 0` skips the overload run.
+ * `--scale` multiplies every cell's request count; `--overload 0` skips the overload run;
+ * `--only clip-tiny` loads the routes whose name contains it.
  */
 import { parseArgs } from "node:util";
 import sharp from "sharp";
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     "overload-steps": { type: "string", default: "50" },
     "overload-seconds": { type: "string", default: "300" },
     env: { type: "string", multiple: true, default: [] },
+    only: { type: "string", default: "" },
     "startup-timeout": { type: "string", default: "120" },
   },
 });
@@ -272,7 +275,7 @@ console.log(
   }at most ${cellMs / 1000} s of new requests per cell; latency of the 200s; ` +
     "throughput = 200s per second; RSS = the server's VmRSS.",
 );
-for (const s of scenarios) {
+for (const s of scenarios.filter((s) => s.name.includes(values.only))) {
   const warm = await send(s.path, s.body); // first-call costs out of the table
   if (warm.status !== 200) console.log(`  warm-up of ${s.name}: ${warm.status} ${warm.error}`);
   const before = await serverRss();

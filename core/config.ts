@@ -114,6 +114,8 @@ const Env = z.object({
   MM_MAX_CONCURRENT: z.coerce.number().int().min(1).default(4),
   MM_MAX_QUEUE: z.coerce.number().int().min(0).default(32),
   MM_QUEUE_TIMEOUT_S: z.coerce.number().positive().default(60),
+  /** Items per shared forward pass of a batching model (CLIP); 1: every request runs alone. */
+  MM_MAX_BATCH: z.coerce.number().int().min(1).max(256).default(32),
 });
 
 /** Where Deno Deploy runs us, as its environment says. */
@@ -154,6 +156,8 @@ export type Config = {
   preload: "all" | string[];
   workers: "families" | "one" | "none";
   scheduler: { concurrency: number; maxQueue: number; queueTimeoutMs: number };
+  /** Items per shared forward pass of a batching model (1: none shared). */
+  maxBatch: number;
 };
 
 export const EMBEDDED_MODELS_DIR = new URL("../models/embedded/", import.meta.url).pathname;
@@ -206,5 +210,6 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
       maxQueue: e.MM_MAX_QUEUE,
       queueTimeoutMs: e.MM_QUEUE_TIMEOUT_S * 1000,
     },
+    maxBatch: e.MM_MAX_BATCH,
   };
 }

@@ -32,8 +32,15 @@ export class Scheduler {
     private hooks: { waited?: (key: string, seconds: number) => void } = {},
   ) {}
 
-  /** Waits for a slot of `key`; resolves to the function that gives it back (call it once). */
-  admit(key: string, signal?: AbortSignal): Promise<() => void> {
+  /**
+   * Waits for a slot of `key`; resolves to the function that gives it back (call it once).
+   * `concurrency` overrides the lane's width (a batched model takes a batch's worth at once).
+   */
+  admit(
+    key: string,
+    signal?: AbortSignal,
+    concurrency = this.options.concurrency,
+  ): Promise<() => void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     const lane = this.#lane(key);
     let released = false;
@@ -44,7 +51,7 @@ export class Scheduler {
       lane.waiting.shift()?.();
       if (lane.running === 0 && lane.waiting.length === 0) this.#lanes.delete(key);
     };
-    if (lane.running < this.options.concurrency) {
+    if (lane.running < concurrency) {
       lane.running++;
       this.hooks.waited?.(key, 0);
       return Promise.resolve(release);

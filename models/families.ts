@@ -1,7 +1,8 @@
 /**
  * The served families, one line each: the pipeline that loads a family's models (it meets the
- * contract in models/pipeline.ts), the HTTP API that serves it, and the engine worker it runs in
- * (families in one worker share its memory; the two image generators share one). Adding a family
+ * contract in models/pipeline.ts), the HTTP API that serves it, the engine worker it runs in
+ * (families in one worker share its memory; the two image generators share one), and for those
+ * that batch across requests, how many requests may run at once. Adding a family
  * is a folder `models/<family>/` and one line here (README: "Adding a model family").
  */
 import { CaptionPipeline } from "./captioning/pipeline.ts";
@@ -12,13 +13,23 @@ import { DiffusionPipeline } from "./diffusion/pipeline.ts";
 import { type Family, FAMILY_NAMES } from "./manifest.ts";
 import type { Loader } from "./pipeline.ts";
 
+interface FamilyEntry {
+  load: Loader;
+  /** The HTTP API that serves it (routes/). */
+  api: string;
+  /** The engine worker it runs in; families naming the same one share it. */
+  worker: string;
+  /** Concurrent requests share forward passes (MM_MAX_BATCH items): admit a batch's worth. */
+  batches?: boolean;
+}
+
 export const FAMILIES = {
-  clip: { load: ClipPipeline.load, api: "clip", worker: "clip" },
+  clip: { load: ClipPipeline.load, api: "clip", worker: "clip", batches: true },
   captioning: { load: CaptionPipeline.load, api: "captions", worker: "captioning" },
   diffusion: { load: DiffusionPipeline.load, api: "images", worker: "images" },
   dalle: { load: DallePipeline.load, api: "images", worker: "images" },
   chat: { load: ChatPipeline.load, api: "chat", worker: "chat" },
-} as const satisfies Record<Family, { load: Loader; api: string; worker: string }>;
+} as const satisfies Record<Family, FamilyEntry>;
 
 export { type Family, FAMILY_NAMES };
 
@@ -36,4 +47,10 @@ export function workerGroups(): Family[][] {
     groups.set(FAMILIES[f].worker, [...groups.get(FAMILIES[f].worker) ?? [], f]);
   }
   return [...groups.values()];
+}
+
+/** How many requests of a model of `family` run at once: `concurrency`, or a batch's worth. */
+export function laneWidth(family: Family, concurrency: number, maxBatch: number): number {
+  const entry: FamilyEntry = FAMILIES[family];
+  return entry.batches ? Math.max(concurrency, maxBatch) : concurrency;
 }

@@ -48,6 +48,8 @@ export type ImageScorer = (
 /** What a loader gets from the registry besides its folder. */
 export interface LoadContext {
   sessions: SessionRegistry;
+  /** Items per forward pass that concurrent requests may share (batching pipelines; default 32). */
+  maxBatch?: number;
   /** The default CLIP model's scorer, loaded on first use (generators rerank with it); absent
    * where no CLIP model is installed. */
   scorer?: () => Promise<ImageScorer>;

@@ -58,6 +58,8 @@ export interface RegistryOptions {
   pull?: (entry: CatalogEntry) => Promise<ModelEntry>;
   /** Told after a model is loaded or installed (an engine worker reports its status). */
   onChange?: () => void;
+  /** Items per shared forward pass, for pipelines that batch across requests. */
+  maxBatch?: number;
 }
 
 /**
@@ -174,6 +176,7 @@ export class ModelRegistry implements Models {
     };
     return {
       sessions: this.sessions,
+      maxBatch: this.options.maxBatch,
       scorer: this.entries.some((e) => e.manifest.family === "clip") ? scorer : undefined,
     };
   }

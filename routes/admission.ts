@@ -8,9 +8,15 @@ import type { MiddlewareHandler } from "hono";
 import { noteModel } from "../core/lifecycle.ts";
 import type { Scheduler } from "../core/scheduler.ts";
 import type { Models } from "../models/registry.ts";
+import { laneWidth } from "../models/families.ts";
 import { familyOfRoute, readBody } from "./http.ts";
 
-export function admission(scheduler: Scheduler, registry: Models): MiddlewareHandler {
+/** `maxBatch`: a batching family's lane admits that many requests at once (they share passes). */
+export function admission(
+  scheduler: Scheduler,
+  registry: Models,
+  maxBatch = 1,
+): MiddlewareHandler {
   return async (c, next) => {
     const family = c.req.method === "POST" ? familyOfRoute(c.req.path) : undefined;
     if (!family) return next();
@@ -19,7 +25,8 @@ export function admission(scheduler: Scheduler, registry: Models): MiddlewareHan
     const named = (body as { model?: unknown })?.model;
     const model = typeof named === "string" ? named : registry.defaultId(family) ?? family;
     noteModel(model); // the request's model label, for its metrics and its log line
-    const release = await scheduler.admit(model, c.req.raw.signal);
+    const width = laneWidth(family, scheduler.options.concurrency, maxBatch);
+    const release = await scheduler.admit(model, c.req.raw.signal, width);
     try {
       await next();
     } catch (e) {

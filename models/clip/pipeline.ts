@@ -8,6 +8,7 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import type { RgbImage } from "../../core/image.ts";
 import { preprocess, type ProcessorConfig } from "../../core/preprocess.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
+import { Batcher } from "../../core/batcher.ts";
 import { dot, l2normalize, rowsOf, softmax } from "../../core/tensor.ts";
 import type { ModelEntry } from "../manifest.ts";
 import {
@@ -47,9 +48,14 @@ export interface ClassifyOptions {
   patchMaps?: boolean;
 }
 
+type Preprocessed = Awaited<ReturnType<typeof preprocess>>;
+
 export class ClipPipeline implements Pipeline {
   readonly family = "clip";
   readonly capabilities: Capabilities = { streaming: false, batchable: true, explainable: true };
+  /** Concurrent requests' texts and images, each tower's batched into shared passes. */
+  #texts: Batcher<number[], Float32Array>;
+  #images: Batcher<Preprocessed, Float32Array>;
 
   private constructor(
     readonly id: string,
@@ -63,9 +69,16 @@ export class ClipPipeline implements Pipeline {
     /** exp(logit_scale) of the trained model: CLIP's temperature for softmax over labels. */
     readonly logitScale: number,
     private patchSize: number,
-  ) {}
+    maxBatch: number,
+  ) {
+    this.#texts = new Batcher((rows) => this.#runTexts(rows), { maxBatch });
+    this.#images = new Batcher((pixels) => this.#runImages(pixels), { maxBatch });
+  }
 
-  static async load(entry: ModelEntry, { sessions }: LoadContext): Promise<ClipPipeline> {
+  static async load(
+    entry: ModelEntry,
+    { sessions, maxBatch = 32 }: LoadContext,
+  ): Promise<ClipPipeline> {
     const read = async (name: string) => JSON.parse(await Deno.readTextFile(entry.dir + name));
     const [tokJson, tokConfig, processor, config] = await Promise.all([
       read("tokenizer.json"),
@@ -91,6 +104,7 @@ export class ClipPipeline implements Pipeline {
       sessions,
       scale,
       config.vision_config?.patch_size ?? 32,
+      maxBatch,
     );
   }
 
@@ -135,6 +149,12 @@ export class ClipPipeline implements Pipeline {
       }
       return ids;
     });
+    const embeds = await this.#texts.submit(rows, signal);
+    return { embeds, tokens: rows.reduce((n, r) => n + r.length, 0) };
+  }
+
+  /** One text-tower pass over token rows (padded to the longest), as one batch. */
+  async #runTexts(rows: number[][]): Promise<Float32Array[]> {
     const width = Math.max(...rows.map((r) => r.length));
     const ids = new BigInt64Array(rows.length * width).fill(BigInt(this.padId));
     const mask = new BigInt64Array(rows.length * width);
@@ -147,11 +167,19 @@ export class ClipPipeline implements Pipeline {
     if (this.text.inputNames.includes("attention_mask")) {
       feeds.attention_mask = this.sessions.tensor("int64", mask, [rows.length, width]);
     }
-    const out = await this.text.run(feeds, signal);
-    return {
-      embeds: rowsOf(out.text_embeds).map(l2normalize),
-      tokens: rows.reduce((n, r) => n + r.length, 0),
-    };
+    const out = await this.text.run(feeds);
+    return rowsOf(out.text_embeds).map(l2normalize);
+  }
+
+  /** One vision-tower pass over preprocessed images of one size, as one batch. */
+  #runImages(images: Preprocessed[]): Promise<Float32Array[]> {
+    const { width, height } = images[0];
+    if (images.some((p) => p.width !== width || p.height !== height)) {
+      throw new Error(`${this.id}: images of different sizes in one batch`);
+    }
+    const data = new Float32Array(images.length * 3 * width * height);
+    images.forEach((p, i) => data.set(p.data, i * p.data.length));
+    return this.embedPixels(data, [images.length, 3, height, width]);
   }
 
   /** Preprocessed pixels of a batch of images: [B, 3, H, W]. */
@@ -183,9 +211,8 @@ export class ClipPipeline implements Pipeline {
     images: RgbImage[],
     { signal }: RunContext = {},
   ): Promise<{ embeds: Float32Array[] }> {
-    const { data, dims } = await this.pixels(images);
-    signal?.throwIfAborted();
-    return { embeds: await this.embedPixels(data, dims, signal) };
+    const pixels = await Promise.all(images.map((img) => preprocess(img, this.processor)));
+    return { embeds: await this.#images.submit(pixels, signal) };
   }
 
   /**

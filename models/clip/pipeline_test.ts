@@ -4,6 +4,7 @@ import { resolveBackend } from "../../core/backend.ts";
 import { EMBEDDED_MODELS_DIR } from "../../core/config.ts";
 import { SessionRegistry } from "../../core/sessions.ts";
 import { renderScene, type Scene } from "../../world/world.ts";
+import { maxAbsDiff } from "../../tests/tolerance.ts";
 import { scanModels } from "../manifest.ts";
 import { ClipPipeline, fillTemplate } from "./pipeline.ts";
 
@@ -143,4 +144,27 @@ Deno.test("ClipPipeline.similarity() pairs each image with its own text", async 
 
 Deno.test("ClipPipeline.embedTexts() rejects a text over the model's context with a clear 400", async () => {
   await assert.rejects(clip.embedTexts(["red ".repeat(40)]), /accepts at most 32/);
+});
+
+Deno.test("ClipPipeline: concurrent calls, batched into shared passes, get what lone calls get", async () => {
+  const scenes = [scene("red", "circle"), scene("blue", "square", 10, 30), scene("red", "square")]
+    .map(image);
+  const texts = ["a red circle", "a small blue square on the left", "red"];
+  const lone = [];
+  for (const [i, img] of scenes.entries()) {
+    lone.push({
+      image: (await clip.embedImages([img])).embeds[0],
+      text: (await clip.embedTexts([texts[i]])).embeds[0],
+    });
+  }
+  // All at once: the first of each tower runs alone, the rest share the next pass (texts of
+  // different lengths padded together).
+  const together = await Promise.all(scenes.map(async (img, i) => ({
+    image: (await clip.embedImages([img])).embeds[0],
+    text: (await clip.embedTexts([texts[i]])).embeds[0],
+  })));
+  for (const [i, t] of together.entries()) {
+    assert.ok(maxAbsDiff(t.image, lone[i].image) < 1e-5, `image ${i}`);
+    assert.ok(maxAbsDiff(t.text, lone[i].text) < 1e-5, `text ${i}`);
+  }
 });
