@@ -183,137 +183,21 @@ export class GpuDecoder {
     tokens: number[],
     readLogits = false,
   ): Promise<{ token: number; logits?: Float32Array }> {
-    const c = this.c, T = tokens.length, past = this.#length;
+    const c = this.c, T = tokens.length, past = this.#length, H = c.hidden, s = this.#s;
     if (past + T > c.capacity) throw new RangeError("the conversation outgrew the KV cache");
-    const { hidden: H, heads, kvHeads, headDim: D, intermediate: I } = c;
-    const s = this.#s;
     this.device.queue.writeBuffer(s.ids, 0, Float32Array.from(tokens));
     const e = this.device.createCommandEncoder();
     this.#run(e, "embed", { n: [T, H] }, s.ids, this.#weight("embed.weight"), s.x, T * H);
-    const mlp = (prefix: string, gate: number) => {
-      this.#linear(e, s.h, `${prefix}.gate.weight`, s.gate, T, H, I);
-      this.#linear(e, s.h, `${prefix}.up.weight`, s.up, T, H, I);
-      this.#run(e, "swiglu", { n: [T * I] }, s.gate, s.up, s.mlp, T * I);
-      this.#linear(e, s.mlp, `${prefix}.down.weight`, s.x, T, I, H, gate);
-    };
     for (let i = 0; i < c.layers; i++) {
-      const l = `layers.${i}`;
-      this.#run(
-        e,
-        "rmsnorm",
-        { n: [T, H], f: [c.eps] },
-        s.x,
-        this.#weight(`${l}.ln1.weight`),
-        s.h,
-        T,
-      );
-      this.#linear(e, s.h, `${l}.attn.q.weight`, s.q, T, H, heads * D);
-      this.#linear(e, s.h, `${l}.attn.k.weight`, s.k, T, H, kvHeads * D);
-      this.#linear(e, s.h, `${l}.attn.v.weight`, s.v, T, H, kvHeads * D);
-      this.#run(
-        e,
-        "rope",
-        { n: [T, heads, D, past], f: [c.ropeTheta] },
-        null,
-        null,
-        s.q,
-        T * heads * D / 2,
-      );
-      this.#run(
-        e,
-        "rope",
-        { n: [T, kvHeads, D, past], f: [c.ropeTheta] },
-        null,
-        null,
-        s.k,
-        T * kvHeads * D / 2,
-      );
-      this.#run(
-        e,
-        "append",
-        { n: [T, kvHeads, D, past], f: [0, c.capacity] },
-        s.k,
-        null,
-        this.#kCache[i],
-        T * kvHeads * D,
-      );
-      this.#run(
-        e,
-        "append",
-        { n: [T, kvHeads, D, past], f: [0, c.capacity] },
-        s.v,
-        null,
-        this.#vCache[i],
-        T * kvHeads * D,
-      );
-      this.#uniforms.push(encodeAttention(this.device, e, {
-        queries: T,
-        heads,
-        kvHeads,
-        headDim: D,
-        past,
-        keys: past + T,
-        capacity: c.capacity,
-        causal: true,
-      }, { q: s.q, kCache: this.#kCache[i], vCache: this.#vCache[i], out: s.att }));
-      this.#linear(e, s.att, `${l}.attn.o.weight`, s.x, T, heads * D, H, 1);
-      this.#run(
-        e,
-        "rmsnorm",
-        { n: [T, H], f: [c.eps] },
-        s.x,
-        this.#weight(`${l}.ln2.weight`),
-        s.h,
-        T,
-      );
-      mlp(`${l}.mlp`, 1);
-      if (c.crossLayers.includes(i)) {
-        const x = `cross.${i}`;
-        this.#run(
-          e,
-          "rmsnorm",
-          { n: [T, H], f: [c.eps] },
-          s.x,
-          this.#weight(`${x}.ln1.weight`),
-          s.h,
-          T,
-        );
-        this.#linear(e, s.h, `${x}.q.weight`, s.q, T, H, heads * D);
-        this.#uniforms.push(encodeAttention(this.device, e, {
-          queries: T,
-          heads,
-          kvHeads,
-          headDim: D,
-          past: 0,
-          keys: this.#imageTokens,
-          capacity: this.#imageTokens,
-          causal: false,
-        }, { q: s.q, kCache: this.#imageK.get(i)!, vCache: this.#imageV.get(i)!, out: s.att }));
-        this.#linear(
-          e,
-          s.att,
-          `${x}.o.weight`,
-          s.x,
-          T,
-          heads * D,
-          H,
-          this.#gates.get(`${x}.attn_gate`)!,
-        );
-        this.#run(
-          e,
-          "rmsnorm",
-          { n: [T, H], f: [c.eps] },
-          s.x,
-          this.#weight(`${x}.ln2.weight`),
-          s.h,
-          T,
-        );
-        mlp(`${x}.mlp`, this.#gates.get(`${x}.mlp_gate`)!);
-      }
+      this.#norm(e, s.x, `layers.${i}.ln1.weight`, s.h, T);
+      this.#selfAttention(e, i, T, past);
+      this.#norm(e, s.x, `layers.${i}.ln2.weight`, s.h, T);
+      this.#mlp(e, `layers.${i}.mlp`, T, 1);
+      if (c.crossLayers.includes(i)) this.#crossBlock(e, i, T);
     }
     // Only the last position's logits are needed.
     e.copyBufferToBuffer(s.x, (T - 1) * H * 4, s.h, 0, H * 4);
-    this.#run(e, "rmsnorm", { n: [1, H], f: [c.eps] }, s.h, this.#weight("norm.weight"), s.last, 1);
+    this.#norm(e, s.h, "norm.weight", s.last, 1);
     this.#linear(e, s.last, "lm_head.weight", s.logits, 1, H, c.vocab);
     this.#run(e, "argmax", { n: [c.vocab] }, s.logits, null, s.token, 64);
     this.device.queue.submit([e.finish()]);
@@ -324,6 +208,82 @@ export class GpuDecoder {
       : undefined;
     this.#free();
     return { token, logits };
+  }
+
+  /** RMSNorm of `rows` rows of `input` with the named weight, into `out`. */
+  #norm(e: GPUCommandEncoder, input: GPUBuffer, weight: string, out: GPUBuffer, rows: number) {
+    const H = this.c.hidden;
+    this.#run(
+      e,
+      "rmsnorm",
+      { n: [rows, H], f: [this.c.eps] },
+      input,
+      this.#weight(weight),
+      out,
+      rows,
+    );
+  }
+
+  /** SwiGLU MLP of the normed `h` into the residual `x`, scaled by `gate`. */
+  #mlp(e: GPUCommandEncoder, prefix: string, T: number, gate: number) {
+    const { hidden: H, intermediate: I } = this.c, s = this.#s;
+    this.#linear(e, s.h, `${prefix}.gate.weight`, s.gate, T, H, I);
+    this.#linear(e, s.h, `${prefix}.up.weight`, s.up, T, H, I);
+    this.#run(e, "swiglu", { n: [T * I] }, s.gate, s.up, s.mlp, T * I);
+    this.#linear(e, s.mlp, `${prefix}.down.weight`, s.x, T, I, H, gate);
+  }
+
+  /** Layer i's causal self-attention: q/k/v, RoPE, the KV cache appended, attention, o. */
+  #selfAttention(e: GPUCommandEncoder, i: number, T: number, past: number) {
+    const { hidden: H, heads, kvHeads, headDim: D, capacity } = this.c, s = this.#s;
+    const l = `layers.${i}.attn`;
+    this.#linear(e, s.h, `${l}.q.weight`, s.q, T, H, heads * D);
+    this.#linear(e, s.h, `${l}.k.weight`, s.k, T, H, kvHeads * D);
+    this.#linear(e, s.h, `${l}.v.weight`, s.v, T, H, kvHeads * D);
+    for (const [buffer, n] of [[s.q, heads], [s.k, kvHeads]] as const) {
+      const params = {
+        n: [T, n, D, past] as [number, number, number, number],
+        f: [this.c.ropeTheta] as [number],
+      };
+      this.#run(e, "rope", params, null, null, buffer, T * n * D / 2);
+    }
+    for (const [src, cache] of [[s.k, this.#kCache[i]], [s.v, this.#vCache[i]]]) {
+      const n: [number, number, number, number] = [T, kvHeads, D, past];
+      this.#run(e, "append", { n, f: [0, capacity] }, src, null, cache, T * kvHeads * D);
+    }
+    this.#uniforms.push(encodeAttention(this.device, e, {
+      queries: T,
+      heads,
+      kvHeads,
+      headDim: D,
+      past,
+      keys: past + T,
+      capacity,
+      causal: true,
+    }, { q: s.q, kCache: this.#kCache[i], vCache: this.#vCache[i], out: s.att }));
+    this.#linear(e, s.att, `${l}.o.weight`, s.x, T, heads * D, H, 1);
+  }
+
+  /** After layer i: gated cross-attention to the image, then a gated MLP (Flamingo's block). */
+  #crossBlock(e: GPUCommandEncoder, i: number, T: number) {
+    const { hidden: H, heads, kvHeads, headDim: D } = this.c, s = this.#s;
+    const x = `cross.${i}`;
+    this.#norm(e, s.x, `${x}.ln1.weight`, s.h, T);
+    this.#linear(e, s.h, `${x}.q.weight`, s.q, T, H, heads * D);
+    this.#uniforms.push(encodeAttention(this.device, e, {
+      queries: T,
+      heads,
+      kvHeads,
+      headDim: D,
+      past: 0,
+      keys: this.#imageTokens,
+      capacity: this.#imageTokens,
+      causal: false,
+    }, { q: s.q, kCache: this.#imageK.get(i)!, vCache: this.#imageV.get(i)!, out: s.att }));
+    const gate = this.#gates.get(`${x}.attn_gate`)!;
+    this.#linear(e, s.att, `${x}.o.weight`, s.x, T, heads * D, H, gate);
+    this.#norm(e, s.x, `${x}.ln2.weight`, s.h, T);
+    this.#mlp(e, `${x}.mlp`, T, this.#gates.get(`${x}.mlp_gate`)!);
   }
 
   #free() {
