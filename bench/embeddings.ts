@@ -10,6 +10,11 @@
  *
  *   deno task bench [--batch 1,32] [--rounds 15] [--slice 0.4] [--webgpu]
  *   (--webgpu: also on a software adapter; --slice: seconds per runner and round)
+ *
+ *   deno run -A bench/embeddings.ts --real-size [--backends cpu]
+ *   (CLIP ViT-B/32's architecture at its public size, random weights, made on first use by
+ *   training/make_tiny_random.py --real-size data/real-size; also the machine's GEMM peak: one
+ *   2048² MatMul through the same runtime and threads, and the image tower's GFLOP/s against it)
  */
 import { parseArgs } from "node:util";
 import {
@@ -26,7 +31,7 @@ import { SessionRegistry } from "../core/sessions.ts";
 import { ClipPipeline } from "../models/clip/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 import { canonicalCaption, renderScene, sampleScenes } from "../world/world.ts";
-import { spread } from "./stats.ts";
+import { quantile, spread } from "./stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -35,12 +40,34 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "15" },
     slice: { type: "string", default: "0.4" },
     webgpu: { type: "boolean", default: false },
+    "real-size": { type: "boolean", default: false },
+    backends: { type: "string", default: "cpu,wasm" },
   },
 });
 const batches = values.batch.split(",").map(Number).filter((b) => b >= 1);
 const ROUNDS = Number(values.rounds), sliceMs = Number(values.slice) * 1000;
 const WARMUP_MS = 1500;
-const entry = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === "clip-tiny")!;
+const REAL_SIZE = new URL("../data/real-size/", import.meta.url).pathname;
+if (values["real-size"] && !await exists(`${REAL_SIZE}clip-vit-base-patch32/manifest.json`)) {
+  console.log("making CLIP ViT-B/32 (random weights) in data/real-size ...");
+  const made = await new Deno.Command("/usr/bin/python3", {
+    args: ["make_tiny_random.py", "--real-size", REAL_SIZE],
+    cwd: new URL("../training/", import.meta.url).pathname,
+  }).output();
+  if (!made.success) throw new Error(new TextDecoder().decode(made.stderr));
+}
+const entry = values["real-size"]
+  ? (await scanModels([REAL_SIZE]))[0]
+  : (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === "clip-tiny")!;
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Items per second of `fn` (which handles `batch` items) over `ms` milliseconds. */
 async function rate(fn: () => Promise<unknown>, batch: number, ms: number): Promise<number> {
@@ -83,7 +110,7 @@ runners.push({
   text: (b) => text(tokenizer(of(b).texts, { padding: true, truncation: true })),
 });
 
-const backends: BackendName[] = ["cpu", "wasm"];
+const backends = values.backends.split(",") as BackendName[];
 if (values.webgpu) backends.push("webgpu");
 for (const name of backends) {
   const backend = await resolveBackend(name);
@@ -94,6 +121,9 @@ for (const name of backends) {
     text: (b) => clip.embedTexts(of(b).texts),
   });
 }
+
+/** Our cpu runner's median images/s per batch, for the GFLOP/s report. */
+const ourImages = new Map<number, number>();
 
 for (const batch of batches) {
   // Warm-up, not measured: JIT, allocator, ORT's first-run work.
@@ -109,10 +139,12 @@ for (const batch of batches) {
       rates[i].text.push(await rate(() => r.text(batch), batch, sliceMs));
     }
   }
+  const ours = runners.findIndex((r) => r.name.startsWith("mm-edge cpu"));
+  if (ours >= 0) ourImages.set(batch, quantile(rates[ours].image, 0.5));
   const ratio = (i: number, kind: "image" | "text") =>
     rates[i][kind].map((v, round) => v / rates[0][kind][round]);
   console.log(
-    `\nclip-tiny embeddings, batch ${batch}: ${ROUNDS} alternating rounds of ${
+    `\n${entry.manifest.id} embeddings, batch ${batch}: ${ROUNDS} alternating rounds of ${
       sliceMs / 1000
     } s per runner and kind after a ${
       WARMUP_MS / 1000
@@ -128,4 +160,63 @@ for (const batch of batches) {
       } | ${spread(ratio(i, "text"))} |`,
     );
   }
+}
+
+if (values["real-size"]) await gemmPeak();
+
+/**
+ * The machine's GEMM peak through the runtime our CPU backend uses (one 2048² MatMul, same
+ * threads), and the image tower's achieved GFLOP/s at the best batch, as a share of it.
+ */
+async function gemmPeak(): Promise<void> {
+  const sessions = new SessionRegistry(await resolveBackend("cpu"));
+  const session = await sessions.load(`${REAL_SIZE}matmul_2048.onnx`);
+  const n = 2048, a = new Float32Array(n * n).map(() => Math.random());
+  const feeds = {
+    a: sessions.tensor("float32", a, [n, n]),
+    b: sessions.tensor("float32", a, [n, n]),
+  };
+  await session.run(feeds);
+  const times: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    times.push(performance.now() - t0);
+  }
+  const best = Math.min(...times);
+  const peak = 2 * n ** 3 / (best / 1000) / 1e9;
+  const flops = imageFlops(JSON.parse(await Deno.readTextFile(`${entry.dir}config.json`)));
+  console.log(
+    `\nGEMM peak: a 2048² MatMul on the cpu backend, best of 10: ${best.toFixed(1)} ms = ` +
+      `${peak.toFixed(1)} GFLOP/s. The image tower is ${
+        (flops / 1e9).toFixed(2)
+      } GFLOP per image:\n`,
+  );
+  console.log("| batch | images/s (mm-edge cpu, median) | GFLOP/s | % of GEMM peak |");
+  console.log("| --- | --- | --- | --- |");
+  for (const [batch, rate] of ourImages) {
+    const achieved = rate * flops / 1e9;
+    console.log(
+      `| ${batch} | ${rate.toFixed(1)} | ${achieved.toFixed(1)} | ${
+        (100 * achieved / peak).toFixed(0)
+      }% |`,
+    );
+  }
+}
+
+/** Multiply-adds × 2 of CLIP's vision tower per image (patches, blocks, attention, projection). */
+function imageFlops(config: {
+  projection_dim: number;
+  vision_config: {
+    hidden_size: number;
+    num_hidden_layers: number;
+    image_size: number;
+    patch_size: number;
+  };
+}): number {
+  const v = config.vision_config, d = v.hidden_size;
+  const patches = (v.image_size / v.patch_size) ** 2, T = patches + 1;
+  const block = 2 * T * 12 * d * d + 2 * 2 * T * T * d; // qkv, o, 4d MLP; scores and mix
+  return 2 * patches * 3 * v.patch_size ** 2 * d + v.num_hidden_layers * block +
+    2 * d * config.projection_dim;
 }

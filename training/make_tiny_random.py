@@ -42,13 +42,29 @@ from onnx_export import export
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="tests/fixtures/hub")
+    ap.add_argument("--real-size", metavar="DIR",
+                    help="write only CLIP ViT-B/32 at its public size (random weights) and a 2048² MatMul "
+                         "graph into DIR, for the benchmarks")
     args = ap.parse_args()
+    if args.real_size:
+        return real_size(args.real_size)
     torch.manual_seed(0)
     c = ClipConfig(stem="linear", image_size=224, patch_size=32, vision_width=16, vision_layers=2, vision_heads=2,
                    text_width=16, text_layers=2, text_heads=2, max_positions=77, vocab_size=49408,
                    embed_dim=16, eos_token_id=49407)
-    model = Clip(c).eval()
     out = f"{args.out}/Xenova/clip-vit-base-patch32"
+    write_clip(c, out)
+    print(f"wrote {out}")
+    vit_gpt2(args.out)
+    sd_turbo(args.out)
+    sd_inpaint("tests/fixtures/sd-inpaint-tiny")
+    smolvlm(args.out)
+
+
+def write_clip(c: ClipConfig, out: str) -> None:
+    """A CLIP of config `c` with random weights (seed the generator first), in the public export's
+    layout: config.json, preprocessor_config.json, onnx/text_model.onnx, onnx/vision_model.onnx."""
+    model = Clip(c).eval()
     os.makedirs(f"{out}/onnx", exist_ok=True)
     common = {"hidden_act": "quick_gelu", "projection_dim": c.embed_dim, "layer_norm_eps": 1e-5}
     json.dump({
@@ -74,11 +90,39 @@ def main():
            ["text_embeds", "last_hidden_state"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
     export(VisionExport(model), (torch.zeros(1, 3, 224, 224),), f"{out}/onnx/vision_model.onnx", ["pixel_values"],
            ["image_embeds", "last_hidden_state"], {"pixel_values": {0: "batch_size"}})
-    print(f"wrote {out}")
-    vit_gpt2(args.out)
-    sd_turbo(args.out)
-    sd_inpaint("tests/fixtures/sd-inpaint-tiny")
-    smolvlm(args.out)
+
+
+def real_size(out: str) -> None:
+    """openai/clip-vit-base-patch32's architecture and sizes (a 768-wide, 12-layer vision tower over
+    32 × 32 patches of 224² images; a 512-wide, 12-layer text tower; 512-d embeddings), random
+    weights, its public tokenizer; and matmul_2048.onnx, one 2048 × 2048 MatMul, to measure the
+    machine's GEMM peak through the same runtime."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    torch.manual_seed(0)
+    c = ClipConfig(stem="linear", image_size=224, patch_size=32, vision_width=768, vision_layers=12,
+                   vision_heads=12, text_width=512, text_layers=12, text_heads=8, max_positions=77,
+                   vocab_size=49408, embed_dim=512, eos_token_id=49407)
+    clip = f"{out}/clip-vit-base-patch32"
+    write_clip(c, clip)
+    shared = os.path.join(os.path.dirname(__file__), "../../shared/assets/clip-tokenizer")
+    for name in os.listdir(shared):
+        shutil.copy(os.path.join(shared, name), clip)
+    json.dump({"id": "clip-vit-base-patch32-random", "family": "clip",
+               "description": "CLIP ViT-B/32's architecture with random weights (benchmarks only)",
+               "capabilities": ["embeddings"], "modalities": {"input": ["text", "image"], "output": ["embedding"]},
+               "files": {"text": "onnx/text_model.onnx", "vision": "onnx/vision_model.onnx"}, "license": "MIT"},
+              open(f"{clip}/manifest.json", "w"), indent=2)
+    n = 2048
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "matmul", [a, b], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), f"{out}/matmul_2048.onnx")
+    print(f"wrote {clip} and {out}/matmul_2048.onnx")
 
 
 def vit_gpt2(root: str) -> None:
