@@ -19,7 +19,7 @@ import { SessionRegistry } from "./core/sessions.ts";
 import { Upstreams } from "./core/upstream.ts";
 import { type CatalogEntry, loadCatalog, modelDir, pullModel } from "./models/catalog.ts";
 import { hubToApiError } from "./models/hub.ts";
-import { scanModels } from "./models/manifest.ts";
+import { scanModels, withQuantized } from "./models/manifest.ts";
 import {
   type BackendInfo,
   describeModels,
@@ -110,8 +110,9 @@ async function createRegistry(config: Config, onChange?: () => void): Promise<Mo
     const [installed] = await scanModels([modelDir(config.pulledModelsDir, entry.id)]);
     return installed;
   };
+  const entries = await scanModels(config.modelsDirs);
   return new ModelRegistry(
-    await scanModels(config.modelsDirs),
+    config.dtype === "q8" ? await Promise.all(entries.map(withQuantized)) : entries,
     new SessionRegistry(backend, config.threads),
     {
       catalog: await loadCatalog(),

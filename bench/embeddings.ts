@@ -29,7 +29,7 @@ import { type BackendName, resolveBackend } from "../core/backend.ts";
 import { EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
 import { ClipPipeline } from "../models/clip/pipeline.ts";
-import { scanModels } from "../models/manifest.ts";
+import { scanModels, withQuantized } from "../models/manifest.ts";
 import { canonicalCaption, renderScene, sampleScenes } from "../world/world.ts";
 import { quantile, spread } from "./stats.ts";
 
@@ -55,6 +55,12 @@ if (values["real-size"] && !await exists(`${REAL_SIZE}clip-vit-base-patch32/mani
     cwd: new URL("../training/", import.meta.url).pathname,
   }).output();
   if (!made.success) throw new Error(new TextDecoder().decode(made.stderr));
+  const onnx = `${REAL_SIZE}clip-vit-base-patch32/onnx/`;
+  const quantized = await new Deno.Command("/usr/bin/python3", {
+    args: ["quantize.py", `${onnx}vision_model.onnx`, `${onnx}text_model.onnx`],
+    cwd: new URL("../training/", import.meta.url).pathname,
+  }).output();
+  if (!quantized.success) throw new Error(new TextDecoder().decode(quantized.stderr));
 }
 const entry = values["real-size"]
   ? (await scanModels([REAL_SIZE]))[0]
@@ -112,14 +118,19 @@ runners.push({
 
 const backends = values.backends.split(",") as BackendName[];
 if (values.webgpu) backends.push("webgpu");
+// The q8 files (training/quantize.py), where the model has them, on each backend too.
+const q8 = await withQuantized(entry);
 for (const name of backends) {
   const backend = await resolveBackend(name);
-  const clip = await ClipPipeline.load(entry, { sessions: new SessionRegistry(backend) });
-  runners.push({
-    name: `mm-edge ${name} (${backend.device})`,
-    image: (b) => clip.embedImages(of(b).images),
-    text: (b) => clip.embedTexts(of(b).texts),
-  });
+  const variants = [{ e: entry, dtype: "" }, ...(q8 === entry ? [] : [{ e: q8, dtype: " q8" }])];
+  for (const { e, dtype } of variants) {
+    const clip = await ClipPipeline.load(e, { sessions: new SessionRegistry(backend) });
+    runners.push({
+      name: `mm-edge ${name}${dtype} (${backend.device})`,
+      image: (b) => clip.embedImages(of(b).images),
+      text: (b) => clip.embedTexts(of(b).texts),
+    });
+  }
 }
 
 /** Our cpu runner's median images/s per batch, for the GFLOP/s report. */
@@ -139,7 +150,7 @@ for (const batch of batches) {
       rates[i].text.push(await rate(() => r.text(batch), batch, sliceMs));
     }
   }
-  const ours = runners.findIndex((r) => r.name.startsWith("mm-edge cpu"));
+  const ours = runners.findIndex((r) => r.name.startsWith("mm-edge cpu ("));
   if (ours >= 0) ourImages.set(batch, quantile(rates[ours].image, 0.5));
   const ratio = (i: number, kind: "image" | "text") =>
     rates[i][kind].map((v, round) => v / rates[0][kind][round]);

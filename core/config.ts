@@ -114,6 +114,8 @@ const Env = z.object({
   MM_MAX_CONCURRENT: z.coerce.number().int().min(1).default(4),
   MM_MAX_QUEUE: z.coerce.number().int().min(0).default(32),
   MM_QUEUE_TIMEOUT_S: z.coerce.number().positive().default(60),
+  /** q8: serve the int8 files (`*_quantized.onnx`) of the models that ship them. */
+  MM_DTYPE: z.enum(["fp32", "q8"]).default("fp32"),
   /** Items per shared forward pass of a batching model (CLIP); 1: every request runs alone. */
   MM_MAX_BATCH: z.coerce.number().int().min(1).max(256).default(32),
 });
@@ -158,6 +160,8 @@ export type Config = {
   scheduler: { concurrency: number; maxQueue: number; queueTimeoutMs: number };
   /** Items per shared forward pass of a batching model (1: none shared). */
   maxBatch: number;
+  /** Which files of the installed models to serve: fp32, or their q8 ones where they have them. */
+  dtype: "fp32" | "q8";
 };
 
 export const EMBEDDED_MODELS_DIR = new URL("../models/embedded/", import.meta.url).pathname;
@@ -211,5 +215,6 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
       queueTimeoutMs: e.MM_QUEUE_TIMEOUT_S * 1000,
     },
     maxBatch: e.MM_MAX_BATCH,
+    dtype: e.MM_DTYPE,
   };
 }

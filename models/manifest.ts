@@ -71,3 +71,22 @@ export async function scanModels(dirs: string[]): Promise<ModelEntry[]> {
   for (const d of dirs) await visit(d, 0);
   return found;
 }
+
+/**
+ * `entry` with its q8 files (transformers.js' `onnx/<name>_quantized.onnx`, made by
+ * training/quantize.py) in place of fp32 ones where the folder has them; `settings.dtype` says
+ * which it got. Roles without a quantized file keep theirs.
+ */
+export async function withQuantized(entry: ModelEntry): Promise<ModelEntry> {
+  const files: Record<string, string> = {};
+  let any = false;
+  for (const [role, file] of Object.entries(entry.manifest.files)) {
+    const q8 = file.replace(/\.onnx$/, "_quantized.onnx");
+    const has = q8 !== file && await Deno.stat(entry.dir + q8).then(() => true, () => false);
+    files[role] = has ? q8 : file;
+    any ||= has;
+  }
+  if (!any) return entry;
+  const settings = { ...entry.manifest.settings, dtype: "q8" };
+  return { ...entry, manifest: { ...entry.manifest, files, settings } };
+}

@@ -44,6 +44,8 @@ export interface ModelInfo {
   /** Installed here (embedded or pulled); otherwise known from the catalogue and pullable. */
   installed: boolean;
   loaded: boolean;
+  /** Installed models: the weights served (fp32, or q8 with MM_DTYPE=q8 where they ship). */
+  dtype?: string;
   /** The family's default: what a request without `model` gets. */
   default?: boolean;
   /** Served by another server (MM_UPSTREAMS) through this one. */
@@ -251,6 +253,7 @@ export function describeModels(
     ...where,
     installed: true,
     loaded: loaded(m.id),
+    dtype: String(m.settings.dtype ?? "fp32"),
     default: defaults.has(entries.find((e) => e.manifest.id === m.id)),
     license: m.license,
   }));

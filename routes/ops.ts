@@ -125,6 +125,9 @@ const Model = z.object({
     description: "false: known and pullable with `deno task models pull <id>`",
   }),
   loaded: z.boolean(),
+  dtype: z.string().optional().openapi({
+    description: 'Installed models: the weights served, "fp32" or "q8" (MM_DTYPE)',
+  }),
   default: z.boolean().optional().openapi({
     description: "The family's default: what a request without `model` gets",
   }),
