@@ -118,8 +118,18 @@ runners.push({
 
 const backends = values.backends.split(",") as BackendName[];
 if (values.webgpu) backends.push("webgpu");
-// The q8 files (training/quantize.py), where the model has them, on each backend too.
+// The q8 files (training/quantize.py), where the model has them: transformers.js reads the same
+// ones (its dtype "q8"), and our runners on each backend.
 const q8 = await withQuantized(entry);
+if (q8 !== entry) {
+  const vision8 = await CLIPVisionModelWithProjection.from_pretrained(entry.dir, { dtype: "q8" });
+  const text8 = await CLIPTextModelWithProjection.from_pretrained(entry.dir, { dtype: "q8" });
+  runners.push({
+    name: "transformers.js 4.3.1 q8 (onnxruntime-node, cpu)",
+    image: async (b) => vision8(await processor(raw.get(b)!)),
+    text: (b) => text8(tokenizer(of(b).texts, { padding: true, truncation: true })),
+  });
+}
 for (const name of backends) {
   const backend = await resolveBackend(name);
   const variants = [{ e: entry, dtype: "" }, ...(q8 === entry ? [] : [{ e: q8, dtype: " q8" }])];
