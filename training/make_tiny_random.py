@@ -261,8 +261,7 @@ def smolvlm(root: str) -> None:
     from clip_model import Clip, ClipConfig
     from common import vocabulary
     from export_vlm import CHAT_TEMPLATE, export_model
-    from train_vlm import ChatTokenizer, Vlm
-    from vlm_model import VlmConfig
+    from vlm_model import ChatTokenizer, Vlm, VlmConfig
 
     torch.manual_seed(4)
     tok = ChatTokenizer(vocabulary("data/world") if os.path.exists("data/world/world.json") else [])
