@@ -111,7 +111,7 @@ export class ModelRegistry implements Models {
   async preload(wanted: (m: Manifest) => boolean = (m) => m.preload): Promise<void> {
     for (const e of this.entries.filter((e) => wanted(e.manifest))) await this.#load(e);
     this.#ready = true;
-    this.options.onChange?.();
+    this.#changed();
   }
 
   /** The family of an installed or known model. */
@@ -161,7 +161,7 @@ export class ModelRegistry implements Models {
     if (!p) {
       p = this.options.pull(known).then((entry) => {
         this.entries.push(entry);
-        this.options.onChange?.();
+        this.#changed();
         return entry;
       });
       this.#pulls.set(id, p);
@@ -191,7 +191,7 @@ export class ModelRegistry implements Models {
       p = load(entry, this.#context).then(async (pipeline) => {
         await pipeline.warmup();
         this.#loaded.add(id);
-        this.options.onChange?.();
+        this.#changed();
         return pipeline;
       });
       this.#pipelines.set(id, p);
@@ -209,13 +209,22 @@ export class ModelRegistry implements Models {
     return defaultEntry(this.entries, family);
   }
 
+  /** Built once per change: metrics read it on every request. */
   list(): ModelInfo[] {
-    return describeModels(
+    return this.#list ??= describeModels(
       this.entries,
       this.options.catalog ?? [],
       this.sessions.backend,
       (id) => this.#loaded.has(id),
     );
+  }
+
+  #list: ModelInfo[] | null = null;
+
+  /** A model loaded or installed, or the preload done: the list is rebuilt, and it is told. */
+  #changed(): void {
+    this.#list = null;
+    this.options.onChange?.();
   }
 }
 
