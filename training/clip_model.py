@@ -180,6 +180,15 @@ class Clip(nn.Module):
         return (li + lt) / 2
 
 
+def load_clip(path: str):
+    """A clip-tiny training checkpoint: the model (in eval mode) and the checkpoint itself."""
+    state = torch.load(path, map_location="cpu")
+    clip = Clip(ClipConfig(**state["config"]))
+    clip.load_state_dict(state["model"])
+    clip.eval()
+    return clip, state
+
+
 # ---------------------------------------------------------------- export wrappers (public names)
 
 class VisionExport(nn.Module):

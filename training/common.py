@@ -72,6 +72,12 @@ class WordTokenizer:
             mask[i, : len(r)] = 1
         return ids, mask
 
+    def tokenizer_config(self) -> dict:
+        """The tokenizer_config.json that goes with tokenizer_json() (the captioners' and dalle-tiny's)."""
+        return {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": SPECIAL[0], "eos_token": SPECIAL[1],
+                "pad_token": SPECIAL[1], "unk_token": SPECIAL[2], "model_max_length": self.max_length,
+                "clean_up_tokenization_spaces": False}
+
     def tokenizer_json(self) -> dict:
         added = [
             {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,

@@ -14,9 +14,9 @@ import os
 import torch
 import torch.nn.functional as F
 
-from clip_model import MEAN, STD, Clip, ClipConfig, JointExport, TextExport, VisionExport, pixels
+from clip_model import MEAN, STD, Clip, JointExport, TextExport, VisionExport, load_clip, pixels
 from common import EOS, World, WordTokenizer, vocabulary
-from onnx_export import export
+from onnx_export import export, n_parameters, write_fixture, write_json
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
 SHAPES = ["circle", "square", "triangle", "diamond"]
@@ -54,25 +54,34 @@ def zero_shot(model, tok, world: World) -> dict:
     return {"images": n, "colour": colour / n, "shape": shape / n, "colour_and_shape": both / n}
 
 
-def main():
+# The card's closing sections, the same at every export.
+CARD_READING = """## Reading
+A stem from scratch (three strided convolutions) left shape at chance after 500 steps, as the
+plain linear patches had after 3,000; a stem that starts from a CNN which already reads shape —
+sat-soft-tiny's encoder, fine-tuned here — reads it within 250. The held-out pairs, never seen
+together, score as the seen ones: colour and shape are read separately and bound by the
+contrastive loss with its swapped-attribute negatives, so a new combination is no harder.
+
+## Limits
+It knows the shapes world only: 4 shapes, 6 colours, 3 backgrounds, 64×64 pixels. Photographs
+get embeddings, but they mean nothing.
+"""
+
+
+def parse_args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="data/runs/clip-tiny")
     ap.add_argument("--data", default="data/world")
     ap.add_argument("--out", default="models/embedded/clip-tiny")
     ap.add_argument("--golden", default="tests/fixtures/clip-tiny.golden.json")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    state = torch.load(f"{args.run}/last.pt", map_location="cpu")
-    config = ClipConfig(**state["config"])
-    model = Clip(config)
-    model.load_state_dict(state["model"])
-    model.eval()
-    tok = WordTokenizer(vocabulary(args.data), max_length=config.max_positions)
-    os.makedirs(f"{args.out}/onnx", exist_ok=True)
-    write = lambda name, obj: json.dump(obj, open(f"{args.out}/{name}", "w"), indent=2)
 
+def write_configs(model: Clip, out: str) -> None:
+    """config.json, preprocessor_config.json and manifest.json."""
+    config = model.config
     common = {"hidden_act": "quick_gelu", "projection_dim": config.embed_dim, "layer_norm_eps": 1e-5}
-    write("config.json", {
+    write_json(out, "config.json", {
         "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": config.embed_dim,
         "logit_scale_init_value": 2.6592, "torch_dtype": "float32",
         "text_config": {"model_type": "clip_text_model", "hidden_size": config.text_width,
@@ -85,14 +94,14 @@ def main():
                           "num_hidden_layers": config.vision_layers, "image_size": config.image_size,
                           "patch_size": config.patch_size, "num_channels": 3, **common},
     })
-    write("preprocessor_config.json", {
+    write_json(out, "preprocessor_config.json", {
         "image_processor_type": "CLIPImageProcessor", "feature_extractor_type": "CLIPFeatureExtractor",
         "do_resize": True, "size": {"shortest_edge": config.image_size}, "resample": 3,
         "do_center_crop": True, "crop_size": {"height": config.image_size, "width": config.image_size},
         "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "do_convert_rgb": True,
         "image_mean": MEAN.flatten().tolist(), "image_std": STD.flatten().tolist(),
     })
-    write("manifest.json", {
+    write_json(out, "manifest.json", {
         "id": "clip-tiny", "family": "clip",
         "description": "CLIP trained by this project on the shapes world (ViT image tower, transformer text tower)",
         "capabilities": ["embeddings", "zero-shot-classification", "similarity", "patch-maps"],
@@ -101,48 +110,57 @@ def main():
         "license": "MIT", "preload": True,
         "settings": {"logit_scale": round(model.logit_scale.clamp(max=4.6052).exp().item(), 4)},
     })
-    write("tokenizer.json", tok.tokenizer_json())
-    write("tokenizer_config.json", {
+
+
+def write_tokenizer(tok: WordTokenizer, out: str) -> None:
+    """tokenizer.json, tokenizer_config.json and special_tokens_map.json, CLIPTokenizer's."""
+    write_json(out, "tokenizer.json", tok.tokenizer_json())
+    write_json(out, "tokenizer_config.json", {
         "tokenizer_class": "CLIPTokenizer", "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-        "pad_token": "<|endoftext|>", "unk_token": "<|unk|>", "model_max_length": config.max_positions,
+        "pad_token": "<|endoftext|>", "unk_token": "<|unk|>", "model_max_length": tok.max_length,
         "do_lower_case": True, "clean_up_tokenization_spaces": False,
     })
-    write("special_tokens_map.json", {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-                                      "pad_token": "<|endoftext|>", "unk_token": "<|unk|>"})
+    write_json(out, "special_tokens_map.json", {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+                                                "pad_token": "<|endoftext|>", "unk_token": "<|unk|>"})
 
+
+def export_graphs(model: Clip, tok: WordTokenizer, out: str) -> None:
+    """onnx/text_model.onnx, onnx/vision_model.onnx and the joint onnx/model.onnx, with the public names."""
+    size = model.config.image_size
     ids, mask = tok.batch(["a photo of a red circle", "a small blue square in the top left on a white background"])
-    px = torch.zeros(2, 3, config.image_size, config.image_size)
-    export(TextExport(model), (ids,), f"{args.out}/onnx/text_model.onnx", ["input_ids"],
+    px = torch.zeros(2, 3, size, size)
+    export(TextExport(model), (ids,), f"{out}/onnx/text_model.onnx", ["input_ids"],
            ["text_embeds", "last_hidden_state"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
-    export(VisionExport(model), (px,), f"{args.out}/onnx/vision_model.onnx", ["pixel_values"],
+    export(VisionExport(model), (px,), f"{out}/onnx/vision_model.onnx", ["pixel_values"],
            ["image_embeds", "last_hidden_state"], {"pixel_values": {0: "batch_size"}})
-    export(JointExport(model), (ids, px, mask), f"{args.out}/onnx/model.onnx",
+    export(JointExport(model), (ids, px, mask), f"{out}/onnx/model.onnx",
            ["input_ids", "pixel_values", "attention_mask"],
            ["logits_per_image", "logits_per_text", "text_embeds", "image_embeds"],
            {"input_ids": {0: "text_batch_size", 1: "sequence_length"},
             "attention_mask": {0: "text_batch_size", 1: "sequence_length"},
             "pixel_values": {0: "image_batch_size"}})
 
-    # Golden fixture: raw test images and texts with PyTorch's outputs.
-    test = World(args.data, "test")
+
+def write_golden(model: Clip, tok: WordTokenizer, data: str, path: str) -> None:
+    """Golden fixture: raw test images and texts with PyTorch's outputs."""
+    test = World(data, "test")
     texts = ["a photo of a red circle", "a large blue square to the left of a small green diamond on a black background",
              "an orange triangle", "photos of zebras"]
-    t_ids, _ = tok.batch(texts)
     with torch.no_grad():
         img_emb = model.vision(pixels(test.images[:3]))[0]
         txt_emb = torch.cat([model.text(torch.tensor([tok.encode(t)]))[0] for t in texts])
-    os.makedirs(os.path.dirname(args.golden), exist_ok=True)
-    json.dump({
+    write_fixture(path, {
         "images_rgb_base64": [base64.b64encode(test.images[i].tobytes()).decode() for i in range(3)],
         "texts": texts, "input_ids": [tok.encode(t) for t in texts],
         "image_embeds": img_emb.tolist(), "text_embeds": txt_emb.tolist(),
-    }, open(args.golden, "w"))
+    })
 
-    scores = {split: zero_shot(model, tok, World(args.data, split)) for split in ("test", "heldout")}
-    n_params = sum(p.numel() for p in model.parameters())
-    size_mb = sum(os.path.getsize(f"{args.out}/onnx/{f}") for f in os.listdir(f"{args.out}/onnx")) / 2**20
+
+def model_card(model: Clip, state: dict, scores: dict, size_mb: float) -> str:
+    """README.md: the design, the training, zero-shot accuracy at export (`scores`), the reading and limits."""
+    config, n_params = model.config, n_parameters(model)
     row = lambda s: f"| {s} | {scores[s]['images']} | {scores[s]['colour']:.1%} | {scores[s]['shape']:.1%} | {scores[s]['colour_and_shape']:.1%} |"
-    card = f"""# clip-tiny
+    return f"""# clip-tiny
 
 A CLIP model (Radford et al. 2021) trained by this project on the shapes world
 (`../../../shared/WORLD.md`), in the file layout and ONNX input/output names of the public
@@ -184,18 +202,21 @@ are `purple triangle` or `orange circle`, pairs never seen in training.
 
 `deno task eval clip` measures the same through the service's own pipeline and ONNX sessions.
 
-## Reading
-A stem from scratch (three strided convolutions) left shape at chance after 500 steps, as the
-plain linear patches had after 3,000; a stem that starts from a CNN which already reads shape —
-sat-soft-tiny's encoder, fine-tuned here — reads it within 250. The held-out pairs, never seen
-together, score as the seen ones: colour and shape are read separately and bound by the
-contrastive loss with its swapped-attribute negatives, so a new combination is no harder.
+""" + CARD_READING
 
-## Limits
-It knows the shapes world only: 4 shapes, 6 colours, 3 backgrounds, 64×64 pixels. Photographs
-get embeddings, but they mean nothing.
-"""
-    open(f"{args.out}/README.md", "w").write(card)
+
+def main():
+    args = parse_args()
+    model, state = load_clip(f"{args.run}/last.pt")
+    tok = WordTokenizer(vocabulary(args.data), max_length=model.config.max_positions)
+    os.makedirs(f"{args.out}/onnx", exist_ok=True)
+    write_configs(model, args.out)
+    write_tokenizer(tok, args.out)
+    export_graphs(model, tok, args.out)
+    write_golden(model, tok, args.data, args.golden)
+    scores = {split: zero_shot(model, tok, World(args.data, split)) for split in ("test", "heldout")}
+    size_mb = sum(os.path.getsize(f"{args.out}/onnx/{f}") for f in os.listdir(f"{args.out}/onnx")) / 2**20
+    open(f"{args.out}/README.md", "w").write(model_card(model, state, scores, size_mb))
     print(json.dumps(scores, indent=2))
 
 

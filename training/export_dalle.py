@@ -25,9 +25,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import EOS, SPECIAL, World, WordTokenizer, vocabulary
+from common import EOS, World, WordTokenizer, vocabulary
 from dalle_model import DalleConfig, VqVae, transformer
-from onnx_export import export, golden_values, graph_constant, load_onnx_weights, load_safetensors, save_safetensors
+from onnx_export import (card_scores, export, golden_values, graph_constant, load_onnx_weights, load_safetensors,
+                         n_parameters, save_safetensors, write_fixture, write_json)
 from sd_model import SdConfig, Vae, to_unit
 
 
@@ -125,15 +126,14 @@ def write_golden(c: DalleConfig, model, vq: VqVae, vae: Vae, scale: float, tok: 
                torch.tensor([[T]]), *presents)
     grid = torch.randint(0, c.codebook, (1, c.grid, c.grid), generator=g)
     sample = TokensToImage(vq, vae, scale)(grid)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    json.dump({"model": "dalle-tiny", "caption": caption, "input_ids": ids[0].tolist(),
-               "next_token": c.text_vocab + codes[3], "logits": golden_values(logits),
-               "logits_last": golden_values(logits[0, -1]), "present_last_value": golden_values(presents[-1]),
-               "step_logits": golden_values(step[0]), "image_tokens": grid.flatten().tolist(),
-               "sample": golden_values(sample)}, open(path, "w"))
+    write_fixture(path, {"model": "dalle-tiny", "caption": caption, "input_ids": ids[0].tolist(),
+                         "next_token": c.text_vocab + codes[3], "logits": golden_values(logits),
+                         "logits_last": golden_values(logits[0, -1]), "present_last_value": golden_values(presents[-1]),
+                         "step_logits": golden_values(step[0]), "image_tokens": grid.flatten().tolist(),
+                         "sample": golden_values(sample)})
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="data/runs/dalle-tiny")
     ap.add_argument("--sd", default="data/runs/sd-tiny")
@@ -143,60 +143,64 @@ def main():
     ap.add_argument("--golden", default="tests/fixtures/dalle-tiny.golden.json")
     ap.add_argument("--golden-only", action="store_true",
                     help="write only the golden fixture, from the model already exported in --out")
-    args = ap.parse_args()
-    torch.manual_seed(0)
-    if args.golden_only:
-        c, model, vq, vae, scale = load_export(args.out)
-        tok = WordTokenizer([], max_length=c.text_length)
-        tok.ids = json.load(open(f"{args.out}/tokenizer.json"))["model"]["vocab"]  # the shipped words
-        write_golden(c, model, vq, vae, scale, tok, args.golden)
-        print(f"wrote {args.golden} (from {args.out})")
-        return
+    return ap.parse_args()
 
-    vq_state = torch.load(f"{args.run}/vqvae.pt", map_location="cpu")
-    tf_state = torch.load(f"{args.run}/transformer.pt", map_location="cpu")
+
+def golden_from_export(out: str, golden: str) -> None:
+    """--golden-only: the fixture of the model shipped in `out`, from its own files."""
+    c, model, vq, vae, scale = load_export(out)
+    tok = WordTokenizer([], max_length=c.text_length)
+    tok.ids = json.load(open(f"{out}/tokenizer.json"))["model"]["vocab"]  # the shipped words
+    write_golden(c, model, vq, vae, scale, tok, golden)
+
+
+def load_run(run: str, sd: str):
+    """The dVAE and transformer from their training run, sd-tiny's VAE and scaling_factor from its
+    run (all in eval mode), and the steps each stage trained for."""
+    vq_state = torch.load(f"{run}/vqvae.pt", map_location="cpu")
+    tf_state = torch.load(f"{run}/transformer.pt", map_location="cpu")
     c = DalleConfig(**tf_state["config"])
     vq, model = VqVae(c), transformer(c)
     vq.load_state_dict(vq_state["model"])
     model.load_state_dict(tf_state["model"])
     vae = Vae(SdConfig())
-    vae.load_state_dict(torch.load(f"{args.sd}/vae.pt", map_location="cpu")["model"])
-    scale = torch.load(f"{args.sd}/latents.pt")["scaling_factor"]
+    vae.load_state_dict(torch.load(f"{sd}/vae.pt", map_location="cpu")["model"])
+    scale = torch.load(f"{sd}/latents.pt")["scaling_factor"]
     for m in (vq, model, vae):
         m.eval()
-    tok = WordTokenizer(vocabulary(args.data), max_length=c.text_length)
-    assert len(tok.tokens) == c.text_vocab
-    os.makedirs(f"{args.out}/onnx", exist_ok=True)
-    write = lambda name, obj: json.dump(obj, open(f"{args.out}/{name}", "w"), indent=2)
+    return c, model, vq, vae, scale, {"vqvae_steps": vq_state["step"], "transformer_steps": tf_state["step"]}
 
-    g = c.grid
+
+def export_graphs(c: DalleConfig, model, vq: VqVae, vae: Vae, scale: float, out: str) -> None:
+    """onnx/vqvae_decoder.onnx, onnx/vqvae_encoder.onnx, onnx/decoder_model_merged.onnx and the
+    transformer's model.safetensors."""
+    os.makedirs(f"{out}/onnx", exist_ok=True)
     module, example, inputs, outputs, dynamic = vqvae_decoder_graph(vq, vae, scale, c)
-    export(module, example, f"{args.out}/onnx/vqvae_decoder.onnx", inputs, outputs, dynamic)
-    export(ImageToTokens(vq, vae, scale), (torch.zeros(2, 3, 64, 64),), f"{args.out}/onnx/vqvae_encoder.onnx",
+    export(module, example, f"{out}/onnx/vqvae_decoder.onnx", inputs, outputs, dynamic)
+    export(ImageToTokens(vq, vae, scale), (torch.zeros(2, 3, 64, 64),), f"{out}/onnx/vqvae_encoder.onnx",
            ["pixel_values"], ["image_tokens"], {"pixel_values": {0: "batch_size"}, "image_tokens": {0: "batch_size"}})
-    vc = model.c
-    L = vc.layers
     module, example, inputs, outputs, dynamic = decoder_graph(model)
-    export(module, example, f"{args.out}/onnx/decoder_model_merged.onnx", inputs, outputs, dynamic)
-    save_safetensors(model.state_dict(), f"{args.out}/model.safetensors")
-    write_golden(c, model, vq, vae, scale, tok, args.golden)
+    export(module, example, f"{out}/onnx/decoder_model_merged.onnx", inputs, outputs, dynamic)
+    save_safetensors(model.state_dict(), f"{out}/model.safetensors")
 
-    write("config.json", {
+
+def write_configs(c: DalleConfig, model, tok: WordTokenizer, out: str) -> None:
+    """config.json, the tokenizer files and manifest.json."""
+    vc = model.c
+    write_json(out, "config.json", {
         "architectures": ["DalleForImageGeneration"], "model_type": "dalle",
         "text_vocab_size": c.text_vocab, "text_length": c.text_length, "text_pad_token_id": EOS,
-        "codebook_size": c.codebook, "image_token_offset": c.text_vocab, "image_grid": g,
-        "image_size": 64, "pixels_per_token": 64 // g,
+        "codebook_size": c.codebook, "image_token_offset": c.text_vocab, "image_grid": c.grid,
+        "image_size": 64, "pixels_per_token": 64 // c.grid,
         "text_config": {"model_type": "llama", "hidden_size": vc.hidden, "intermediate_size": vc.intermediate,
-                        "num_hidden_layers": L, "num_attention_heads": vc.heads,
+                        "num_hidden_layers": vc.layers, "num_attention_heads": vc.heads,
                         "num_key_value_heads": vc.kv_heads, "head_dim": vc.head_dim,
                         "vocab_size": vc.vocab_size, "max_position_embeddings": vc.max_positions,
                         "rope_theta": vc.rope_theta, "rms_norm_eps": 1e-5, "hidden_act": "silu"},
     })
-    write("tokenizer.json", tok.tokenizer_json())
-    write("tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": SPECIAL[0],
-                                    "eos_token": SPECIAL[1], "pad_token": SPECIAL[1], "unk_token": SPECIAL[2],
-                                    "model_max_length": c.text_length, "clean_up_tokenization_spaces": False})
-    write("manifest.json", {
+    write_json(out, "tokenizer.json", tok.tokenizer_json())
+    write_json(out, "tokenizer_config.json", tok.tokenizer_config())
+    write_json(out, "manifest.json", {
         "id": "dalle-tiny", "family": "dalle",
         "description": "DALL-E's design trained by this project on the shapes world: a discrete VAE "
                        "(8 x 8 tokens, 512 codes) and a transformer over caption + image tokens, reranked by CLIP",
@@ -208,37 +212,40 @@ def main():
         "settings": {"default_temperature": 1.0, "default_top_k": 32},
     })
 
-    # Scores for the card: dVAE reconstruction and the transformer's image-token loss on validation.
-    val = World(args.data, "val")
+
+@torch.no_grad()
+def validation_scores(c: DalleConfig, model, vq: VqVae, vae: Vae, scale: float, tok: WordTokenizer,
+                      data: str) -> dict:
+    """Scores for the card on (up to) 500 validation images: the dVAE's reconstruction error and
+    codes used, and the transformer's image-token cross-entropy given the canonical caption."""
+    val = World(data, "val")
     n = min(500, len(val))
-    with torch.no_grad():
-        x = to_unit(val.images[:n])
-        ids = ImageToTokens(vq, vae, scale)(x)
-        rec = TokensToImage(vq, vae, scale)(ids)
-        rec_err = float(((rec.clamp(-1, 1) - x).abs() * 127.5).mean())
-        used = len(torch.unique(ids))
-        text = torch.full((n, c.text_length), EOS, dtype=torch.long)
-        for j in range(n):
-            t = tok.encode(val.meta[j]["references"][0])[: c.text_length]
-            text[j, : len(t)] = torch.tensor(t)
-        seq = torch.cat([text, ids.view(n, -1) + c.text_vocab], 1)
-        ce = []
-        for a in range(0, n, 100):
-            s = seq[a:a + 100]
-            T = s.shape[1] - 1
-            logits, _ = model(model.embed(s[:, :-1]), torch.ones(len(s), T), torch.arange(T).expand(len(s), T))
-            ce.append(F.cross_entropy(logits[:, c.text_length - 1:].reshape(-1, logits.shape[-1]),
-                                      s[:, c.text_length:].reshape(-1), reduction="none"))
-        image_ce = float(torch.cat(ce).mean())
-    stats = {"vqvae_steps": vq_state["step"], "transformer_steps": tf_state["step"],
-             "vq_parameters": sum(p.numel() for p in vq.parameters()),
-             "transformer_parameters": sum(p.numel() for p in model.parameters()),
-             "val_reconstruction_mean_abs": rec_err, "val_codes_used": used,
-             "val_image_token_ce": image_ce, "val_image_token_perplexity": math.exp(image_ce)}
-    write("training.json", stats)
-    print(json.dumps(stats, indent=2))
-    scores = open(args.scores).read().strip() if args.scores else "(run `deno task eval images` and export with --scores)"
-    open(f"{args.out}/README.md", "w").write(f"""# dalle-tiny
+    x = to_unit(val.images[:n])
+    ids = ImageToTokens(vq, vae, scale)(x)
+    rec = TokensToImage(vq, vae, scale)(ids)
+    rec_err = float(((rec.clamp(-1, 1) - x).abs() * 127.5).mean())
+    used = len(torch.unique(ids))
+    text = torch.full((n, c.text_length), EOS, dtype=torch.long)
+    for j in range(n):
+        t = tok.encode(val.meta[j]["references"][0])[: c.text_length]
+        text[j, : len(t)] = torch.tensor(t)
+    seq = torch.cat([text, ids.view(n, -1) + c.text_vocab], 1)
+    ce = []
+    for a in range(0, n, 100):
+        s = seq[a:a + 100]
+        T = s.shape[1] - 1
+        logits, _ = model(model.embed(s[:, :-1]), torch.ones(len(s), T), torch.arange(T).expand(len(s), T))
+        ce.append(F.cross_entropy(logits[:, c.text_length - 1:].reshape(-1, logits.shape[-1]),
+                                  s[:, c.text_length:].reshape(-1), reduction="none"))
+    image_ce = float(torch.cat(ce).mean())
+    return {"images": n, "val_reconstruction_mean_abs": rec_err, "val_codes_used": used,
+            "val_image_token_ce": image_ce, "val_image_token_perplexity": math.exp(image_ce)}
+
+
+def model_card(c: DalleConfig, model, stats: dict, n: int, scores: str) -> str:
+    vc, L = model.c, model.c.layers
+    rec_err, used, image_ce = stats["val_reconstruction_mean_abs"], stats["val_codes_used"], stats["val_image_token_ce"]
+    return f"""# dalle-tiny
 
 DALL-E's design (Ramesh et al. 2021) trained by this project on the shapes world
 (`../../../shared/WORLD.md`): a discrete VAE turns a 64 x 64 image into an 8 x 8 grid of codebook
@@ -278,7 +285,29 @@ with `rerank`, returns the k that clip-tiny scores highest against the prompt, a
 - Pixel judge (`deno task eval images`, the same prompts as sd-tiny):
 
 {scores}
-""")
+"""
+
+
+def main():
+    args = parse_args()
+    torch.manual_seed(0)
+    if args.golden_only:
+        golden_from_export(args.out, args.golden)
+        print(f"wrote {args.golden} (from {args.out})")
+        return
+    c, model, vq, vae, scale, steps = load_run(args.run, args.sd)
+    tok = WordTokenizer(vocabulary(args.data), max_length=c.text_length)
+    assert len(tok.tokens) == c.text_vocab
+    export_graphs(c, model, vq, vae, scale, args.out)
+    write_golden(c, model, vq, vae, scale, tok, args.golden)
+    write_configs(c, model, tok, args.out)
+    scores = validation_scores(c, model, vq, vae, scale, tok, args.data)
+    n = scores.pop("images")
+    stats = {**steps, "vq_parameters": n_parameters(vq), "transformer_parameters": n_parameters(model), **scores}
+    write_json(args.out, "training.json", stats)
+    print(json.dumps(stats, indent=2))
+    card = model_card(c, model, stats, n, card_scores(args.scores, "images"))
+    open(f"{args.out}/README.md", "w").write(card)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ import os
 import torch
 import torch.nn as nn
 
-from clip_model import Clip, ClipConfig
+from clip_model import Clip, load_clip
 from common import World
-from onnx_export import export
+from onnx_export import card_scores, export, n_parameters, write_fixture, write_json
 from sd_model import MAX_LENGTH, SdConfig, UNet, Vae, to_unit
 
 
@@ -54,7 +54,7 @@ class VaeDecoder(nn.Module):
         return self.vae.decode(latent_sample)
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="data/runs/sd-tiny")
     ap.add_argument("--clip", default="data/runs/clip-tiny/last.pt")
@@ -64,71 +64,78 @@ def main():
     ap.add_argument("--golden", default="tests/fixtures/sd-tiny.golden.json")
     ap.add_argument("--raw", action="store_true", help="export the trained weights, not their EMA")
     ap.add_argument("--scores", help="the table `deno task eval images` printed, for the model card")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    unet_state = torch.load(f"{args.run}/unet.pt", map_location="cpu")
-    vae_state = torch.load(f"{args.run}/vae.pt", map_location="cpu")
+
+def load_run(run: str, clip_path: str, raw: bool):
+    """The UNet (its EMA unless `raw`), the VAE and the clip-tiny text tower, in eval mode, and the
+    UNet's and VAE's checkpoints (steps, scaling_factor)."""
+    unet_state = torch.load(f"{run}/unet.pt", map_location="cpu")
+    vae_state = torch.load(f"{run}/vae.pt", map_location="cpu")
     config = SdConfig()
     unet, vae = UNet(config), Vae(config)
-    unet.load_state_dict(unet_state["model" if args.raw else "ema"])
+    unet.load_state_dict(unet_state["model" if raw else "ema"])
     vae.load_state_dict(vae_state["model"])
-    clip_state = torch.load(args.clip, map_location="cpu")
-    clip = Clip(ClipConfig(**clip_state["config"]))
-    clip.load_state_dict(clip_state["model"])
+    clip, _ = load_clip(clip_path)
     for m in (unet, vae, clip):
         m.eval()
-    scale = unet_state["scaling_factor"]
+    return config, unet, vae, clip, unet_state, vae_state
+
+
+def export_graphs(config: SdConfig, unet: UNet, vae: Vae, clip: Clip, out: str) -> None:
+    """text_encoder/, unet/, vae_decoder/ and vae_encoder/model.onnx, with the public exports' names."""
     z = config.latent_channels
-
-    def write(name, obj):
-        os.makedirs(os.path.dirname(f"{args.out}/{name}") or args.out, exist_ok=True)
-        json.dump(obj, open(f"{args.out}/{name}", "w"), indent=2)
-
     ids = torch.ones(2, MAX_LENGTH, dtype=torch.long)
     ids[:, 0] = 0
-    export(TextEncoder(clip), (ids,), f"{args.out}/text_encoder/model.onnx", ["input_ids"],
+    export(TextEncoder(clip), (ids,), f"{out}/text_encoder/model.onnx", ["input_ids"],
            ["last_hidden_state", "pooler_output"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
     lat = torch.randn(2, z, 16, 16)
     hid = torch.randn(2, MAX_LENGTH, config.text_width)
-    export(unet, (lat, torch.tensor([500.0, 20.0]), hid), f"{args.out}/unet/model.onnx",
+    export(unet, (lat, torch.tensor([500.0, 20.0]), hid), f"{out}/unet/model.onnx",
            ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
            {"sample": {0: "batch_size", 2: "height", 3: "width"}, "timestep": {0: "batch_size"},
             "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"}})
-    export(VaeDecoder(vae), (lat,), f"{args.out}/vae_decoder/model.onnx", ["latent_sample"], ["sample"],
+    export(VaeDecoder(vae), (lat,), f"{out}/vae_decoder/model.onnx", ["latent_sample"], ["sample"],
            {"latent_sample": {0: "batch_size", 2: "height_latent", 3: "width_latent"}})
-    export(VaeEncoder(vae), (torch.zeros(2, 3, 64, 64),), f"{args.out}/vae_encoder/model.onnx", ["sample"],
+    export(VaeEncoder(vae), (torch.zeros(2, 3, 64, 64),), f"{out}/vae_encoder/model.onnx", ["sample"],
            ["latent_sample"], {"sample": {0: "batch_size", 2: "height", 3: "width"}})
 
-    clip_dir = args.clip_dir
+
+def write_configs(config: SdConfig, clip: Clip, scale: float, clip_dir: str, out: str) -> None:
+    """The tokenizer (clip-tiny's files), each component's config.json, the scheduler's and model_index.json."""
+    z = config.latent_channels
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        os.makedirs(f"{args.out}/tokenizer", exist_ok=True)
-        open(f"{args.out}/tokenizer/{name}", "w").write(open(f"{clip_dir}/{name}").read())
-    write("text_encoder/config.json", {"model_type": "clip_text_model", "hidden_size": clip.config.text_width,
-                                       "max_position_embeddings": clip.config.max_positions,
-                                       "vocab_size": clip.config.vocab_size})
-    write("unet/config.json", {"_class_name": "UNet2DConditionModel", "sample_size": 16, "in_channels": z,
-                               "out_channels": z, "cross_attention_dim": config.text_width,
-                               "block_out_channels": list(config.unet_channels)})
+        os.makedirs(f"{out}/tokenizer", exist_ok=True)
+        open(f"{out}/tokenizer/{name}", "w").write(open(f"{clip_dir}/{name}").read())
+    write_json(out, "text_encoder/config.json", {"model_type": "clip_text_model", "hidden_size": clip.config.text_width,
+                                                 "max_position_embeddings": clip.config.max_positions,
+                                                 "vocab_size": clip.config.vocab_size})
+    write_json(out, "unet/config.json", {"_class_name": "UNet2DConditionModel", "sample_size": 16, "in_channels": z,
+                                         "out_channels": z, "cross_attention_dim": config.text_width,
+                                         "block_out_channels": list(config.unet_channels)})
     vae_config = {"_class_name": "AutoencoderKL", "latent_channels": z, "scaling_factor": round(scale, 6),
                   "block_out_channels": list(config.vae_channels), "sample_size": 64, "in_channels": 3,
                   "out_channels": 3}
-    write("vae_decoder/config.json", vae_config)
-    write("vae_encoder/config.json", vae_config)
-    write("scheduler/scheduler_config.json", {
+    write_json(out, "vae_decoder/config.json", vae_config)
+    write_json(out, "vae_encoder/config.json", vae_config)
+    write_json(out, "scheduler/scheduler_config.json", {
         "_class_name": "DDIMScheduler", "num_train_timesteps": config.num_train_timesteps,
         "beta_start": config.beta_start, "beta_end": config.beta_end, "beta_schedule": "scaled_linear",
         "prediction_type": "epsilon", "timestep_spacing": "leading", "steps_offset": 1,
         "set_alpha_to_one": False, "clip_sample": False,
     })
-    write("model_index.json", {
+    write_json(out, "model_index.json", {
         "_class_name": "OnnxStableDiffusionPipeline", "text_encoder": ["diffusers", "OnnxRuntimeModel"],
         "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "OnnxRuntimeModel"],
         "vae_decoder": ["diffusers", "OnnxRuntimeModel"], "vae_encoder": ["diffusers", "OnnxRuntimeModel"],
         "scheduler": ["diffusers", "DDIMScheduler"],
     })
 
-    # A linear map from (scaled) latents to RGB at latent resolution: cheap streamed previews.
-    world = World(args.data, "val")
+
+def measure_vae(vae: Vae, scale: float, z: int, data: str) -> dict:
+    """On 500 validation images: the VAE's round-trip error, and a linear map from (scaled) latents
+    to RGB at latent resolution (least squares; cheap streamed previews) with its error."""
+    world = World(data, "val")
     with torch.no_grad():
         x = to_unit(world.images[:500])
         latents = vae.encode(x)[0] * scale
@@ -137,11 +144,13 @@ def main():
     A = torch.cat([latents.permute(0, 2, 3, 1).reshape(-1, z), torch.ones(latents.numel() // z, 1)], 1)
     B = small.permute(0, 2, 3, 1).reshape(-1, 3)
     sol = torch.linalg.lstsq(A, B).solution  # [z + 1, 3]
-    preview_err = ((A @ sol - B).abs().mean() * 127.5).item()
-    rt_err = ((recon.clamp(-1, 1) - x).abs().mean() * 127.5).item()
-    rt_max = ((recon.clamp(-1, 1) - x).abs().amax(dim=(1, 2, 3)).mean() * 127.5).item()
+    return {"latent_rgb": sol, "preview_mean_abs": ((A @ sol - B).abs().mean() * 127.5).item(),
+            "roundtrip_mean_abs": ((recon.clamp(-1, 1) - x).abs().mean() * 127.5).item(),
+            "roundtrip_max_abs_mean": ((recon.clamp(-1, 1) - x).abs().amax(dim=(1, 2, 3)).mean() * 127.5).item()}
 
-    write("manifest.json", {
+
+def write_manifest(sol: torch.Tensor, z: int, out: str) -> None:
+    write_json(out, "manifest.json", {
         "id": "sd-tiny", "family": "diffusion",
         "description": "Latent diffusion trained by this project on the shapes world (VAE, UNet with cross-attention, clip-tiny's text tower)",
         "capabilities": ["text-to-image", "image-to-image", "inpainting"],
@@ -157,7 +166,9 @@ def main():
         },
     })
 
-    # Golden fixture: fixed inputs and PyTorch's outputs, checked against ORT from Deno.
+
+def write_golden(unet: UNet, vae: Vae, clip: Clip, scale: float, z: int, path: str) -> None:
+    """Golden fixture: fixed inputs and PyTorch's outputs, checked against ORT from Deno."""
     g = torch.Generator().manual_seed(0)
     g_lat = torch.randn(1, z, 16, 16, generator=g)
     g_ids = torch.ones(1, MAX_LENGTH, dtype=torch.long)
@@ -166,19 +177,15 @@ def main():
         g_hid = TextEncoder(clip)(g_ids)[0]
         g_out = unet(g_lat, torch.tensor([321.0]), g_hid)
         g_img = vae.decode(g_lat / scale)
-    os.makedirs(os.path.dirname(args.golden), exist_ok=True)
-    json.dump({"input_ids": g_ids[0].tolist(), "latents": g_lat.flatten().tolist(), "timestep": 321,
-               "hidden_first": g_hid[0, :2].flatten().tolist(), "out_sample": g_out.flatten().tolist(),
-               "decoded": g_img.flatten().tolist()}, open(args.golden, "w"))
+    write_fixture(path, {"input_ids": g_ids[0].tolist(), "latents": g_lat.flatten().tolist(), "timestep": 321,
+                         "hidden_first": g_hid[0, :2].flatten().tolist(), "out_sample": g_out.flatten().tolist(),
+                         "decoded": g_img.flatten().tolist()})
 
-    stats = {"unet_steps": unet_state["step"], "unet_weights": "final" if args.raw else "ema", "vae_steps": vae_state["step"], "scaling_factor": scale,
-             "vae_roundtrip_mean_abs": rt_err, "vae_roundtrip_max_abs_mean": rt_max,
-             "preview_mean_abs": preview_err,
-             "unet_parameters": sum(p.numel() for p in unet.parameters()),
-             "vae_parameters": sum(p.numel() for p in vae.parameters())}
-    write("training.json", stats)
-    scores = open(args.scores).read().strip() if args.scores else "(run `deno task eval images` and export with --scores)"
-    card = f"""# sd-tiny
+
+def model_card(config: SdConfig, clip: Clip, stats: dict, raw: bool, scores: str) -> str:
+    z, scale = config.latent_channels, stats["scaling_factor"]
+    rt_err, preview_err = stats["vae_roundtrip_mean_abs"], stats["preview_mean_abs"]
+    return f"""# sd-tiny
 
 Latent diffusion in the Stable Diffusion design (Rombach et al. 2022), trained by this project on
 the shapes world (`../../../shared/WORLD.md`), in the ONNX layout of the public SD exports
@@ -206,7 +213,7 @@ input and output names, so that a public SD-Turbo or SD 1.5 export runs through 
 - UNet: {stats['unet_steps']} steps, batch 32, AdamW lr 6e-4 with warm-up and cosine decay, noise-prediction
   MSE at uniform timesteps, the prompt (a random caption or paraphrase of the scene) replaced by
   the empty prompt 10% of the time so that classifier-free guidance works. Exported:
-  {"the final weights (their EMA still carried much of the pre-fine-tune model)" if args.raw else "an EMA (0.999) of the weights"}. 2 CPU cores, shared with other training.
+  {"the final weights (their EMA still carried much of the pre-fine-tune model)" if raw else "an EMA (0.999) of the weights"}. 2 CPU cores, shared with other training.
 - Steps 0-5,000 used plain Gaussian noise, and the model then drew mid-grey backgrounds for
   "black" and "white" prompts (judge: background right 43% of the time). SD's schedule leaves
   sqrt(alpha_bar_T) = 0.07 of the signal at t = T, enough for the UNet to read an image's mean
@@ -231,6 +238,26 @@ triangle or an orange circle), DDIM, through the service's pipeline:
 ## Limits
 It draws the shapes world only, at 64 x 64 (32 to 128 accepted, but it was trained at 64).
 """
+
+
+def main():
+    args = parse_args()
+    config, unet, vae, clip, unet_state, vae_state = load_run(args.run, args.clip, args.raw)
+    scale = unet_state["scaling_factor"]
+    z = config.latent_channels
+    export_graphs(config, unet, vae, clip, args.out)
+    write_configs(config, clip, scale, args.clip_dir, args.out)
+    vae_scores = measure_vae(vae, scale, z, args.data)
+    write_manifest(vae_scores["latent_rgb"], z, args.out)
+    write_golden(unet, vae, clip, scale, z, args.golden)
+    stats = {"unet_steps": unet_state["step"], "unet_weights": "final" if args.raw else "ema",
+             "vae_steps": vae_state["step"], "scaling_factor": scale,
+             "vae_roundtrip_mean_abs": vae_scores["roundtrip_mean_abs"],
+             "vae_roundtrip_max_abs_mean": vae_scores["roundtrip_max_abs_mean"],
+             "preview_mean_abs": vae_scores["preview_mean_abs"],
+             "unet_parameters": n_parameters(unet), "vae_parameters": n_parameters(vae)}
+    write_json(args.out, "training.json", stats)
+    card = model_card(config, clip, stats, args.raw, card_scores(args.scores, "images"))
     open(f"{args.out}/README.md", "w").write(card)
     print(json.dumps(stats, indent=2))
 

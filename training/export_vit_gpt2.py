@@ -3,6 +3,7 @@
     /usr/bin/python3 training/export_vit_gpt2.py
 """
 import argparse
+import base64
 import json
 import os
 
@@ -10,8 +11,8 @@ import onnx
 import torch
 
 from caption_model import MEAN, STD, pixels
-from common import SPECIAL, World, WordTokenizer, vocabulary
-from onnx_export import export
+from common import World, WordTokenizer, vocabulary
+from onnx_export import export, n_parameters, write_fixture, write_json
 from vit_gpt2_model import DecoderExport, EncoderExport, VitGpt2, VitGpt2Config
 
 
@@ -57,34 +58,27 @@ def export_onnx(model: VitGpt2, out: str) -> None:
     onnx.save(g, path)
 
 
-
-def main():
+def parse_args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="data/runs/vit-gpt2-tiny")
     ap.add_argument("--data", default="data/world")
     ap.add_argument("--out", default="models/embedded/vit-gpt2-tiny")
     ap.add_argument("--golden", default="tests/fixtures/vit-gpt2-tiny.golden.json")
-    args = ap.parse_args()
-    state = torch.load(f"{args.run}/last.pt", map_location="cpu")
-    c = VitGpt2Config(**state["config"])
-    model = VitGpt2(c).eval()
-    model.load_state_dict(state["model"])
-    tok = WordTokenizer(vocabulary(args.data), max_length=c.n_positions)
-    out = args.out
-    os.makedirs(f"{out}/onnx", exist_ok=True)
-    write = lambda name, obj: json.dump(obj, open(f"{out}/{name}", "w"), indent=2)
-    grid = c.image_size // c.patch_size
+    return ap.parse_args()
 
-    write("manifest.json", {
+
+def write_configs(c: VitGpt2Config, tok: WordTokenizer, out: str) -> None:
+    """manifest.json, config.json, generation_config.json, preprocessor_config.json and the tokenizer files."""
+    write_json(out, "manifest.json", {
         "id": "vit-gpt2-tiny", "family": "captioning",
         "description": "ViT encoder + GPT-2-style decoder with cross-attention, trained by this project on the shapes world",
         "capabilities": ["captioning", "attention-maps"],
         "modalities": {"input": ["image"], "output": ["text"]},
         "files": {"encoder": "onnx/encoder_model.onnx", "decoder": "onnx/decoder_model_merged.onnx"},
         "license": "MIT", "preload": True,
-        "settings": {"architecture": "vision-encoder-decoder", "grid": grid},
+        "settings": {"architecture": "vision-encoder-decoder", "grid": c.image_size // c.patch_size},
     })
-    write("config.json", {
+    write_json(out, "config.json", {
         "architectures": ["VisionEncoderDecoderModel"], "model_type": "vision-encoder-decoder",
         "decoder_start_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id, "pad_token_id": c.eos_token_id,
         "encoder": {"model_type": "vit", "image_size": c.image_size, "patch_size": c.patch_size,
@@ -94,29 +88,22 @@ def main():
                     "n_head": c.n_head, "n_positions": c.n_positions, "vocab_size": c.vocab_size,
                     "bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id},
     })
-    write("generation_config.json", {"bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id,
-                                     "decoder_start_token_id": c.bos_token_id, "max_length": c.n_positions})
-    write("preprocessor_config.json", {
+    write_json(out, "generation_config.json", {"bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id,
+                                               "decoder_start_token_id": c.bos_token_id, "max_length": c.n_positions})
+    write_json(out, "preprocessor_config.json", {
         "feature_extractor_type": "ViTFeatureExtractor", "image_processor_type": "ViTImageProcessor",
         "do_resize": True, "size": {"height": c.image_size, "width": c.image_size}, "resample": 2,
         "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
         "image_mean": [MEAN] * 3, "image_std": [STD] * 3,
     })
-    write("tokenizer.json", tok.tokenizer_json())
-    write("tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": SPECIAL[0],
-                                    "eos_token": SPECIAL[1], "pad_token": SPECIAL[1], "unk_token": SPECIAL[2],
-                                    "model_max_length": c.n_positions, "clean_up_tokenization_spaces": False})
+    write_json(out, "tokenizer.json", tok.tokenizer_json())
+    write_json(out, "tokenizer_config.json", tok.tokenizer_config())
 
-    export_onnx(model, out)
 
-    test = World(args.data, "test")
-    captions = greedy(model, tok, test.images[:200])
-    import base64
-    json.dump({"images_rgb_base64": [base64.b64encode(test.images[i].tobytes()).decode() for i in range(4)],
-               "greedy": captions[:4]}, open(args.golden, "w"), indent=1)
-    exact = sum(p == m["caption"] for p, m in zip(captions, test.meta[:200])) / 200
-    n_params = sum(p.numel() for p in model.parameters())
-    open(f"{out}/README.md", "w").write(f"""# vit-gpt2-tiny — ViT encoder + GPT-2-style decoder
+def model_card(model: VitGpt2, state: dict, exact: float) -> str:
+    c = model.c
+    grid, n_params = c.image_size // c.patch_size, n_parameters(model)
+    return f"""# vit-gpt2-tiny — ViT encoder + GPT-2-style decoder
 
 The modern captioning design: a ViT reads {grid} × {grid} patches ({c.patch_size} px) of the 64 × 64 image; a
 GPT-2-style decoder ({c.n_layer} layers, width {c.n_embd}, {c.n_head} heads) writes the caption, attending to
@@ -131,7 +118,27 @@ mean over heads) that explains each word.
   decay, batch {state.get('batch', 32)}, {state['step']} steps on 2 CPU cores.
 - Exact-match greedy captions on 200 test images at export: {exact:.1%}.
 - Reproduce: `/usr/bin/python3 training/train_caption.py --kind vit-gpt2 && /usr/bin/python3 training/export_vit_gpt2.py`.
-""")
+"""
+
+
+def main():
+    args = parse_args()
+    state = torch.load(f"{args.run}/last.pt", map_location="cpu")
+    c = VitGpt2Config(**state["config"])
+    model = VitGpt2(c).eval()
+    model.load_state_dict(state["model"])
+    tok = WordTokenizer(vocabulary(args.data), max_length=c.n_positions)
+    out = args.out
+    os.makedirs(f"{out}/onnx", exist_ok=True)
+    write_configs(c, tok, out)
+    export_onnx(model, out)
+
+    test = World(args.data, "test")
+    captions = greedy(model, tok, test.images[:200])
+    write_fixture(args.golden, {"images_rgb_base64": [base64.b64encode(test.images[i].tobytes()).decode() for i in range(4)],
+                                "greedy": captions[:4]}, indent=1)
+    exact = sum(p == m["caption"] for p, m in zip(captions, test.meta[:200])) / 200
+    open(f"{out}/README.md", "w").write(model_card(model, state, exact))
     print(json.dumps({"greedy": captions[:4], "exact_match_200": exact}, indent=1))
 
 

@@ -35,9 +35,10 @@ import torch
 import torch.nn as nn
 
 import world
-from clip_model import MEAN, STD, Clip, ClipConfig, pixels
+from clip_model import MEAN, STD, Clip, ClipConfig, load_clip, pixels
 from common import SPECIAL, vocabulary
-from onnx_export import export, golden_values, load_onnx_weights, load_safetensors, save_safetensors
+from onnx_export import (card_scores, export, golden_values, load_onnx_weights, load_safetensors, n_parameters,
+                         save_safetensors, write_fixture, write_json)
 from vlm_model import CHAT, ChatTokenizer, Vlm, VlmConfig, prompt_text
 
 CHAT_TEMPLATE = (
@@ -157,7 +158,7 @@ def graphs(model: Vlm, clip: Clip, c: VlmConfig, kind: str) -> dict:
 def export_model(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatTokenizer, out: str) -> None:
     """The ONNX files and the configs of either layout (not the manifest or the card)."""
     os.makedirs(f"{out}/onnx", exist_ok=True)
-    write = lambda name, obj: json.dump(obj, open(f"{out}/{name}", "w"), indent=2)
+    write = lambda name, obj: write_json(out, name, obj)
 
     S, patch = clip.config.image_size, clip.config.patch_size
     for name, (module, example, inputs, outputs, dynamic) in graphs(model, clip, c, kind).items():
@@ -214,9 +215,7 @@ def load_run(run: str, clip_path: str, data: str):
     tok = ChatTokenizer(vocabulary(data))
     assert tok.tokens == state["vocab"], "the vocabulary changed since training"
     model = Vlm(c, kind, tok.ids["<image>"])
-    clip_state = torch.load(clip_path, map_location="cpu")
-    clip = Clip(ClipConfig(**clip_state["config"]))
-    clip.load_state_dict(clip_state["model"])
+    clip, _ = load_clip(clip_path)
     # A run with --tune-tower saved its own tuned copy of the tower: that one is the encoder.
     tower = {k[len("tower."):]: v for k, v in state["model"].items() if k.startswith("tower.")}
     if tower:
@@ -313,11 +312,10 @@ def write_golden(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatToken
     out.update({"logits": golden_values(logits), "logits_last": golden_values(logits[0, -1]),
                 "present_last_value": golden_values(presents[-1]), "next_token": nxt,
                 "step_logits": golden_values(step[0])})
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    json.dump(out, open(path, "w"))
+    write_fixture(path, out)
 
 
-def main():
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", help="the training run (required unless --golden-only)")
     ap.add_argument("--out", required=True)
@@ -328,6 +326,72 @@ def main():
     ap.add_argument("--golden-only", action="store_true",
                     help="write only the golden fixture of the model in --out (from --run if given, else "
                          "from --out's own files); nothing in --out changes")
+    return ap
+
+
+def write_manifest(model_id: str, kind: str, out: str) -> None:
+    files = ({"vision": "onnx/vision_encoder.onnx", "embed": "onnx/embed_tokens.onnx",
+              "decoder": "onnx/decoder_model_merged.onnx"} if kind == "unified" else
+             {"vision": "onnx/vision_encoder.onnx", "decoder": "onnx/decoder_model_merged.onnx",
+              "weights": "model.safetensors"})
+    write_json(out, "manifest.json", {
+        "id": model_id, "family": "chat",
+        "description": ("Multimodal chat, unified embedding decoder (image patches projected into the token "
+                        "stream), SmolVLM layout, trained by this project on the shapes world") if kind == "unified" else
+                       ("Multimodal chat, cross-attention decoder (text queries attend to image keys/values, "
+                        "Llama 3.2 Vision design), trained by this project on the shapes world"),
+        "capabilities": ["chat", "visual-question-answering"],
+        "modalities": {"input": ["text", "image"], "output": ["text"]},
+        "files": files, "license": "MIT", "preload": True,
+        "settings": {"architecture": "unified" if kind == "unified" else "cross-attention"},
+    })
+
+
+def model_card(model_id: str, c: VlmConfig, kind: str, state: dict, tower: dict, n_params: int, clip_path: str,
+               scores: str) -> str:
+    """README.md: the design (method A or B), the training and how to reproduce it, the QA scores."""
+    how = "tuned with the decoder" if tower else "frozen"
+    design = (f"""- Method A, unified embedding decoder (SmolVLM / Idefics3 design and ONNX layout): clip-tiny's
+  vision tower ({how}) gives 8 x 8 patch features; a 2 x 2 pixel shuffle makes 16 tokens of 4x
+  the width, a linear connector projects them to the LM's width, and they take the places of the
+  16 `<image>` tokens the processor writes into the prompt. The decoder reads one sequence.""" if kind == "unified" else
+              f"""- Method B, cross-modality attention (Llama 3.2 Vision design): clip-tiny's vision tower ({how})
+  gives 8 x 8 patch features, projected to the decoder's width with learned positions; the prompt
+  keeps one `<image>` marker. After every {c.cross_every}nd decoder layer a gated cross-attention layer
+  (tanh gates from 0) lets the text's queries attend to the image's keys and values.""")
+    return f"""# {model_id}
+
+A multimodal chat model trained by this project on the shapes world (`../../../shared/WORLD.md`)
+to answer its questions about an image.
+
+{design}
+- Decoder: Llama-style, {c.layers} layers, width {c.hidden}, {c.heads} query heads sharing {c.kv_heads} key/value heads
+  (head size {c.head_dim}), RMSNorm, rotary positions, SwiGLU MLP ({c.intermediate}); a word-level vocabulary of
+  {c.vocab_size} tokens with SmolVLM's chat tokens and chat template.
+- Parameters trained: {n_params / 1e6:.2f} M{" and the vision tower's 0.8 M" if tower else " (the vision tower's 0.8 M frozen)"}.
+
+## Training
+- Fresh scenes for every batch from `training/world.py` (the second renderer; never the held-out
+  pairs), one question per scene with its type drawn uniformly (colour, shape, count, position,
+  existence, background, describe); the tower is clip-tiny's (`{clip_path}`).
+- Loss on the answer tokens and the closing `<end_of_utterance>` only. AdamW, lr 2e-3 with
+  warm-up and cosine decay, batch 64, {state['step']} steps on 2 CPU cores. Log: `training/runs/{model_id}.md`.
+- Reproduce: `deno task world` (the vocabulary), `/usr/bin/python3 training/train_vlm.py --kind {kind}
+  --out data/runs/{model_id} --clip {clip_path} --steps {state['step']}{f" --tune-tower {state['tune_tower']}" if state.get("tune_tower") else ""}`, then
+  `training/export_vlm.py --run data/runs/{model_id} --out models/embedded/{model_id} --clip {clip_path}`.
+
+## Question answering (`deno task eval chat`, greedy, through the service's pipeline)
+
+{scores}
+
+## Limits
+It knows the shapes world only. Rotary positions have no table: the config declares 256
+positions, but training saw about 60 tokens, so long conversations leave what it learned.
+"""
+
+
+def main():
+    ap = parser()
     args = ap.parse_args()
     model_id = os.path.basename(args.out.rstrip("/"))
     golden = args.golden or f"tests/fixtures/{model_id}.golden.json"
@@ -342,62 +406,9 @@ def main():
     model, clip, c, kind, tok, state, tower = load_run(args.run, args.clip, args.data)
     export_model(model, clip, c, kind, tok, args.out)
     write_golden(model, clip, c, kind, tok, model_id, golden)
-    write = lambda name, obj: json.dump(obj, open(f"{args.out}/{name}", "w"), indent=2)
-    files = ({"vision": "onnx/vision_encoder.onnx", "embed": "onnx/embed_tokens.onnx",
-              "decoder": "onnx/decoder_model_merged.onnx"} if kind == "unified" else
-             {"vision": "onnx/vision_encoder.onnx", "decoder": "onnx/decoder_model_merged.onnx",
-              "weights": "model.safetensors"})
-    write("manifest.json", {
-        "id": model_id, "family": "chat",
-        "description": ("Multimodal chat, unified embedding decoder (image patches projected into the token "
-                        "stream), SmolVLM layout, trained by this project on the shapes world") if kind == "unified" else
-                       ("Multimodal chat, cross-attention decoder (text queries attend to image keys/values, "
-                        "Llama 3.2 Vision design), trained by this project on the shapes world"),
-        "capabilities": ["chat", "visual-question-answering"],
-        "modalities": {"input": ["text", "image"], "output": ["text"]},
-        "files": files, "license": "MIT", "preload": True,
-        "settings": {"architecture": "unified" if kind == "unified" else "cross-attention"},
-    })
-    n_params = sum(p.numel() for p in model.parameters())
-    scores = open(args.scores).read().strip() if args.scores else "(run `deno task eval chat` and export with --scores)"
-    how = "tuned with the decoder" if tower else "frozen"
-    design = (f"""- Method A, unified embedding decoder (SmolVLM / Idefics3 design and ONNX layout): clip-tiny's
-  vision tower ({how}) gives 8 x 8 patch features; a 2 x 2 pixel shuffle makes 16 tokens of 4x
-  the width, a linear connector projects them to the LM's width, and they take the places of the
-  16 `<image>` tokens the processor writes into the prompt. The decoder reads one sequence.""" if kind == "unified" else
-              f"""- Method B, cross-modality attention (Llama 3.2 Vision design): clip-tiny's vision tower ({how})
-  gives 8 x 8 patch features, projected to the decoder's width with learned positions; the prompt
-  keeps one `<image>` marker. After every {c.cross_every}nd decoder layer a gated cross-attention layer
-  (tanh gates from 0) lets the text's queries attend to the image's keys and values.""")
-    card = f"""# {model_id}
-
-A multimodal chat model trained by this project on the shapes world (`../../../shared/WORLD.md`)
-to answer its questions about an image.
-
-{design}
-- Decoder: Llama-style, {c.layers} layers, width {c.hidden}, {c.heads} query heads sharing {c.kv_heads} key/value heads
-  (head size {c.head_dim}), RMSNorm, rotary positions, SwiGLU MLP ({c.intermediate}); a word-level vocabulary of
-  {c.vocab_size} tokens with SmolVLM's chat tokens and chat template.
-- Parameters trained: {n_params / 1e6:.2f} M{" and the vision tower's 0.8 M" if tower else " (the vision tower's 0.8 M frozen)"}.
-
-## Training
-- Fresh scenes for every batch from `training/world.py` (the second renderer; never the held-out
-  pairs), one question per scene with its type drawn uniformly (colour, shape, count, position,
-  existence, background, describe); the tower is clip-tiny's (`{args.clip}`).
-- Loss on the answer tokens and the closing `<end_of_utterance>` only. AdamW, lr 2e-3 with
-  warm-up and cosine decay, batch 64, {state['step']} steps on 2 CPU cores. Log: `training/runs/{model_id}.md`.
-- Reproduce: `deno task world` (the vocabulary), `/usr/bin/python3 training/train_vlm.py --kind {kind}
-  --out data/runs/{model_id} --clip {args.clip} --steps {state['step']}{f" --tune-tower {state['tune_tower']}" if state.get("tune_tower") else ""}`, then
-  `training/export_vlm.py --run data/runs/{model_id} --out models/embedded/{model_id} --clip {args.clip}`.
-
-## Question answering (`deno task eval chat`, greedy, through the service's pipeline)
-
-{scores}
-
-## Limits
-It knows the shapes world only. Rotary positions have no table: the config declares 256
-positions, but training saw about 60 tokens, so long conversations leave what it learned.
-"""
+    write_manifest(model_id, kind, args.out)
+    n_params = n_parameters(model)
+    card = model_card(model_id, c, kind, state, tower, n_params, args.clip, card_scores(args.scores, "chat"))
     open(f"{args.out}/README.md", "w").write(card)
     print(f"exported {model_id} ({kind}), {n_params / 1e6:.2f} M parameters, step {state['step']}")
 

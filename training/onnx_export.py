@@ -1,4 +1,5 @@
-"""What every exporter writes the same way: ONNX graphs and safetensors weights."""
+"""What every exporter writes the same way: ONNX graphs, safetensors weights, JSON files (configs,
+manifests, golden fixtures) and the model card's scores."""
 import json
 import os
 import struct
@@ -11,6 +12,31 @@ def export(module, args, path, inputs, outputs, dynamic):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
                       dynamic_axes=dynamic, opset_version=17, do_constant_folding=True)
+
+
+def write_json(out: str, name: str, obj) -> None:
+    """out/name as indented JSON (a config, manifest or tokenizer file), its folder made if needed."""
+    path = f"{out}/{name}"
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+
+
+def write_fixture(path: str, obj, indent=None) -> None:
+    """A golden fixture (compact JSON unless `indent`), its folder made if needed."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=indent)
+
+
+def card_scores(path, task: str) -> str:
+    """The model card's table of scores: the file that `deno task eval <task>`'s output was saved to
+    (--scores), or a note saying how to get one."""
+    return open(path).read().strip() if path else f"(run `deno task eval {task}` and export with --scores)"
+
+
+def n_parameters(*modules) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
 
 
 def save_safetensors(tensors: dict, path: str):
