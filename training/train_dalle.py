@@ -22,7 +22,7 @@ from common import EOS, Checkpointer, World, WordTokenizer, optimizer_step, prog
 from dalle_model import DalleConfig, VqVae, transformer
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--stage", choices=["vae", "transformer"], required=True)
     ap.add_argument("--data", default="data/world")
@@ -33,47 +33,52 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    torch.set_num_threads(args.threads)
-    seed_everything(args.seed)
-    tok = WordTokenizer(vocabulary(args.data), max_length=24)
-    config = DalleConfig(text_vocab=len(tok.tokens))
-    train = World(args.data, "train")
-    vae = VqVae(config)
-    cached = torch.load(f"{args.sd}/latents.pt")
-    latents = cached["latents"] * cached["scaling_factor"]  # [N, 4, 16, 16], unit variance
-    assert len(latents) == len(train), "latents.pt was written for another dataset"
-    schedule = dict(total=args.steps, lr=args.lr, warmup=200, floor=0.05)
 
-    if args.stage == "vae":
-        opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
-        ckpt = Checkpointer(f"{args.out}/vqvae.pt")
-        first = step = ckpt.load(vae, opt)
-        start = time.time()
-        while step < args.steps:
-            x = latents[np.random.randint(0, len(train), args.batch)]
-            y, ids, commit = vae(x)
-            rec = F.mse_loss(y, x)
-            loss = rec + 0.25 * commit
-            optimizer_step(vae, opt, loss, step, **schedule, clip=None)  # the VQ-VAE was trained unclipped
-            step += 1
-            if step % 20 == 0:
-                used = len(torch.unique(ids))
-                progress(step, args.steps, start, first, rec=rec.item(), commit=commit.item(), codes_used=used)
-            ckpt.maybe_save(vae, opt, step, config=config.to_dict())
-        ckpt.maybe_save(vae, opt, step, force=True, config=config.to_dict())
-        print("done", flush=True)
-        return
+def sd_latents(sd: str, n: int) -> torch.Tensor:
+    """sd-tiny's latents of the n training images, [N, 4, 16, 16] at unit variance."""
+    cached = torch.load(f"{sd}/latents.pt")
+    latents = cached["latents"] * cached["scaling_factor"]
+    assert len(latents) == n, "latents.pt was written for another dataset"
+    return latents
 
-    vae.load_state_dict(torch.load(f"{args.out}/vqvae.pt", map_location="cpu")["model"])
+
+def vae_stage(args, config: DalleConfig, vae: VqVae, latents: torch.Tensor, schedule: dict) -> None:
+    """Stage 1: the VQ-VAE on the latents (MSE + 0.25 commitment), into {out}/vqvae.pt."""
+    opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
+    ckpt = Checkpointer(f"{args.out}/vqvae.pt")
+    first = step = ckpt.load(vae, opt)
+    start = time.time()
+    while step < args.steps:
+        x = latents[np.random.randint(0, len(latents), args.batch)]
+        y, ids, commit = vae(x)
+        rec = F.mse_loss(y, x)
+        loss = rec + 0.25 * commit
+        optimizer_step(vae, opt, loss, step, **schedule, clip=None)  # the VQ-VAE was trained unclipped
+        step += 1
+        if step % 20 == 0:
+            used = len(torch.unique(ids))
+            progress(step, args.steps, start, first, rec=rec.item(), commit=commit.item(), codes_used=used)
+        ckpt.maybe_save(vae, opt, step, config=config.to_dict())
+    ckpt.maybe_save(vae, opt, step, force=True, config=config.to_dict())
+
+
+def image_codes(vae: VqVae, latents: torch.Tensor, out: str) -> torch.Tensor:
+    """The trained VQ-VAE's token grids of the latents, [N, 64], encoded once into {out}/codes.pt."""
+    vae.load_state_dict(torch.load(f"{out}/vqvae.pt", map_location="cpu")["model"])
     vae.eval()
-    cache = f"{args.out}/codes.pt"
+    cache = f"{out}/codes.pt"
     if not os.path.exists(cache):
         with torch.no_grad():
-            codes = torch.cat([vae.encode_ids(latents[i:i + 500]) for i in range(0, len(train), 500)])
+            codes = torch.cat([vae.encode_ids(latents[i:i + 500]) for i in range(0, len(latents), 500)])
         torch.save(codes, cache)
-    codes = torch.load(cache).view(len(train), -1)  # [N, 64]
+    return torch.load(cache).view(len(latents), -1)
+
+
+def transformer_stage(args, config: DalleConfig, tok: WordTokenizer, train: World, codes: torch.Tensor,
+                      schedule: dict) -> None:
+    """Stage 2: the transformer on [caption ; image tokens], into {out}/transformer.pt."""
     model = transformer(config)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     ckpt = Checkpointer(f"{args.out}/transformer.pt")
@@ -102,6 +107,22 @@ def main():
             progress(step, args.steps, start, first, loss=loss.item(), image_ce=image_loss)
         ckpt.maybe_save(model, opt, step, config=config.to_dict())
     ckpt.maybe_save(model, opt, step, force=True, config=config.to_dict())
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    tok = WordTokenizer(vocabulary(args.data), max_length=24)
+    config = DalleConfig(text_vocab=len(tok.tokens))
+    train = World(args.data, "train")
+    vae = VqVae(config)
+    latents = sd_latents(args.sd, len(train))
+    schedule = dict(total=args.steps, lr=args.lr, warmup=200, floor=0.05)
+    if args.stage == "vae":
+        vae_stage(args, config, vae, latents, schedule)
+    else:
+        transformer_stage(args, config, tok, train, image_codes(vae, latents, args.out), schedule)
     print("done", flush=True)
 
 

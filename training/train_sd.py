@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clip_model import Clip, ClipConfig
+from clip_model import load_clip
 from common import Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, vocabulary, warmup_cosine
 from sd_model import MAX_LENGTH, SdConfig, UNet, Vae, alphas_cumprod, to_unit
 
@@ -30,11 +30,7 @@ DEFAULTS = {"vae": {"steps": 3000, "batch": 32, "lr": 1e-3}, "unet": {"steps": 8
 
 
 def load_text_tower(path: str):
-    state = torch.load(path, map_location="cpu")
-    clip = Clip(ClipConfig(**state["config"]))
-    clip.load_state_dict(state["model"])
-    clip.eval()
-    return clip.text
+    return load_clip(path)[0].text
 
 
 def encode_prompts(text, tok: WordTokenizer, prompts: list) -> torch.Tensor:

@@ -16,17 +16,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clip_model import Clip, ClipConfig, pixels
+from clip_model import Clip, load_clip, pixels
 from common import Checkpointer, optimizer_step, progress, seed_everything, vocabulary, warmup_cosine
 from vlm_model import ChatTokenizer, Vlm, VlmConfig, prompt_text
 import world
 
 
 def frozen_tower(clip_path: str) -> Clip:
-    state = torch.load(clip_path, map_location="cpu")
-    clip = Clip(ClipConfig(**state["config"]))
-    clip.load_state_dict(state["model"])
-    clip.eval()
+    clip, _ = load_clip(clip_path)
     for p in clip.parameters():
         p.requires_grad_(False)
     return clip
