@@ -4,7 +4,9 @@
  * - `webgpu`: onnxruntime-web's WebGPU execution provider (a hardware adapter, or the software
  *   one when forced, which is how tests cover this path on machines without a GPU);
  * - `cpu`: onnxruntime-node, the native CPU execution provider (7–12× faster than WASM);
- * - `wasm`: onnxruntime-web's WASM execution provider, one thread: the portable last resort.
+ * - `wasm`: onnxruntime-web's WASM execution provider: the portable last resort, on several
+ *   threads (SIMD, `MM_THREADS`, else one per core up to 16) where Workers and SharedArrayBuffer
+ *   work (core/ort_wasm.ts), else on one, with the reason in `notes` and the log.
  *
  * `auto` picks webgpu on a hardware adapter whose WebGPU path works at start (a one-node graph
  * is run on it), else cpu when the native addon loads, else wasm; each step it skips is logged
@@ -14,6 +16,7 @@
  */
 import type * as ort from "onnxruntime-web";
 import type { BackendChoice } from "./config.ts";
+import { loadThreadedOrt, type ThreadedOrt } from "./ort_wasm.ts";
 
 export type BackendName = "webgpu" | "cpu" | "wasm";
 export type Ort = typeof ort;
@@ -67,7 +70,10 @@ export interface Backend {
   adapter: AdapterReport | null;
   /** What was asked for (MM_BACKEND). */
   choice: BackendChoice;
-  /** How `auto` got here: one line per backend it passed over, and why. Empty otherwise. */
+  /**
+   * How `auto` got here: one line per backend it passed over, and why; and on `wasm`, why it
+   * runs on fewer threads than asked. Empty otherwise.
+   */
   notes: string[];
   ort: Ort;
 }
@@ -153,7 +159,9 @@ async function webgpuBackend(raw: AdapterLike, adapter: AdapterReport): Promise<
   }
   const web = await import("onnxruntime-web") as Ort;
   web.env.logLevel = "error";
-  web.env.wasm.numThreads = 1; // blob workers fail in Deno
+  // The npm instance cannot start WASM threads in Deno (core/ort_wasm.ts says why); WebGPU
+  // kernels do not need them.
+  web.env.wasm.numThreads = 1;
   return { name: "webgpu", executionProvider: "webgpu", device: adapterName(adapter), ort: web };
 }
 
@@ -167,7 +175,53 @@ async function cpuBackend(): Promise<Loaded> {
   };
 }
 
-async function wasmBackend(): Promise<Loaded> {
+/**
+ * WASM threads asked for: `MM_THREADS` where set above 0 (as for the native CPU backend), else
+ * one per core, at most 16; 1 where neither can be read.
+ */
+export function wasmThreadsFromEnv(): number {
+  let set = 0;
+  try {
+    const v = Deno.env.get("MM_THREADS")?.trim();
+    if (v && /^\d+$/.test(v)) set = Number(v);
+  } catch {
+    // no --allow-env: the default
+  }
+  if (set > 0) return set;
+  return Math.max(1, Math.min(16, navigator.hardwareConcurrency || 1));
+}
+
+/**
+ * ORT-web's WASM EP on `threads` threads, tried end to end (a session and a run of the probe
+ * graph) within `timeoutMs`; where threads do not start (no Workers or SharedArrayBuffer, an
+ * error, a hang), the npm instance on one thread, and `note` says why.
+ */
+export async function wasmBackend(
+  threads = wasmThreadsFromEnv(),
+  note: (line: string) => void = (line) => console.log(`backend wasm: ${line}`),
+  timeoutMs = 15_000,
+): Promise<Loaded> {
+  if (threads > 1) {
+    let started: ThreadedOrt | undefined;
+    try {
+      const start = async () => {
+        started = await loadThreadedOrt(threads);
+        started.ort.env.logLevel = "error";
+        await probeBackend({ ort: started.ort, executionProvider: "wasm" });
+        return started.ort;
+      };
+      const web = await withTimeout(start(), timeoutMs, `starting ${threads} WASM threads`);
+      return {
+        name: "wasm",
+        executionProvider: "wasm",
+        device: `WebAssembly (${threads} threads, SIMD)`,
+        ort: web,
+      };
+    } catch (e) {
+      started?.stop();
+      note(`${threads} WASM threads did not start, running on 1: ${message(e)}`);
+    }
+  }
   const web = await import("onnxruntime-web") as Ort;
   web.env.logLevel = "error";
   web.env.wasm.numThreads = 1;
@@ -233,12 +287,15 @@ export interface BackendDeps {
   /** Loads ORT's WebGPU EP for the adapter; throws where this runtime's WebGPU cannot run it. */
   webgpu: (raw: AdapterLike, adapter: AdapterReport) => Promise<Loaded>;
   cpu: () => Promise<Loaded>;
-  wasm: () => Promise<Loaded>;
+  /** Loads the WASM EP on `threads` threads, or on fewer, saying why through `note`. */
+  wasm: (threads: number, note: (line: string) => void, timeoutMs: number) => Promise<Loaded>;
+  /** Threads for the WASM backend (`wasmThreadsFromEnv()`); 1: no Workers. */
+  wasmThreads: number;
   /** Runs a backend end to end once; throws if it does not work. */
   probe: (b: Loaded) => Promise<void>;
   /** Where the lines about skipped backends go (the server's log). */
   log: (line: string) => void;
-  /** How long the WebGPU probe may take before `auto` gives up on it. */
+  /** How long the WebGPU probe (and the start of WASM threads) may take before it is given up. */
   probeTimeoutMs: number;
 }
 
@@ -247,6 +304,9 @@ const DEFAULTS: BackendDeps = {
   webgpu: webgpuBackend,
   cpu: cpuBackend,
   wasm: wasmBackend,
+  get wasmThreads() {
+    return wasmThreadsFromEnv();
+  },
   probe: probeBackend,
   log: (line) => console.log(line),
   probeTimeoutMs: 15_000,
@@ -313,6 +373,11 @@ export async function resolveBackend(
     notes.push(line);
     d.log(`backend auto: ${line}`);
   };
+  const wasm = () =>
+    d.wasm(d.wasmThreads, (line) => {
+      notes.push(line);
+      d.log(`backend wasm: ${line}`);
+    }, d.probeTimeoutMs);
   switch (choice) {
     case "webgpu": {
       if (!adapter) {
@@ -329,7 +394,7 @@ export async function resolveBackend(
     case "cpu":
       return done(await d.cpu());
     case "wasm":
-      return done(await d.wasm());
+      return done(await wasm());
     case "auto": {
       if (!adapter) skip("no WebGPU adapter");
       else if (adapter.software) {
@@ -350,7 +415,7 @@ export async function resolveBackend(
       } catch (e) {
         skip(`native CPU backend (onnxruntime-node) did not load: ${message(e)}`);
       }
-      return done(await d.wasm());
+      return done(await wasm());
     }
   }
 }

@@ -1,8 +1,9 @@
 /**
  * The backend choice: software adapters recognized from what fake adapters report (as Deno 2.5,
  * 2.9, Chrome and older runtimes report them), `auto`'s fallbacks when WebGPU fails at start
- * (a throwing loader, a failing or hanging probe, a stray rejection from ORT's glue), and the
- * real choice and probe on this machine.
+ * (a throwing loader, a failing or hanging probe, a stray rejection from ORT's glue), the
+ * real choice and probe on this machine, and the WASM backend's threads: they start, compute
+ * what one thread computes, and where they do not start in time it runs on one, saying why.
  */
 import assert from "node:assert/strict";
 import {
@@ -12,6 +13,8 @@ import {
   describeAdapter,
   probeBackend,
   resolveBackend,
+  wasmBackend,
+  wasmThreadsFromEnv,
 } from "./backend.ts";
 
 const info = (i: Record<string, unknown>): AdapterLike => ({ info: i });
@@ -225,5 +228,82 @@ Deno.test({
     if (software) assert.notEqual(b.name, "webgpu");
     else assert.equal(b.name, "webgpu");
     console.log(`  auto chose ${b.name} (${b.device}); ${b.notes.join("; ") || "no notes"}`);
+  },
+});
+
+Deno.test("wasm: the thread count and why it is lower go to the backend's notes and the log", async () => {
+  const { deps, logged } = fakes(null);
+  let asked = 0;
+  const b = await resolveBackend("wasm", {
+    ...deps,
+    wasmThreads: 3,
+    wasm: (threads, note) => {
+      asked = threads;
+      note("3 WASM threads did not start, running on 1: no Worker");
+      return Promise.resolve({
+        name: "wasm",
+        executionProvider: "wasm",
+        device: "fake",
+        ort: {} as Backend["ort"],
+      });
+    },
+  });
+  assert.equal(asked, 3);
+  assert.deepEqual(b.notes, ["3 WASM threads did not start, running on 1: no Worker"]);
+  assert.deepEqual(logged, [`backend wasm: ${b.notes[0]}`]);
+  assert.ok(wasmThreadsFromEnv() >= 1);
+});
+
+const CLIP_VISION = new URL("../models/embedded/clip-tiny/onnx/vision_model.onnx", import.meta.url);
+
+/** The clip-tiny image tower's embeddings of a fixed batch of 4 on a backend. */
+async function embed(b: Pick<Backend, "ort">): Promise<Float32Array> {
+  const session = await b.ort.InferenceSession.create(await Deno.readFile(CLIP_VISION), {
+    executionProviders: ["wasm"],
+    graphOptimizationLevel: "all",
+  });
+  const n = 4 * 3 * 64 * 64;
+  const x = new b.ort.Tensor("float32", Float32Array.from({ length: n }, (_, i) => (i % 97) / 97), [
+    4,
+    3,
+    64,
+    64,
+  ]);
+  const out = await session.run({ [session.inputNames[0]]: x });
+  return await out.image_embeds.getData() as Float32Array;
+}
+
+Deno.test({
+  name: "wasm: 2 threads start (helper thread, blob-URL bundle) and compute what 1 thread does",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const notes: string[] = [];
+    const threaded = await wasmBackend(2, (line) => notes.push(line));
+    assert.deepEqual(notes, []);
+    assert.equal(threaded.device, "WebAssembly (2 threads, SIMD)");
+    const one = await wasmBackend(1);
+    assert.equal(one.device, "WebAssembly (1 thread)");
+    assert.notEqual(threaded.ort, one.ort, "its own ORT instance, not the npm one");
+    const [a, b] = [await embed(threaded), await embed(one)];
+    assert.equal(a.length, b.length);
+    const worst = a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+    assert.ok(worst < 1e-4, `threads changed the embeddings by ${worst}`);
+  },
+});
+
+Deno.test({
+  name: "wasm: threads that do not start in time fall back to 1 thread, with the reason",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const notes: string[] = [];
+    const b = await wasmBackend(2, (line) => notes.push(line), 1);
+    assert.equal(b.device, "WebAssembly (1 thread)");
+    assert.match(
+      notes[0],
+      /^2 WASM threads did not start, running on 1: starting 2 WASM threads took longer than 0.001 s/,
+    );
+    await probeBackend(b);
   },
 });
