@@ -108,7 +108,7 @@ const Env = z.object({
   }),
   /** Seconds an upstream has to start answering (its stream afterwards is not limited). */
   MM_UPSTREAM_TIMEOUT_S: z.coerce.number().positive().default(30),
-  /** Threads for the native CPU backend (0 = ORT's default). */
+  /** Threads for the native CPU backend (0 = ORT's default) and WASM (0 = one per core, ≤ 16). */
   MM_THREADS: z.coerce.number().int().min(0).default(0),
   /** Per model: jobs that run at once, jobs that may wait (then 429), and the wait limit (503). */
   MM_MAX_CONCURRENT: z.coerce.number().int().min(1).default(4),
