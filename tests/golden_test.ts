@@ -93,6 +93,19 @@ const row = (logits: Tensor, t: number): Tensor => {
   return sessions.tensor("float32", (logits.data as Float32Array).slice(t * V, (t + 1) * V), [V]);
 };
 
+/** A prefill of T tokens: all logits, the last position's, and the last layer's present value. */
+function nearPrefill(
+  prefill: Record<string, Tensor>,
+  golden: Record<string, Golden>,
+  T: number,
+  layers: number,
+) {
+  near("logits", prefill.logits, golden.logits, 1e-3);
+  near("logits[-1]", row(prefill.logits, T - 1), golden.logits_last, 1e-3);
+  const last = `present.${layers - 1}.value`;
+  near(last, prefill[last], golden.present_last_value, 1e-4);
+}
+
 Deno.test("dalle-tiny's ONNX decoder and dVAE decoder reproduce PyTorch's outputs (golden fixture)", async () => {
   const golden = await fixture("dalle-tiny");
   const m = await model("dalle-tiny");
@@ -111,14 +124,7 @@ Deno.test("dalle-tiny's ONNX decoder and dVAE decoder reproduce PyTorch's output
     position_ids: positions(0, T),
     ...pastFeeds(layers, kvHeads, headDim),
   });
-  near("logits", prefill.logits, golden.logits, 1e-3);
-  near("logits[-1]", row(prefill.logits, T - 1), golden.logits_last, 1e-3);
-  near(
-    `present.${layers - 1}.value`,
-    prefill[`present.${layers - 1}.value`],
-    golden.present_last_value,
-    1e-4,
-  );
+  nearPrefill(prefill, golden, T, layers);
   const step = await decoder.run({
     input_ids: int64([golden.next_token], [1, 1]),
     attention_mask: ones(T + 1),
@@ -218,14 +224,7 @@ for (const id of ["vlm-tiny", "vlm-xattn-tiny"]) {
         ...pastFeeds(layers, kvHeads, headDim, prefill),
       });
     }
-    near("logits", prefill.logits, golden.logits, 1e-3);
-    near("logits[-1]", row(prefill.logits, T - 1), golden.logits_last, 1e-3);
-    near(
-      `present.${layers - 1}.value`,
-      prefill[`present.${layers - 1}.value`],
-      golden.present_last_value,
-      1e-4,
-    );
+    nearPrefill(prefill, golden, T, layers);
     near("decode step logits", step.logits, golden.step_logits, 1e-3);
   });
 }
