@@ -50,6 +50,19 @@ export interface ClassifyOptions {
 
 type Preprocessed = Awaited<ReturnType<typeof preprocess>>;
 
+/** Preprocessed images of one size as one batch [B, 3, H, W]. */
+function stack(
+  images: Preprocessed[],
+): { data: Float32Array; dims: [number, number, number, number] } {
+  const { width, height } = images[0];
+  if (images.some((p) => p.width !== width || p.height !== height)) {
+    throw new Error("images of different sizes in one batch");
+  }
+  const data = new Float32Array(images.length * 3 * width * height);
+  images.forEach((p, i) => data.set(p.data, i * p.data.length));
+  return { data, dims: [images.length, 3, height, width] };
+}
+
 export class ClipPipeline implements Pipeline {
   readonly family = "clip";
   readonly capabilities: Capabilities = { streaming: false, batchable: true, explainable: true };
@@ -173,24 +186,15 @@ export class ClipPipeline implements Pipeline {
 
   /** One vision-tower pass over preprocessed images of one size, as one batch. */
   #runImages(images: Preprocessed[]): Promise<Float32Array[]> {
-    const { width, height } = images[0];
-    if (images.some((p) => p.width !== width || p.height !== height)) {
-      throw new Error(`${this.id}: images of different sizes in one batch`);
-    }
-    const data = new Float32Array(images.length * 3 * width * height);
-    images.forEach((p, i) => data.set(p.data, i * p.data.length));
-    return this.embedPixels(data, [images.length, 3, height, width]);
+    const { data, dims } = stack(images);
+    return this.embedPixels(data, dims);
   }
 
   /** Preprocessed pixels of a batch of images: [B, 3, H, W]. */
   async pixels(
     images: RgbImage[],
   ): Promise<{ data: Float32Array; dims: [number, number, number, number] }> {
-    const ps = await Promise.all(images.map((img) => preprocess(img, this.processor)));
-    const { width, height } = ps[0];
-    const data = new Float32Array(ps.length * 3 * width * height);
-    ps.forEach((p, i) => data.set(p.data, i * p.data.length));
-    return { data, dims: [ps.length, 3, height, width] };
+    return stack(await Promise.all(images.map((img) => preprocess(img, this.processor))));
   }
 
   /** L2-normalized image embeddings of preprocessed pixels [B, 3, H, W]. */
