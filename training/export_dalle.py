@@ -59,7 +59,7 @@ class Decoder(nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
         pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
-        logits, presents = self.decoder(self.decoder.embed(input_ids), attention_mask, position_ids, pairs)
+        logits, presents, _ = self.decoder(self.decoder.embed(input_ids), attention_mask, position_ids, pairs)
         return (logits, *[t for kv in presents for t in kv])
 
 

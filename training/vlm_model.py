@@ -137,9 +137,9 @@ class SelfAttention(nn.Module):
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
         present = (k, v)
         kk, vv = repeat_kv(k, c), repeat_kv(v, c)
-        att = (q @ kk.transpose(-1, -2)) / math.sqrt(c.head_dim) + mask
-        y = (att.softmax(-1) @ vv).transpose(1, 2).reshape(B, T, -1)
-        return self.o(y), present
+        att = ((q @ kk.transpose(-1, -2)) / math.sqrt(c.head_dim) + mask).softmax(-1)
+        y = (att @ vv).transpose(1, 2).reshape(B, T, -1)
+        return self.o(y), present, att
 
 
 class Mlp(nn.Module):
@@ -162,9 +162,9 @@ class DecoderLayer(nn.Module):
         self.mlp = Mlp(c)
 
     def forward(self, x, positions, mask, past=None):
-        h, present = self.attn(self.ln1(x), positions, mask, past)
+        h, present, att = self.attn(self.ln1(x), positions, mask, past)
         x = x + h
-        return x + self.mlp(self.ln2(x)), present
+        return x + self.mlp(self.ln2(x)), present, att
 
 
 class CrossLayer(nn.Module):
@@ -196,10 +196,10 @@ class CrossLayer(nn.Module):
         B, T, _ = x.shape
         q = self.q(self.ln1(x)).view(B, T, c.heads, c.head_dim).transpose(1, 2)
         k, v = repeat_kv(kv[0], c), repeat_kv(kv[1], c)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(c.head_dim)
-        y = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, -1)
+        att = ((q @ k.transpose(-1, -2)) / math.sqrt(c.head_dim)).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, -1)
         x = x + torch.tanh(self.attn_gate) * self.o(y)
-        return x + torch.tanh(self.mlp_gate) * self.mlp(self.ln2(x))
+        return x + torch.tanh(self.mlp_gate) * self.mlp(self.ln2(x)), att
 
 
 def causal_mask(attention_mask, past_length: int, T: int):
@@ -224,18 +224,25 @@ class Decoder(nn.Module):
         self.norm = RMSNorm(c.hidden)
         self.lm_head = nn.Linear(c.hidden, c.vocab_size, bias=False)
 
-    def forward(self, inputs_embeds, attention_mask, position_ids, past=None, image=None):
+    def forward(self, inputs_embeds, attention_mask, position_ids, past=None, image=None, attentions=False):
+        """-> logits, presents, and with `attentions` the attention probabilities of every layer,
+        stacked as the exports' outputs: {"self": [B, layers, heads, T, P + T], "cross": [B,
+        cross layers, heads, T, image tokens] or None}; else None."""
         T = inputs_embeds.shape[1]
         P = 0 if past is None else past[0][0].shape[2]
         mask = causal_mask(attention_mask, P, T)
-        x, presents = inputs_embeds, []
+        x, presents, selfs, crosses = inputs_embeds, [], [], []
         image_kv = {k: layer.image_kv(image) for k, layer in self.cross.items()} if image is not None else {}
         for i, layer in enumerate(self.layers):
-            x, present = layer(x, position_ids, mask, None if past is None else past[i])
+            x, present, att = layer(x, position_ids, mask, None if past is None else past[i])
             presents.append(present)
+            selfs.append(att)
             if str(i) in image_kv:
-                x = self.cross[str(i)](x, image_kv[str(i)])
-        return self.lm_head(self.norm(x)), presents
+                x, att = self.cross[str(i)](x, image_kv[str(i)])
+                crosses.append(att)
+        maps = {"self": torch.stack(selfs, 1), "cross": torch.stack(crosses, 1) if crosses else None} \
+            if attentions else None
+        return self.lm_head(self.norm(x)), presents, maps
 
 
 class Connector(nn.Module):
