@@ -93,7 +93,21 @@ const row = (logits: Tensor, t: number): Tensor => {
   return sessions.tensor("float32", (logits.data as Float32Array).slice(t * V, (t + 1) * V), [V]);
 };
 
-/** A prefill of T tokens: all logits, the last position's, and the last layer's present value. */
+/** Attention probabilities [1, layers, heads, T, S] at query position t: [layers, heads, S]. */
+const query = (maps: Tensor, t: number): Tensor => {
+  const [, L, H, T, S] = maps.dims as number[];
+  const data = maps.data as Float32Array, out = new Float32Array(L * H * S);
+  for (let lh = 0; lh < L * H; lh++) {
+    out.set(data.subarray((lh * T + t) * S, (lh * T + t + 1) * S), lh * S);
+  }
+  return sessions.tensor("float32", out, [L, H, S]);
+};
+
+/**
+ * A prefill of T tokens: all logits, the last position's, the last layer's present value, and
+ * where the fixture has them, the last position's attention probabilities (the maps'
+ * `attentions` or `cross_attentions` output).
+ */
 function nearPrefill(
   prefill: Record<string, Tensor>,
   golden: Record<string, Golden>,
@@ -104,6 +118,11 @@ function nearPrefill(
   near("logits[-1]", row(prefill.logits, T - 1), golden.logits_last, 1e-3);
   const last = `present.${layers - 1}.value`;
   near(last, prefill[last], golden.present_last_value, 1e-4);
+  if (golden.attentions_last) {
+    const maps = prefill.attentions ?? prefill.cross_attentions;
+    assert.ok(maps, "the fixture has attention maps and the decoder no attention output");
+    near("attentions[..., -1, :]", query(maps, T - 1), golden.attentions_last, 1e-4);
+  }
 }
 
 Deno.test("dalle-tiny's ONNX decoder and dVAE decoder reproduce PyTorch's outputs (golden fixture)", async () => {

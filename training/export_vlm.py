@@ -6,7 +6,9 @@ vlm-tiny (method A) in the layout and ONNX names of the public SmolVLM / Idefics
                                     -> image_features [B*N, 16, hidden]
     onnx/embed_tokens.onnx          input_ids -> inputs_embeds
     onnx/decoder_model_merged.onnx  inputs_embeds, attention_mask, position_ids,
-                                    past_key_values.{i}.key/value -> logits, present.{i}.key/value
+                                    past_key_values.{i}.key/value -> logits, present.{i}.key/value,
+                                    attentions [B, layers, heads, T, total] (self-attention
+                                    probabilities, for the maps of return_attention)
     config.json, preprocessor_config.json, processor_config.json, generation_config.json,
     tokenizer.json, tokenizer_config.json (with the chat template), special_tokens_map.json
 
@@ -14,7 +16,8 @@ vlm-xattn-tiny (method B, no public ONNX layout exists for the Llama 3.2 Vision 
 transformers.js; this one follows the same naming):
     onnx/vision_encoder.onnx        pixel_values [B, N, 3, H, W] -> cross_attention_states [B, N*64, hidden]
     onnx/decoder_model_merged.onnx  input_ids, attention_mask, position_ids, cross_attention_states,
-                                    past_key_values.{i}.key/value -> logits, present.{i}.key/value
+                                    past_key_values.{i}.key/value -> logits, present.{i}.key/value,
+                                    cross_attentions [B, cross layers, heads, T, image tokens]
     model.safetensors               the decoder's weights, for the WebGPU path's own kernels
 
     /usr/bin/python3 training/export_vlm.py --run data/runs/vlm-tiny --out models/embedded/vlm-tiny
@@ -92,8 +95,8 @@ class DecoderA(nn.Module):
 
     def forward(self, inputs_embeds, attention_mask, position_ids, *past):
         pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
-        logits, presents = self.decoder(inputs_embeds, attention_mask, position_ids, pairs)
-        return (logits, *[t for kv in presents for t in kv])
+        logits, presents, maps = self.decoder(inputs_embeds, attention_mask, position_ids, pairs, attentions=True)
+        return (logits, *[t for kv in presents for t in kv], maps["self"])
 
 
 class DecoderB(nn.Module):
@@ -104,8 +107,9 @@ class DecoderB(nn.Module):
     def forward(self, input_ids, attention_mask, position_ids, cross_attention_states, *past):
         pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
         emb = self.decoder.embed(input_ids)
-        logits, presents = self.decoder(emb, attention_mask, position_ids, pairs, image=cross_attention_states)
-        return (logits, *[t for kv in presents for t in kv])
+        logits, presents, maps = self.decoder(emb, attention_mask, position_ids, pairs, image=cross_attention_states,
+                                              attentions=True)
+        return (logits, *[t for kv in presents for t in kv], maps["cross"])
 
 
 def graphs(model: Vlm, clip: Clip, c: VlmConfig, kind: str) -> dict:
@@ -132,10 +136,11 @@ def graphs(model: Vlm, clip: Clip, c: VlmConfig, kind: str) -> dict:
                 ["inputs_embeds"], {"input_ids": {0: "batch_size", 1: "sequence_length"}}),
             "decoder_model_merged.onnx": (
                 DecoderA(model), (torch.zeros(1, 2, c.hidden), mask, pos, *past),
-                ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names],
+                ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names, "attentions"],
                 {"inputs_embeds": {0: "batch_size", 1: "sequence_length"},
                  "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
                  "position_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
+                 "attentions": {0: "batch_size", 3: "sequence_length", 4: "total_sequence_length"},
                  **dyn_past, **dyn_present}),
         }
     xs = torch.zeros(1, c.image_grid ** 2, c.hidden)
@@ -146,12 +151,14 @@ def graphs(model: Vlm, clip: Clip, c: VlmConfig, kind: str) -> dict:
         "decoder_model_merged.onnx": (
             DecoderB(model), (torch.zeros(1, 2, dtype=torch.long), mask, pos, xs, *past),
             ["input_ids", "attention_mask", "position_ids", "cross_attention_states", *past_names],
-            ["logits", *present_names],
+            ["logits", *present_names, "cross_attentions"],
             {"input_ids": {0: "batch_size", 1: "sequence_length"},
              "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
              "position_ids": {0: "batch_size", 1: "sequence_length"},
              "cross_attention_states": {0: "batch_size", 1: "image_tokens"},
-             "logits": {0: "batch_size", 1: "sequence_length"}, **dyn_past, **dyn_present}),
+             "logits": {0: "batch_size", 1: "sequence_length"},
+             "cross_attentions": {0: "batch_size", 3: "sequence_length", 4: "image_tokens"},
+             **dyn_past, **dyn_present}),
     }
 
 
@@ -301,7 +308,7 @@ def write_golden(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatToken
         feats = VisionB(clip, model)(px)  # [1, 64, hidden]
         prefill = DecoderB(model)(ids, mask, pos, feats, *empty)
         out["cross_attention_states"] = golden_values(feats)
-    logits, presents = prefill[0], prefill[1:]
+    logits, presents, maps = prefill[0], prefill[1:-1], prefill[-1]
     last = logits[0, -1].clone()
     last[image_id] = -float("inf")  # as the service: never a new image slot
     nxt = int(last.argmax())
@@ -311,6 +318,7 @@ def write_golden(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatToken
         step = DecoderB(model)(torch.tensor([[nxt]]), step_mask, step_pos, feats, *presents)
     out.update({"logits": golden_values(logits), "logits_last": golden_values(logits[0, -1]),
                 "present_last_value": golden_values(presents[-1]), "next_token": nxt,
+                "attentions_last": golden_values(maps[0, :, :, -1]),
                 "step_logits": golden_values(step[0])})
     write_fixture(path, out)
 
@@ -326,6 +334,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--golden-only", action="store_true",
                     help="write only the golden fixture of the model in --out (from --run if given, else "
                          "from --out's own files); nothing in --out changes")
+    ap.add_argument("--reexport", action="store_true",
+                    help="export the model in --out again from its own files (the ONNX graphs, configs and "
+                         "golden fixture; the manifest and card stay), for a layout change when its run is "
+                         "not kept")
     return ap
 
 
@@ -401,8 +413,14 @@ def main():
         write_golden(*loaded, model_id, golden)
         print(f"wrote {golden} ({model_id}, from {args.run or args.out})")
         return
+    if args.reexport:
+        loaded = load_export(args.out)
+        export_model(*loaded, args.out)
+        write_golden(*loaded, model_id, golden)
+        print(f"exported {model_id} again from its own files")
+        return
     if not args.run:
-        ap.error("--run is required (unless --golden-only)")
+        ap.error("--run is required (unless --golden-only or --reexport)")
     model, clip, c, kind, tok, state, tower = load_run(args.run, args.clip, args.data)
     export_model(model, clip, c, kind, tok, args.out)
     write_golden(model, clip, c, kind, tok, model_id, golden)
