@@ -7,7 +7,8 @@
  *   deno task eval images [--backend cpu] [--count 100] [--steps 20] [--candidates 4]
  *                         [--temperature 1] [--top-k 32] [--grid docs/generators.png]
  *   deno task eval chat [--backend cpu] [--count 100] [--model vlm-tiny]
- *   deno task eval pointing [--backend cpu] [--count 200]   (attention maps: the pointing game)
+ *   deno task eval pointing [--backend cpu] [--count 200] [--model id]   (attention maps: the
+ *                           pointing game, for every explainable captioner and chat model)
  */
 import { parseArgs } from "node:util";
 import { resolveBackend } from "../core/backend.ts";
@@ -16,7 +17,7 @@ import { SessionRegistry } from "../core/sessions.ts";
 import { retrieval, zeroShot } from "./clip.ts";
 import { ClipPipeline } from "../models/clip/pipeline.ts";
 import { evaluateCaptions } from "./captioning.ts";
-import { pointing } from "./pointing.ts";
+import { captionMaps, chatMaps, type Explain, pointing } from "./pointing.ts";
 import { CaptionPipeline } from "../models/captioning/pipeline.ts";
 import { evaluateQa, QUESTION_TYPES } from "./chat.ts";
 import { ChatPipeline } from "../models/chat/pipeline.ts";
@@ -106,15 +107,23 @@ if (family === "clip") {
   const count = Number(values.count ?? 200);
   console.log(
     `attention maps on ${backend.name}: colour and shape words whose map's peak cell overlaps ` +
-      `the object they name; ${count} scenes per split, greedy captions\n`,
+      `the object they name; ${count} scenes per split, greedy captions and chat answers to ` +
+      `"describe the image."\n`,
   );
   console.log("| model | split | words scored | own step | step before | step after |");
   console.log("| --- | --- | --- | --- | --- | --- |");
-  for (const entry of entries.filter((e) => e.manifest.family === "captioning")) {
-    const model = await CaptionPipeline.load(entry, { sessions });
-    if (!model.hasAttention) continue;
+  for (const entry of entries.filter((e) => !values.model || e.manifest.id === values.model)) {
+    let explain: Explain | null = null;
+    if (entry.manifest.family === "captioning") {
+      const model = await CaptionPipeline.load(entry, { sessions });
+      if (model.capabilities.explainable) explain = captionMaps(model);
+    } else if (entry.manifest.family === "chat") {
+      const model = await ChatPipeline.load(entry, { sessions });
+      if (model.capabilities.explainable) explain = chatMaps(model);
+    }
+    if (!explain) continue;
     for (const split of ["test", "heldout"] as const) {
-      const s = await pointing(model, split, count);
+      const s = await pointing(explain, split, count);
       console.log(
         `| ${entry.manifest.id} | ${split} | ${s.words} | ${pct(s.byOffset["0"])} | ${
           pct(s.byOffset["-1"])

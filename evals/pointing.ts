@@ -4,7 +4,8 @@
  * word names. A word is scored only when its phrase ("a [size] <colour> <shape>") names an object
  * of the scene: a wrong caption has nothing to point at. Attention often lands on an object just
  * before or after its word is emitted, so each word is also scored with the map of the step
- * before (offset −1) and after (+1).
+ * before (offset −1) and after (+1). Any explainable pipeline plays: a captioner's caption, or a
+ * chat model's answer to "describe the image." (the world's describe answer is its caption).
  */
 import {
   CANVAS,
@@ -15,7 +16,34 @@ import {
   SHAPES,
   type Split,
 } from "../world/world.ts";
+import type { RgbImage } from "../core/image.ts";
 import { type CaptionPipeline, GREEDY } from "../models/captioning/pipeline.ts";
+import type { ChatPipeline } from "../models/chat/pipeline.ts";
+import type { AttentionMaps } from "../models/pipeline.ts";
+
+/** A model's words about an image, each with its map. */
+export type Explain = (image: RgbImage) => Promise<AttentionMaps>;
+
+export const captionMaps = (model: CaptionPipeline): Explain => async (image) =>
+  (await model.caption(image, { ...GREEDY, returnAttention: true })).captions[0].attention!;
+
+export const chatMaps = (model: ChatPipeline): Explain => async (image) =>
+  (await model.chat(
+    [{
+      role: "user",
+      content: [{ type: "image", image }, { type: "text", text: "describe the image." }],
+    }],
+    {
+      maxTokens: 40,
+      temperature: 0,
+      topP: 1,
+      topK: 0,
+      seed: 0,
+      stop: [],
+      topLogprobs: 0,
+      returnAttention: true,
+    },
+  )).attention!;
 
 export interface PointingScores {
   split: Split;
@@ -62,7 +90,7 @@ export function pointsAt(
 }
 
 export async function pointing(
-  model: CaptionPipeline,
+  explain: Explain,
   split: Split,
   count: number,
   seed = 0,
@@ -72,8 +100,7 @@ export async function pointing(
   const hits = { "-1": 0, "0": 0, "+1": 0 };
   for (const [i, scene] of scenes.entries()) {
     const image = { width: CANVAS, height: CANVAS, data: renderScene(scene, seed * 7919 + i) };
-    const { captions: [c] } = await model.caption(image, { ...GREEDY, returnAttention: true });
-    const maps = c.attention!;
+    const maps = await explain(image);
     const tokens = maps.words.map((w) => w.token.trim().replace(/^Ġ/, "").toLowerCase());
     for (const { at, object } of namedObjects(tokens, scene)) {
       words++;

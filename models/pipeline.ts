@@ -9,6 +9,7 @@
  * - what the input or options cannot do is an `OptionError` naming the option in the pipeline's
  *   own words; the route that knows the HTTP shape maps it to its request field.
  */
+import { heatmapOverlay } from "../core/heatmap.ts";
 import type { RgbImage } from "../core/image.ts";
 import type { SessionRegistry } from "../core/sessions.ts";
 import type { Family, ModelEntry } from "./manifest.ts";
@@ -78,4 +79,37 @@ export class OptionError extends Error {
     super(describe((o) => o));
     this.name = "OptionError";
   }
+}
+
+/**
+ * Where a model looked, one map per word it wrote (or, for a generator, per prompt word): what
+ * every explainable pipeline returns. Each map is rows × cols, row-major, summing to 1.
+ */
+export interface AttentionMaps {
+  rows: number;
+  cols: number;
+  words: AttentionWord[];
+}
+
+export interface AttentionWord {
+  token: string;
+  weights: number[];
+  /** The map over the image, as a base64 PNG. */
+  overlay_png: string;
+}
+
+const round4 = (v: number) => Math.round(v * 1e4) / 1e4;
+
+/** Maps as the API returns them: weights rounded to 4 places, each with its overlay on `image`. */
+export function attentionWords(
+  image: RgbImage,
+  maps: Array<{ token: string; weights: ArrayLike<number> }>,
+  rows: number,
+  cols: number,
+): Promise<AttentionWord[]> {
+  return Promise.all(maps.map(async ({ token, weights }) => ({
+    token,
+    weights: Array.from(weights, round4),
+    overlay_png: (await heatmapOverlay(image, weights, rows, cols)).toBase64(),
+  })));
 }

@@ -6,7 +6,7 @@ import { z } from "@hono/zod-openapi";
 import { endTime, startTime } from "hono/timing";
 import { ApiError } from "../core/errors.ts";
 import { EXAMPLE_IMAGE, ImageInput } from "./clip.ts";
-import { type App, decodeImages, type Deps, route } from "./http.ts";
+import { type App, AttentionMaps, decodeImages, type Deps, route } from "./http.ts";
 
 const CaptionRequest = z.object({
   model: z.string().min(1).optional().openapi({
@@ -50,13 +50,7 @@ const CaptionResponse = z.object({
     logprob: z.number(),
     finish_reason: FinishReason,
     tokens: z.array(Token),
-    attention: z.object({
-      rows: z.number().int(),
-      cols: z.number().int(),
-      words: z.array(
-        z.object({ token: z.string(), weights: z.array(z.number()), overlay_png: z.string() }),
-      ),
-    }).optional(),
+    attention: AttentionMaps.optional(),
   })),
   alternatives: z.array(
     z.object({ text: z.string(), logprob: z.number(), finish_reason: FinishReason }),

@@ -3,7 +3,9 @@
  * (`text`, `image_url` with a data URL), greedy or seeded sampling, penalties and logit bias,
  * `stop`, log-probabilities, and `stream: true` → Server-Sent Events of `chat.completion.chunk`s
  * (each content chunk with its tokens' logprobs), with `stream_options.include_usage` a usage
- * chunk, then `data: [DONE]`. A client that disconnects stops the generation.
+ * chunk, then `data: [DONE]`. A client that disconnects stops the generation. An extension,
+ * `return_attention: true`, gives each answer token's attention over the image
+ * (`choices[0].attention`, and per chunk for the chunk's tokens).
  *
  * A field that asks for what this server cannot do (tools, JSON output, audio) is a 400 naming
  * it, never silently ignored; `null` for an optional field means "not given".
@@ -23,7 +25,15 @@ import type {
   Part,
 } from "../models/chat/pipeline.ts";
 import { EXAMPLE_IMAGE } from "./clip.ts";
-import { type App, decodeImages, type Deps, type Env, route, streamedError } from "./http.ts";
+import {
+  type App,
+  AttentionMaps,
+  decodeImages,
+  type Deps,
+  type Env,
+  route,
+  streamedError,
+} from "./http.ts";
 
 const MAX_MESSAGES = 64;
 const MAX_IMAGES = 8;
@@ -98,6 +108,10 @@ const ChatRequest = z.object({
     description: '["text"] only',
   }),
   user: z.string().nullish(),
+  return_attention: z.boolean().nullish().openapi({
+    description: "Extension: each answer token's attention over the image (one image; models " +
+      "whose decoder exports its attention), in choices[0].attention and in each chunk",
+  }),
 }).openapi("ChatCompletionRequest");
 
 const Usage = z.object({
@@ -119,6 +133,7 @@ const ChatResponse = z.object({
     }),
     logprobs: z.object({ content: z.array(z.unknown()), refusal: z.null() }).nullable(),
     finish_reason: z.enum(["stop", "length"]),
+    attention: AttentionMaps.optional().openapi({ description: "With return_attention" }),
   })),
   usage: Usage,
   timings: z.object({
@@ -224,12 +239,13 @@ function logitBias(body: Body, model: { id: string; hasToken(id: number): boolea
 }
 
 /** The pipeline's option names, as this route's request fields. */
-const FIELDS = { maxTokens: "max_tokens" };
+const FIELDS = { maxTokens: "max_tokens", returnAttention: "return_attention" };
 
 /** The request's decoding options; without a limit, up to 64 tokens or what the context has left. */
 function chatOptions(body: Body, model: ChatPipeline, messages: ChatMessage[]): ChatOptions {
   const requested = body.max_completion_tokens ?? body.max_tokens;
-  const promptLength = model.validate(messages, requested ?? 1).length;
+  const returnAttention = body.return_attention ?? false;
+  const promptLength = model.validate(messages, requested ?? 1, returnAttention).length;
   return {
     maxTokens: requested ?? Math.max(1, Math.min(64, model.maxPositions - promptLength)),
     temperature: body.temperature ?? 0,
@@ -241,6 +257,7 @@ function chatOptions(body: Body, model: ChatPipeline, messages: ChatMessage[]): 
     frequencyPenalty: body.frequency_penalty ?? 0,
     presencePenalty: body.presence_penalty ?? 0,
     logitBias: logitBias(body, model),
+    returnAttention,
   };
 }
 
@@ -303,12 +320,13 @@ function streamChat(
       }]);
       const r = await model.chat(messages, options, {
         signal: stop.signal,
-        progress: ({ text, tokens }) =>
+        progress: ({ text, tokens, attention }) =>
           chunk([{
             index: 0,
             delta: { content: text },
             logprobs: logprobsOf(tokens, body.logprobs),
             finish_reason: null,
+            ...(attention ? { attention } : {}),
           }]),
       });
       countTokens("chat", model.id, r.completionTokens);
@@ -370,7 +388,8 @@ export function chatRoutes(app: App, { config, registry }: Deps): void {
     }
     const messages = await toMessages(c, config, body);
     const options = chatOptions(body, model, messages);
-    model.validate(messages, options.maxTokens); // a 400 now, before a stream has started
+    // a 400 now, before a stream has started
+    model.validate(messages, options.maxTokens, options.returnAttention);
     const reply = {
       id: `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
       created: Math.floor(Date.now() / 1000),
@@ -390,6 +409,7 @@ export function chatRoutes(app: App, { config, registry }: Deps): void {
         message: { role: "assistant" as const, content: r.text, refusal: null },
         logprobs: logprobsOf(r.tokens, body.logprobs),
         finish_reason: r.finishReason,
+        ...(r.attention ? { attention: r.attention } : {}),
       }],
       usage: usageOf(r),
       timings: r.timings,

@@ -33,6 +33,17 @@ export const ErrorBody = z.object({
   }),
 }).openapi("Error");
 
+/** Where a model looked, one map per word (models/pipeline.ts's AttentionMaps). */
+export const AttentionMaps = z.object({
+  rows: z.number().int(),
+  cols: z.number().int(),
+  words: z.array(z.object({
+    token: z.string(),
+    weights: z.array(z.number()).openapi({ description: "rows × cols, row-major, sum 1" }),
+    overlay_png: z.string().openapi({ description: "The map over the image, base64 PNG" }),
+  })),
+}).openapi("AttentionMaps");
+
 const errorResponses = {
   400: { description: "Invalid request", content: { "application/json": { schema: ErrorBody } } },
   404: { description: "Unknown model", content: { "application/json": { schema: ErrorBody } } },

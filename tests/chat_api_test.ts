@@ -2,8 +2,8 @@
  * `POST /v1/chat/completions` through the official `openai` npm client (its fetch pointed at the
  * app), for every installed chat model: answers about an image, streaming, several images, no
  * image, an image without a question (or with an empty text part), stop strings,
- * log-probabilities, penalties and logit bias, usage chunks as OpenAI sends them, disconnects,
- * concurrency, and clear 400s for what is not supported (never a silent 200).
+ * log-probabilities, penalties and logit bias, usage chunks as OpenAI sends them, attention maps
+ * (return_attention), disconnects, concurrency, and clear 400s for what is not supported (never a silent 200).
  */
 import { TEST_BACKEND } from "./profile.ts";
 import assert from "node:assert/strict";
@@ -300,6 +300,63 @@ for (const model of chatModels) {
       assert.ok(runs < full, `stopped after ${runs} decoder runs of ${full + 1}`);
     } finally {
       decoder.run = run;
+    }
+  });
+
+  Deno.test(`${model}: return_attention maps each answer token over the image, streamed too`, async () => {
+    const post = async (body: Record<string, unknown>) => {
+      const res = await app.request("/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model, max_tokens: 40, ...body }),
+      });
+      return { status: res.status, text: await res.text() };
+    };
+    const messages = [ask(blackUrl, "describe the image.")];
+    const plain = JSON.parse((await post({ messages, logprobs: true })).text);
+    assert.equal(plain.choices[0].attention, undefined, "no maps unless asked");
+    const r = await post({ messages, logprobs: true, return_attention: true });
+    assert.equal(r.status, 200, r.text);
+    const choice = JSON.parse(r.text).choices[0];
+    assert.equal(choice.message.content, plain.choices[0].message.content, "the same answer");
+    const { rows, cols, words } = choice.attention;
+    assert.deepEqual(
+      words.map((w: { token: string }) => w.token),
+      plain.choices[0].logprobs.content.map((t: { token: string }) => t.token),
+      "one map per answer token",
+    );
+    for (const w of words) {
+      assert.equal(w.weights.length, rows * cols);
+      assert.ok(w.weights.every((v: number) => v >= 0));
+      assert.ok(Math.abs(w.weights.reduce((a: number, b: number) => a + b, 0) - 1) < 2e-3);
+      assert.ok(w.overlay_png.startsWith("iVBORw0KGgo"), "a PNG");
+    }
+    // Where the map of "red" peaks: on the red circle (x 2..24, y 20..42), not the diamond.
+    const red = words.find((w: { token: string }) => w.token === "red");
+    assert.ok(red, `the answer names the red circle: ${choice.message.content}`);
+    const peak = red.weights.indexOf(Math.max(...red.weights));
+    const [x, y] = [((peak % cols) + 0.5) * 64 / cols, (Math.floor(peak / cols) + 0.5) * 64 / rows];
+    console.log(`  ${model}: "red" peaks at (${x}, ${y})`);
+    assert.ok(x < 32, `"red" looks at the left half, where the circle is: (${x}, ${y})`);
+
+    // Streamed: each chunk carries its tokens' maps; together they are the whole answer's.
+    const stream = await post({ messages, stream: true, return_attention: true });
+    const streamed = stream.text.split("\n\n").filter((b) => b && b !== "data: [DONE]")
+      .flatMap((b) => JSON.parse(b.slice(6)).choices[0]?.attention?.words ?? []);
+    assert.deepEqual(streamed, words);
+
+    // What cannot be explained is a 400 naming the field: no image, two images.
+    const two = [
+      ask(whiteUrl, "what color is the background?"),
+      { role: "assistant", content: "white" },
+      ask(blackUrl, "what color is the background?"),
+    ];
+    for (const m of [[{ role: "user", content: "hi" }], two]) {
+      for (const stream of [false, true]) {
+        const bad = await post({ messages: m, stream, return_attention: true });
+        assert.equal(bad.status, 400, bad.text);
+        assert.equal(JSON.parse(bad.text).error.param, "return_attention");
+      }
     }
   });
 

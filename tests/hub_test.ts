@@ -364,5 +364,22 @@ hubTest(
       "64 image tokens in the prompt, as Idefics3 expands <image>",
     );
     assert.ok(body.usage.completion_tokens <= 5);
+    // Public exports have no attention output: maps are a clear 400, not an empty field.
+    const explain = await post("/v1/chat/completions", {
+      model: entry.id,
+      max_tokens: 5,
+      return_attention: true,
+      messages: [{
+        role: "user",
+        content: [{
+          type: "image_url",
+          image_url: { url: `data:image/png;base64,${await bluePng()}` },
+        }],
+      }],
+    });
+    const error = (await explain.json()).error;
+    assert.equal(explain.status, 400);
+    assert.equal(error.param, "return_attention");
+    assert.match(error.message, /exports no attention/);
   },
 );

@@ -10,13 +10,14 @@
  */
 import { Tokenizer } from "@huggingface/tokenizers";
 import { countTokens } from "../../core/metrics.ts";
-import { heatmapOverlay } from "../../core/heatmap.ts";
 import type { RgbImage } from "../../core/image.ts";
 import { preprocess, type ProcessorConfig } from "../../core/preprocess.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
 import { rowsOf, stack } from "../../core/tensor.ts";
 import type { ModelEntry } from "../manifest.ts";
 import {
+  type AttentionMaps,
+  attentionWords,
   type Capabilities,
   type LoadContext,
   OptionError,
@@ -62,11 +63,7 @@ export interface Caption {
   finish_reason: "stop" | "length";
   tokens: CaptionToken[];
   /** Per word, its attention over the rows × cols grid, and a PNG overlay (base64). */
-  attention?: {
-    rows: number;
-    cols: number;
-    words: Array<{ token: string; weights: number[]; overlay_png: string }>;
-  };
+  attention?: AttentionMaps;
 }
 
 export type Alternative = Pick<Caption, "text" | "logprob" | "finish_reason">;
@@ -383,11 +380,12 @@ export class CaptionPipeline implements Pipeline {
       caption.attention = {
         rows: side,
         cols: side,
-        words: await Promise.all(h.attention.map(async (a, i) => ({
-          token: word(h.ids[i]),
-          weights: Array.from(a, round),
-          overlay_png: (await heatmapOverlay(image, a, side, side)).toBase64(),
-        }))),
+        words: await attentionWords(
+          image,
+          h.attention.map((weights, i) => ({ token: word(h.ids[i]), weights })),
+          side,
+          side,
+        ),
       };
     }
     return caption;

@@ -11,6 +11,9 @@
  * Prefill runs the prompt once; each new token then runs one decoder step over the KV cache
  * (`past_key_values.*`), which stays in GPU buffers on WebGPU. Greedy or seeded sampling with
  * temperature / top-k / top-p, stop strings, per-token log-probabilities, streaming callbacks.
+ *
+ * Explainable where the decoder exports its attention (`attentions`, `cross_attentions`): each
+ * answer token comes with the attention of the step that chose it over the image's tokens.
  */
 import { Template } from "@huggingface/jinja";
 import type { Tokenizer } from "@huggingface/tokenizers";
@@ -29,6 +32,8 @@ import {
 import { readSafetensors } from "../../core/safetensors.ts";
 import type { ModelEntry } from "../manifest.ts";
 import {
+  type AttentionMaps,
+  attentionWords,
   type Capabilities,
   type LoadContext,
   OptionError,
@@ -58,6 +63,8 @@ export interface ChatOptions {
   logitBias?: Map<number, number>;
   /** On WebGPU, run a decoder that has `model.safetensors` on our own kernels (default true). */
   kernels?: boolean;
+  /** Each answer token's attention over the image (explainable models, one image). */
+  returnAttention?: boolean;
 }
 
 /**
@@ -68,6 +75,8 @@ export interface ChatOptions {
 export interface ChatDelta {
   text: string;
   tokens: ChatToken[];
+  /** With returnAttention: these tokens' maps. */
+  attention?: AttentionMaps;
 }
 
 export interface ChatToken {
@@ -85,6 +94,8 @@ export interface ChatResult {
   timings: { vision_ms: number; prefill_ms: number; decode_ms: number; tokens_per_second: number };
   /** What ran the decoder: ONNX Runtime, or our WGSL kernels. */
   decoder: "onnxruntime" | "wgsl-kernels";
+  /** With returnAttention: one map per answer token, over the image's token grid. */
+  attention?: AttentionMaps;
 }
 
 interface Processor {
@@ -98,9 +109,14 @@ interface State {
   length: number;
 }
 
-type Forward = (tokens: number[]) => Promise<Float32Array>;
+/** One decoder call: the last position's log-probabilities and, when asked, its image attention. */
+type Forward = (tokens: number[]) => Promise<{ logprobs: Float32Array; attention?: Float32Array }>;
 
 const now = () => performance.now();
+
+/** A float output's values on the host, wherever the session left it. */
+const hostData = async (t: Tensor): Promise<Float32Array> =>
+  t.location === "gpu-buffer" ? await t.getData(true) as Float32Array : t.data as Float32Array;
 
 /** The k most probable tokens, best first. */
 function topTokens(lp: Float32Array, k: number): Array<[number, number]> {
@@ -135,6 +151,25 @@ export function adjustLogprobs(
   return logSoftmax(out);
 }
 
+/**
+ * One query's attention over the image: the decoder's probabilities [1, layers, heads, T, S] at
+ * the last query position, averaged over layers and heads, read at the image's `slots` along S
+ * and renormalized over them.
+ */
+export function imageAttention(
+  maps: { data: Float32Array; dims: readonly number[] },
+  slots: number[],
+): Float32Array {
+  const [, L, H, T, S] = maps.dims;
+  const out = new Float32Array(slots.length);
+  for (let lh = 0; lh < L * H; lh++) {
+    const row = (lh * T + T - 1) * S;
+    slots.forEach((s, i) => out[i] += maps.data[row + s]);
+  }
+  const z = out.reduce((a, b) => a + b, 0);
+  return z > 0 ? out.map((v) => v / z) : out.fill(1 / slots.length);
+}
+
 /** Does `o` ask for any logit adjustment? */
 const adjusts = (o: ChatOptions) =>
   (o.frequencyPenalty ?? 0) !== 0 || (o.presencePenalty ?? 0) !== 0 || (o.logitBias?.size ?? 0) > 0;
@@ -153,6 +188,10 @@ interface ImageWiring {
   inputs(features: Tensor | null, seen: number): { features: Tensor | null; cross: Tensor | null };
   /** The token embeddings with image features in the image tokens' places (unified only). */
   merge(tokens: number[], embeds: Tensor, features: Tensor): Tensor;
+  /** The decoder output that holds its attention to the image, if it exports one. */
+  readonly attentionOutput: "attentions" | "cross_attentions";
+  /** Where the image's tokens are along that output's last axis. */
+  imageSlots(ids: number[], features: Tensor): number[];
 }
 
 /** Method A (SmolVLM): image features take the places of the `<image>` tokens, at prefill. */
@@ -189,6 +228,9 @@ function unified(
       });
       return sessions.tensor("float32", data, embeds.dims);
     },
+    // Self-attention over the whole sequence: the image tokens sit at their prompt positions.
+    attentionOutput: "attentions",
+    imageSlots: (ids) => ids.flatMap((t, i) => t === imageTokenId ? [i] : []),
   };
 }
 
@@ -205,12 +247,13 @@ function crossAttention(sessions: SessionRegistry, hidden: number): ImageWiring 
     check() {},
     inputs: (features) => ({ features: null, cross: features ?? none }),
     merge: (_tokens, embeds) => embeds,
+    attentionOutput: "cross_attentions",
+    imageSlots: (_ids, features) => Array.from({ length: features.dims[1] }, (_, i) => i),
   };
 }
 
 export class ChatPipeline implements Pipeline {
   readonly family = "chat";
-  readonly capabilities: Capabilities = { streaming: true, batchable: false, explainable: false };
 
   private constructor(
     readonly id: string,
@@ -234,6 +277,12 @@ export class ChatPipeline implements Pipeline {
   ) {}
 
   #gpuWeights: Promise<GpuWeights> | null = null;
+
+  /** Explainable where the decoder exports its attention to the image. */
+  get capabilities(): Capabilities {
+    const explainable = this.decoder.outputNames.includes(this.wiring.attentionOutput);
+    return { streaming: true, batchable: false, explainable };
+  }
 
   static async load(entry: ModelEntry, { sessions }: LoadContext): Promise<ChatPipeline> {
     const read = async (name: string) => JSON.parse(await Deno.readTextFile(entry.dir + name));
@@ -361,8 +410,12 @@ export class ChatPipeline implements Pipeline {
     return this.tokenizer.id_to_token(id) !== undefined;
   }
 
-  /** The prompt's token ids; a conversation too long for the model is a clear 400. */
-  validate(messages: ChatMessage[], maxTokens: number): number[] {
+  /**
+   * The prompt's token ids; a conversation too long for the model, or attention asked of a model
+   * or conversation that cannot show it, is a clear 400.
+   */
+  validate(messages: ChatMessage[], maxTokens: number, returnAttention = false): number[] {
+    if (returnAttention) this.#checkExplainable(messages);
     const ids = this.tokenizer.encode(this.prompt(messages), { add_special_tokens: false }).ids;
     if (ids.length + maxTokens > this.maxPositions) {
       throw new OptionError(
@@ -376,6 +429,22 @@ export class ChatPipeline implements Pipeline {
     return ids;
   }
 
+  #checkExplainable(messages: ChatMessage[]): void {
+    const images = messages.flatMap((m) => m.content.filter((p) => p.type === "image")).length;
+    const problem = !this.capabilities.explainable
+      ? `${this.id}'s decoder exports no attention`
+      : images !== 1
+      ? `the maps are over one image, and this conversation has ${images}`
+      : null;
+    if (problem) {
+      throw new OptionError(
+        "returnAttention",
+        (f) => `${f("returnAttention")}: ${problem}`,
+        "unsupported",
+      );
+    }
+  }
+
   async chat(
     messages: ChatMessage[],
     o: ChatOptions,
@@ -385,7 +454,7 @@ export class ChatPipeline implements Pipeline {
     const images = messages.flatMap((m) =>
       m.content.flatMap((p) => p.type === "image" ? [p.image] : [])
     );
-    const ids = this.validate(messages, o.maxTokens);
+    const ids = this.validate(messages, o.maxTokens, o.returnAttention);
     const S = this.processor.longestEdge;
     let t0 = now();
     // Image features: where they go is the architecture's (this.wiring).
@@ -405,7 +474,9 @@ export class ChatPipeline implements Pipeline {
     const visionMs = now() - t0;
 
     // Prefill everything but the last prompt token; decoding starts by feeding that one.
-    const kernels = await this.#kernelDecoder(o);
+    // Our WGSL decoder has no attention output: maps come from ONNX Runtime's.
+    const kernels = o.returnAttention ? null : await this.#kernelDecoder(o);
+    const slots = o.returnAttention ? this.wiring.imageSlots(ids, features!) : undefined;
     let forward: Forward;
     if (kernels) {
       const image = features
@@ -415,31 +486,36 @@ export class ChatPipeline implements Pipeline {
       const logitsWanted = o.temperature > 0 || o.topLogprobs > 0 || adjusts(o);
       forward = async (tokens) => {
         const r = await this.sessions.schedule(() => kernels.step(tokens, logitsWanted));
-        if (r.logits) return logSoftmax(r.logits);
+        if (r.logits) return { logprobs: logSoftmax(r.logits) };
         // Greedy without log-probabilities: only the token id came back from the GPU.
         const oneHot = new Float32Array(this.kernelDecoder!.config.vocab).fill(-Infinity);
         oneHot[r.token] = 0;
-        return oneHot;
+        return { logprobs: oneHot };
       };
     } else {
       let state: State = { past: this.#emptyPast(), length: 0 };
       forward = async (tokens) => {
         const out = await this.#forward(tokens, state, {
           ...this.wiring.inputs(features, state.length),
+          slots,
           signal,
         });
         state = out.state;
-        return out.logprobs;
+        return out;
       };
     }
     t0 = now();
     try {
       await forward(ids.slice(0, -1));
       const prefillMs = now() - t0;
+      const image = o.returnAttention ? images[0] : undefined;
       return await this.#generate(ids, forward, o, run, {
         visionMs,
         prefillMs,
         decoder: kernels ? "wgsl-kernels" : "onnxruntime",
+        explained: image && slots
+          ? { image, side: Math.round(Math.sqrt(slots.length)) }
+          : undefined,
       });
     } finally {
       kernels?.destroy();
@@ -451,15 +527,24 @@ export class ChatPipeline implements Pipeline {
     forward: Forward,
     o: ChatOptions,
     { signal, progress }: RunContext<ChatDelta>,
-    info: { visionMs: number; prefillMs: number; decoder: ChatResult["decoder"] },
+    info: {
+      visionMs: number;
+      prefillMs: number;
+      decoder: ChatResult["decoder"];
+      /** With returnAttention: the image and its token grid's side. */
+      explained?: { image: RgbImage; side: number };
+    },
   ): Promise<ChatResult> {
     const counts = new Map<number, number>();
     let last: Float32Array = new Float32Array(0); // the distribution the latest token was chosen from
+    let lastMap: Float32Array | undefined; // and the image attention of the step that computed it
     const decoder: StepDecoder<null> = {
       start: () => Promise.resolve(null),
       step: async (state, tokens) => {
         signal?.throwIfAborted();
-        last = adjustLogprobs(await forward(tokens), counts, o);
+        const out = await forward(tokens);
+        last = adjustLogprobs(out.logprobs, counts, o);
+        lastMap = out.attention;
         return { logprobs: [last], attention: null, state };
       },
       select: (state) => state,
@@ -468,8 +553,26 @@ export class ChatPipeline implements Pipeline {
     let reported = 0;
     const generated: number[] = [];
     const tokens: ChatToken[] = [];
+    const maps: Float32Array[] = []; // with returnAttention, one per token
     const name = (id: number) => this.tokenizer.id_to_token(id) ?? "";
-    const unreported = () => tokens.slice(reported, reported = tokens.length);
+    const explained = info.explained;
+    const mapsOf = async (from: number, to: number): Promise<AttentionMaps | undefined> => {
+      if (!explained) return undefined;
+      const { image, side } = explained;
+      const words = await attentionWords(
+        image,
+        maps.slice(from, to).map((weights, i) => ({ token: tokens[from + i].token, weights })),
+        side,
+        side,
+      );
+      return { rows: side, cols: side, words };
+    };
+    const unreported = async (): Promise<Omit<ChatDelta, "text">> => {
+      const from = reported;
+      reported = tokens.length;
+      const attention = await mapsOf(from, reported);
+      return { tokens: tokens.slice(from, reported), ...(attention ? { attention } : {}) };
+    };
     const t0 = now();
     const [h]: Hypothesis[] = await decode(decoder, {
       strategy: o.temperature > 0 ? "sample" : "greedy",
@@ -494,15 +597,19 @@ export class ChatPipeline implements Pipeline {
             ? topTokens(last, o.topLogprobs).map(([t, lp]) => ({ token: name(t), logprob: lp }))
             : [],
         });
+        if (lastMap) maps.push(lastMap);
         const piece = stops.next(this.#text(generated));
-        if (piece) await progress?.({ text: piece, tokens: unreported() });
+        if (piece && progress) await progress({ text: piece, ...await unreported() });
         return stops.stopped;
       },
     });
     const decodeMs = now() - t0;
     const { text, rest } = stops.finish(this.#text(h.ids));
-    if (rest || reported < tokens.length) await progress?.({ text: rest, tokens: unreported() });
+    if (progress && (rest || reported < tokens.length)) {
+      await progress({ text: rest, ...await unreported() });
+    }
     const finishedByEos = h.ids.length < o.maxTokens;
+    const attention = await mapsOf(0, tokens.length);
     return {
       text,
       tokens,
@@ -516,6 +623,7 @@ export class ChatPipeline implements Pipeline {
         tokens_per_second: h.ids.length / Math.max(decodeMs / 1000, 1e-9),
       },
       decoder: info.decoder,
+      ...(attention ? { attention } : {}),
     };
   }
 
@@ -527,8 +635,14 @@ export class ChatPipeline implements Pipeline {
   async #forward(
     tokens: number[],
     state: State,
-    x: { features: Tensor | null; cross: Tensor | null; signal?: AbortSignal },
-  ): Promise<{ logprobs: Float32Array; state: State }> {
+    x: {
+      features: Tensor | null;
+      cross: Tensor | null;
+      /** The image's places in the attention output, when its maps are wanted. */
+      slots?: number[];
+      signal?: AbortSignal;
+    },
+  ): Promise<{ logprobs: Float32Array; attention?: Float32Array; state: State }> {
     const T = tokens.length, total = state.length + T;
     const feeds: Record<string, Tensor> = {
       attention_mask: this.sessions.tensor("int64", new BigInt64Array(total).fill(1n), [1, total]),
@@ -554,16 +668,19 @@ export class ChatPipeline implements Pipeline {
     }
     const out = await this.decoder.run(feeds, x.signal);
     for (const t of state.past) t.dispose?.();
-    const logitsTensor = out.logits;
-    const V = logitsTensor.dims.at(-1)!;
-    const all = logitsTensor.location === "gpu-buffer"
-      ? await logitsTensor.getData(true) as Float32Array
-      : logitsTensor.data as Float32Array;
-    const last = all.subarray((T - 1) * V, T * V);
+    const V = out.logits.dims.at(-1)!;
+    const last = (await hostData(out.logits)).subarray((T - 1) * V, T * V);
     const past = Array.from(
       { length: 2 * this.layers },
       (_, j) => out[`present.${j >> 1}.${j % 2 ? "value" : "key"}`],
     );
-    return { logprobs: logSoftmax(last), state: { past, length: total } };
+    const maps = out[this.wiring.attentionOutput];
+    let attention: Float32Array | undefined;
+    if (maps && x.slots) {
+      attention = imageAttention({ data: await hostData(maps), dims: maps.dims }, x.slots);
+    } else {
+      maps?.dispose?.(); // a GPU buffer each step on WebGPU, unread
+    }
+    return { logprobs: logSoftmax(last), attention, state: { past, length: total } };
   }
 }
