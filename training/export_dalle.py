@@ -3,7 +3,9 @@ the tokenizer, configs, manifest and model card.
 
 No public ONNX layout exists for DALL-E; this one follows the chat models' names:
     onnx/decoder_model_merged.onnx  input_ids, attention_mask, position_ids, past_key_values.{i}.key/value
-                                    -> logits, present.{i}.key/value (text and image ids in one vocabulary)
+                                    -> logits, present.{i}.key/value (text and image ids in one vocabulary),
+                                    attentions [B, layers, heads, T, total] (the self-attention
+                                    probabilities: the prompt words' maps of return_attention)
     onnx/vqvae_decoder.onnx         image_tokens [B, 8, 8] (codebook ids) -> sample [B, 3, 64, 64] in [-1, 1]
     onnx/vqvae_encoder.onnx         pixel_values [B, 3, 64, 64] in [-1, 1] -> image_tokens [B, 8, 8]
     model.safetensors               the transformer's weights (the chat decoder's names)
@@ -14,7 +16,9 @@ No public ONNX layout exists for DALL-E; this one follows the chat models' names
 Every export also writes the golden fixture tests/fixtures/dalle-tiny.golden.json (fixed inputs
 and PyTorch's outputs, which tests/golden_test.ts checks ONNX Runtime against); `--golden-only`
 writes just that fixture from the shipped files in --out (the transformer from model.safetensors,
-the dVAE and VAE decoders from onnx/vqvae_decoder.onnx), and touches nothing there.
+the dVAE and VAE decoders from onnx/vqvae_decoder.onnx), and touches nothing there; `--reexport`
+writes onnx/decoder_model_merged.onnx again from model.safetensors (for a change of its outputs,
+the training run not being kept) and the fixture, and nothing else.
 """
 import argparse
 import json
@@ -59,8 +63,9 @@ class Decoder(nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
         pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
-        logits, presents, _ = self.decoder(self.decoder.embed(input_ids), attention_mask, position_ids, pairs)
-        return (logits, *[t for kv in presents for t in kv])
+        logits, presents, maps = self.decoder(self.decoder.embed(input_ids), attention_mask, position_ids, pairs,
+                                              attentions=True)
+        return (logits, *[t for kv in presents for t in kv], maps["self"])
 
 
 def decoder_graph(model):
@@ -73,10 +78,11 @@ def decoder_graph(model):
     past = [torch.zeros(1, vc.kv_heads, 3, vc.head_dim) for _ in range(2 * L)]
     return (Decoder(model), (torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 5, dtype=torch.long),
                              torch.arange(3, 5)[None], *past),
-            ["input_ids", "attention_mask", "position_ids", *past_names], ["logits", *present_names],
+            ["input_ids", "attention_mask", "position_ids", *past_names], ["logits", *present_names, "attentions"],
             {"input_ids": {0: "batch_size", 1: "sequence_length"},
              "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
              "position_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
+             "attentions": {0: "batch_size", 3: "sequence_length", 4: "total_sequence_length"},
              **{n: {0: "batch_size", 2: "past_sequence_length"} for n in past_names},
              **{n: {0: "batch_size", 2: "total_sequence_length"} for n in present_names}})
 
@@ -121,7 +127,7 @@ def write_golden(c: DalleConfig, model, vq: VqVae, vae: Vae, scale: float, tok: 
     empty = [torch.zeros(1, vc.kv_heads, 0, vc.head_dim) for _ in range(2 * vc.layers)]
     dec = Decoder(model)
     prefill = dec(ids, torch.ones(1, T, dtype=torch.long), torch.arange(T)[None], *empty)
-    logits, presents = prefill[0], prefill[1:]
+    logits, presents, maps = prefill[0], prefill[1:-1], prefill[-1]
     step = dec(torch.tensor([[c.text_vocab + codes[3]]]), torch.ones(1, T + 1, dtype=torch.long),
                torch.tensor([[T]]), *presents)
     grid = torch.randint(0, c.codebook, (1, c.grid, c.grid), generator=g)
@@ -129,6 +135,7 @@ def write_golden(c: DalleConfig, model, vq: VqVae, vae: Vae, scale: float, tok: 
     write_fixture(path, {"model": "dalle-tiny", "caption": caption, "input_ids": ids[0].tolist(),
                          "next_token": c.text_vocab + codes[3], "logits": golden_values(logits),
                          "logits_last": golden_values(logits[0, -1]), "present_last_value": golden_values(presents[-1]),
+                         "attentions_last": golden_values(maps[0, :, :, -1]),
                          "step_logits": golden_values(step[0]), "image_tokens": grid.flatten().tolist(),
                          "sample": golden_values(sample)})
 
@@ -143,6 +150,8 @@ def parse_args():
     ap.add_argument("--golden", default="tests/fixtures/dalle-tiny.golden.json")
     ap.add_argument("--golden-only", action="store_true",
                     help="write only the golden fixture, from the model already exported in --out")
+    ap.add_argument("--reexport", action="store_true",
+                    help="write onnx/decoder_model_merged.onnx and the fixture again from --out's own files")
     return ap.parse_args()
 
 
@@ -234,7 +243,7 @@ def validation_scores(c: DalleConfig, model, vq: VqVae, vae: Vae, scale: float, 
     for a in range(0, n, 100):
         s = seq[a:a + 100]
         T = s.shape[1] - 1
-        logits, _ = model(model.embed(s[:, :-1]), torch.ones(len(s), T), torch.arange(T).expand(len(s), T))
+        logits = model(model.embed(s[:, :-1]), torch.ones(len(s), T), torch.arange(T).expand(len(s), T))[0]
         ce.append(F.cross_entropy(logits[:, c.text_length - 1:].reshape(-1, logits.shape[-1]),
                                   s[:, c.text_length:].reshape(-1), reduction="none"))
     image_ce = float(torch.cat(ce).mean())
@@ -294,6 +303,13 @@ def main():
     if args.golden_only:
         golden_from_export(args.out, args.golden)
         print(f"wrote {args.golden} (from {args.out})")
+        return
+    if args.reexport:
+        c, model, vq, vae, scale = load_export(args.out)
+        module, example, inputs, outputs, dynamic = decoder_graph(model)
+        export(module, example, f"{args.out}/onnx/decoder_model_merged.onnx", inputs, outputs, dynamic)
+        golden_from_export(args.out, args.golden)
+        print(f"wrote {args.out}/onnx/decoder_model_merged.onnx and {args.golden} (from {args.out})")
         return
     c, model, vq, vae, scale, steps = load_run(args.run, args.sd)
     tok = WordTokenizer(vocabulary(args.data), max_length=c.text_length)

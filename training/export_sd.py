@@ -5,12 +5,19 @@
       text_encoder/model.onnx  (input_ids -> last_hidden_state, pooler_output)
       tokenizer/               (tokenizer.json and its config: clip-tiny's)
       unet/model.onnx          (sample, timestep, encoder_hidden_states -> out_sample)
+      unet/model_attention.onnx  the same UNet, also -> attention_maps [B, text tokens, h, w]:
+                               its cross-attention to each token, averaged over heads and
+                               blocks at latent resolution (DAAM; run only for return_attention)
       vae_decoder/model.onnx   (latent_sample -> sample)
       vae_encoder/model.onnx   (sample -> latent_sample; here the posterior mean, deterministic)
       scheduler/scheduler_config.json
       manifest.json, README.md (model card; judge scores from `deno task eval images`)
 
     /usr/bin/python3 training/export_sd.py --run data/runs/sd-tiny --out models/embedded/sd-tiny
+
+`--from-export` (the training run is not kept): loads the text encoder, UNet and VAE decoder back
+from the ONNX files shipped in --out, writes unet/model_attention.onnx, adds it to manifest.json
+and writes the golden fixture; the other graphs, the configs and the card stay as they are.
 """
 import argparse
 import json
@@ -21,8 +28,9 @@ import torch.nn as nn
 
 from clip_model import Clip, load_clip
 from common import World
-from onnx_export import card_scores, export, n_parameters, write_fixture, write_json
-from sd_model import MAX_LENGTH, SdConfig, UNet, Vae, to_unit
+from clip_model import ClipConfig
+from onnx_export import card_scores, export, golden_values, load_onnx_weights, n_parameters, write_fixture, write_json
+from sd_model import MAX_LENGTH, SdConfig, UNet, UNetWithMaps, Vae, to_unit
 
 
 class TextEncoder(nn.Module):
@@ -64,6 +72,8 @@ def parse_args():
     ap.add_argument("--golden", default="tests/fixtures/sd-tiny.golden.json")
     ap.add_argument("--raw", action="store_true", help="export the trained weights, not their EMA")
     ap.add_argument("--scores", help="the table `deno task eval images` printed, for the model card")
+    ap.add_argument("--from-export", action="store_true",
+                    help="no training run: re-export the UNet with its attention maps from the files in --out")
     return ap.parse_args()
 
 
@@ -82,21 +92,46 @@ def load_run(run: str, clip_path: str, raw: bool):
     return config, unet, vae, clip, unet_state, vae_state
 
 
-def export_graphs(config: SdConfig, unet: UNet, vae: Vae, clip: Clip, out: str) -> None:
-    """text_encoder/, unet/, vae_decoder/ and vae_encoder/model.onnx, with the public exports' names."""
-    z = config.latent_channels
+def text_encoder_graph(clip: Clip):
+    """The export() arguments of text_encoder/model.onnx (module, example inputs, input and output
+    names, dynamic axes)."""
     ids = torch.ones(2, MAX_LENGTH, dtype=torch.long)
     ids[:, 0] = 0
-    export(TextEncoder(clip), (ids,), f"{out}/text_encoder/model.onnx", ["input_ids"],
-           ["last_hidden_state", "pooler_output"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
-    lat = torch.randn(2, z, 16, 16)
-    hid = torch.randn(2, MAX_LENGTH, config.text_width)
-    export(unet, (lat, torch.tensor([500.0, 20.0]), hid), f"{out}/unet/model.onnx",
-           ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
-           {"sample": {0: "batch_size", 2: "height", 3: "width"}, "timestep": {0: "batch_size"},
-            "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"}})
-    export(VaeDecoder(vae), (lat,), f"{out}/vae_decoder/model.onnx", ["latent_sample"], ["sample"],
-           {"latent_sample": {0: "batch_size", 2: "height_latent", 3: "width_latent"}})
+    return (TextEncoder(clip), (ids,), ["input_ids"], ["last_hidden_state", "pooler_output"],
+            {"input_ids": {0: "batch_size", 1: "sequence_length"}})
+
+
+def unet_graph(config: SdConfig, unet: UNet, maps: bool = False):
+    """The export() arguments of unet/model.onnx, or with `maps` of unet/model_attention.onnx (the
+    same UNet with the word maps as a second output)."""
+    g = torch.Generator().manual_seed(0)
+    lat = torch.randn(2, config.latent_channels, 16, 16, generator=g)
+    hid = torch.randn(2, MAX_LENGTH, config.text_width, generator=g)
+    dynamic = {"sample": {0: "batch_size", 2: "height", 3: "width"}, "timestep": {0: "batch_size"},
+               "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"}}
+    outputs = ["out_sample"]
+    if maps:
+        outputs.append("attention_maps")
+        dynamic["attention_maps"] = {0: "batch_size", 1: "sequence_length", 2: "height", 3: "width"}
+    return (UNetWithMaps(unet) if maps else unet, (lat, torch.tensor([500.0, 20.0]), hid),
+            ["sample", "timestep", "encoder_hidden_states"], outputs, dynamic)
+
+
+def vae_decoder_graph(config: SdConfig, vae: Vae):
+    return (VaeDecoder(vae), (torch.zeros(2, config.latent_channels, 16, 16),), ["latent_sample"], ["sample"],
+            {"latent_sample": {0: "batch_size", 2: "height_latent", 3: "width_latent"}})
+
+
+def export_graphs(config: SdConfig, unet: UNet, vae: Vae, clip: Clip, out: str) -> None:
+    """text_encoder/, unet/ (plain and with the word maps), vae_decoder/ and vae_encoder/model.onnx,
+    with the public exports' names."""
+    module, example, inputs, outputs, dynamic = text_encoder_graph(clip)
+    export(module, example, f"{out}/text_encoder/model.onnx", inputs, outputs, dynamic)
+    for maps, name in ((False, "model.onnx"), (True, "model_attention.onnx")):
+        module, example, inputs, outputs, dynamic = unet_graph(config, unet, maps)
+        export(module, example, f"{out}/unet/{name}", inputs, outputs, dynamic)
+    module, example, inputs, outputs, dynamic = vae_decoder_graph(config, vae)
+    export(module, example, f"{out}/vae_decoder/model.onnx", inputs, outputs, dynamic)
     export(VaeEncoder(vae), (torch.zeros(2, 3, 64, 64),), f"{out}/vae_encoder/model.onnx", ["sample"],
            ["latent_sample"], {"sample": {0: "batch_size", 2: "height", 3: "width"}})
 
@@ -156,7 +191,7 @@ def write_manifest(sol: torch.Tensor, z: int, out: str) -> None:
         "capabilities": ["text-to-image", "image-to-image", "inpainting"],
         "modalities": {"input": ["text", "image"], "output": ["image"]},
         "files": {"text_encoder": "text_encoder/model.onnx", "unet": "unet/model.onnx",
-                  "vae_decoder": "vae_decoder/model.onnx", "vae_encoder": "vae_encoder/model.onnx"},
+                  "unet_attention": "unet/model_attention.onnx", "vae_decoder": "vae_decoder/model.onnx", "vae_encoder": "vae_encoder/model.onnx"},
         "license": "MIT", "preload": True,
         "settings": {
             "default_size": 64, "min_size": 32, "max_size": 128, "default_steps": 20,
@@ -176,10 +211,37 @@ def write_golden(unet: UNet, vae: Vae, clip: Clip, scale: float, z: int, path: s
     with torch.no_grad():
         g_hid = TextEncoder(clip)(g_ids)[0]
         g_out = unet(g_lat, torch.tensor([321.0]), g_hid)
+        with_maps, g_maps = UNetWithMaps(unet)(g_lat, torch.tensor([321.0]), g_hid)
+        assert torch.equal(with_maps, g_out), "the word maps must not change the UNet's output"
         g_img = vae.decode(g_lat / scale)
     write_fixture(path, {"input_ids": g_ids[0].tolist(), "latents": g_lat.flatten().tolist(), "timestep": 321,
                          "hidden_first": g_hid[0, :2].flatten().tolist(), "out_sample": g_out.flatten().tolist(),
-                         "decoded": g_img.flatten().tolist()})
+                         "decoded": g_img.flatten().tolist(), "attention_maps": golden_values(g_maps)})
+
+
+def from_export(out: str, golden: str) -> None:
+    """--from-export: the text encoder, UNet and VAE decoder loaded back from the shipped graphs
+    (load_onnx_weights checks each is the graph its module exports), then unet/model_attention.onnx,
+    its manifest entry and the golden fixture."""
+    config = SdConfig()
+    read = lambda name: json.load(open(f"{out}/{name}"))
+    t = read("text_encoder/config.json")
+    clip = Clip(ClipConfig(text_width=t["hidden_size"], max_positions=t["max_position_embeddings"],
+                           vocab_size=t["vocab_size"]))
+    unet, vae = UNet(config), Vae(config)
+    for (module, example, inputs, outputs, dynamic), path in (
+            (text_encoder_graph(clip), "text_encoder/model.onnx"), (unet_graph(config, unet), "unet/model.onnx"),
+            (vae_decoder_graph(config, vae), "vae_decoder/model.onnx")):
+        load_onnx_weights(module, example, f"{out}/{path}", inputs, outputs, dynamic)
+    for m in (unet, vae, clip):
+        m.eval()
+    module, example, inputs, outputs, dynamic = unet_graph(config, unet, maps=True)
+    export(module, example, f"{out}/unet/model_attention.onnx", inputs, outputs, dynamic)
+    manifest = read("manifest.json")
+    manifest["files"]["unet_attention"] = "unet/model_attention.onnx"
+    write_json(out, "manifest.json", manifest)
+    scale = read("vae_decoder/config.json")["scaling_factor"]
+    write_golden(unet, vae, clip, scale, config.latent_channels, golden)
 
 
 def model_card(config: SdConfig, clip: Clip, stats: dict, raw: bool, scores: str) -> str:
@@ -242,6 +304,10 @@ It draws the shapes world only, at 64 x 64 (32 to 128 accepted, but it was train
 
 def main():
     args = parse_args()
+    if args.from_export:
+        from_export(args.out, args.golden)
+        print(f"wrote {args.out}/unet/model_attention.onnx and {args.golden} (from {args.out})")
+        return
     config, unet, vae, clip, unet_state, vae_state = load_run(args.run, args.clip, args.raw)
     scale = unet_state["scaling_factor"]
     z = config.latent_channels

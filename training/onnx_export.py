@@ -78,7 +78,7 @@ def load_onnx_weights(module, args, path, inputs, outputs, dynamic) -> None:
     with export(module, args, path, inputs, outputs, dynamic): for the golden fixture of a model
     whose training checkpoint is not kept. Initializers that kept their parameter's name load by
     name; the ones the exporter renamed (a Linear's weight, transposed into a MatMul operand as
-    `onnx::MatMul_N`) are found by exporting `module` again, with distinct random weights, and
+    `onnx::MatMul_N`; a GroupNorm's weight, unsqueezed to [C, 1, 1]) are found by exporting `module` again, with distinct random weights, and
     matching the values: the same graph gets the same names. Anything that does not match (another
     graph, another exporter) raises; parameters the graph does not use are left as they are."""
     import tempfile
@@ -114,6 +114,8 @@ def load_onnx_weights(module, args, path, inputs, outputs, dynamic) -> None:
         by_value.setdefault((a.shape, a.tobytes()), (name, False))
         if a.ndim == 2:
             by_value.setdefault((a.T.shape, np.ascontiguousarray(a.T).tobytes()), (name, True))
+        if a.ndim == 1:  # a GroupNorm's weight and bias, folded into a [C, 1, 1] Mul and Add operand
+            by_value.setdefault((a.shape + (1, 1), a.tobytes()), (name, "unsqueezed"))
     loaded = {}
     for init, value in shipped.items():
         if init in state:
@@ -125,8 +127,8 @@ def load_onnx_weights(module, args, path, inputs, outputs, dynamic) -> None:
             if not np.array_equal(p, value):  # a folded constant of the graph itself must agree
                 raise ValueError(f"{path}: initializer {init} matches no parameter")
             continue
-        name, transposed = hit
-        loaded[name] = torch.from_numpy((value.T if transposed else value).copy())
+        name, how = hit
+        loaded[name] = torch.from_numpy((value.T if how is True else value.reshape(-1) if how else value).copy())
     with torch.no_grad():
         for name, t in state.items():
             value = loaded.get(name, before[name])

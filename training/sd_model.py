@@ -119,6 +119,7 @@ class CrossAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.self_attention = self_attention
+        self.downscale = 1  # how much coarser than the UNet's finest level (set by the UNet)
         self.norm_in = nn.GroupNorm(8, ch)
         if self_attention:
             self.ln1 = nn.LayerNorm(ch)
@@ -132,20 +133,27 @@ class CrossAttention(nn.Module):
         self.ff = nn.Sequential(nn.Linear(ch, 4 * ch), nn.GELU(), nn.Linear(4 * ch, ch))
 
     def attend(self, q, k, v):
+        """-> the attended values [B, T, C] and the attention probabilities [B, heads, T, S]."""
         B, T, C = q.shape
         h = self.heads
         split = lambda x: x.reshape(B, x.shape[1], h, C // h).transpose(1, 2)
-        att = (split(q) @ split(k).transpose(-1, -2)) * (C // h) ** -0.5
-        return (att.softmax(-1) @ split(v)).transpose(1, 2).reshape(B, T, C)
+        att = ((split(q) @ split(k).transpose(-1, -2)) * (C // h) ** -0.5).softmax(-1)
+        return (att @ split(v)).transpose(1, 2).reshape(B, T, C), att
 
-    def forward(self, x, context):
+    def forward(self, x, context, maps: list = None):
+        """`maps`, when given, gets this block's cross-attention probabilities [B, heads, H*W,
+        text tokens], the level's H and W and its downscale from the finest level appended (the
+        word maps of return_attention)."""
         B, C, H, W = x.shape
         h = self.norm_in(x).flatten(2).transpose(1, 2)  # [B, HW, C]
         if self.self_attention:
             q, k, v = self.self_qkv(self.ln1(h)).chunk(3, -1)
-            h = h + self.self_out(self.attend(q, k, v))
+            h = h + self.self_out(self.attend(q, k, v)[0])
         k, v = self.kv(context).chunk(2, -1)
-        h = h + self.cross_out(self.attend(self.q(self.ln2(h)), k, v))
+        y, att = self.attend(self.q(self.ln2(h)), k, v)
+        if maps is not None:
+            maps.append((att, H, W, self.downscale))
+        h = h + self.cross_out(y)
         h = h + self.ff(self.ln3(h))
         return x + h.transpose(1, 2).reshape(B, C, H, W)
 
@@ -177,15 +185,47 @@ class UNet(nn.Module):
         self.att_up1 = CrossAttention(a, ctx, heads, self_attention=False)
         self.norm_out = nn.GroupNorm(8, a)
         self.conv_out = nn.Conv2d(a, z, 3, padding=1)
+        for block, f in ((self.att2, 2), (self.att_mid, 4), (self.att_up2, 2)):
+            block.downscale = f
 
-    def forward(self, sample, timestep, encoder_hidden_states):
+    def forward(self, sample, timestep, encoder_hidden_states, maps: list = None):
+        """`maps`: a list to collect every cross-attention block's probabilities in (see
+        CrossAttention.forward); the output is the same with or without it."""
         t = self.time(timestep_embedding(timestep, self.a))
         ctx = encoder_hidden_states
-        h1 = self.att1(self.down1(self.conv_in(sample), t), ctx)
-        h2 = self.att2(self.down2(self.pool1(h1), t), ctx)
-        m = self.mid2(self.att_mid(self.mid1(self.pool2(h2), t), ctx), t)
+        h1 = self.att1(self.down1(self.conv_in(sample), t), ctx, maps)
+        h2 = self.att2(self.down2(self.pool1(h1), t), ctx, maps)
+        m = self.mid2(self.att_mid(self.mid1(self.pool2(h2), t), ctx, maps), t)
         u2 = F.interpolate(m, scale_factor=2.0, mode="nearest")
-        u2 = self.att_up2(self.up2(torch.cat([u2, h2], 1), t), ctx)
+        u2 = self.att_up2(self.up2(torch.cat([u2, h2], 1), t), ctx, maps)
         u1 = F.interpolate(u2, scale_factor=2.0, mode="nearest")
-        u1 = self.att_up1(self.up1(torch.cat([u1, h1], 1), t), ctx)
+        u1 = self.att_up1(self.up1(torch.cat([u1, h1], 1), t), ctx, maps)
         return self.conv_out(F.silu(self.norm_out(u1)))
+
+
+def word_maps(maps: list) -> torch.Tensor:
+    """DAAM's aggregation within one UNet pass (Tang et al. 2022): each cross-attention block's
+    probabilities averaged over its heads, laid out as [B, text tokens, h, w], upsampled
+    (bilinear) to the finest level and averaged over the blocks -> [B, tokens, H, W].
+    The sum over the denoising steps is the service's (kernels/word_maps.ts)."""
+    total = None
+    for att, h, w, downscale in maps:
+        B, _, _, T = att.shape
+        m = att.mean(1).transpose(1, 2).reshape(B, T, h, w)
+        if downscale != 1:
+            m = F.interpolate(m, scale_factor=float(downscale), mode="bilinear", align_corners=False)
+        total = m if total is None else total + m
+    return total / len(maps)
+
+
+class UNetWithMaps(nn.Module):
+    """unet/model_attention.onnx: the same UNet, and its word maps as a second output."""
+
+    def __init__(self, unet: UNet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        maps = []
+        out = self.unet(sample, timestep, encoder_hidden_states, maps)
+        return out, word_maps(maps)

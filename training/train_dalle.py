@@ -97,7 +97,7 @@ def transformer_stage(args, config: DalleConfig, tok: WordTokenizer, train: Worl
         seq = torch.cat([text, codes[idx] + config.text_vocab], 1)  # [B, L + 64]
         x = seq[:, :-1]
         T = x.shape[1]
-        logits, _ = model(model.embed(x), torch.ones(args.batch, T), torch.arange(T).expand(args.batch, T))
+        logits = model(model.embed(x), torch.ones(args.batch, T), torch.arange(T).expand(args.batch, T))[0]
         loss_each = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), seq[:, 1:].reshape(-1), reduction="none")
         loss = (loss_each.view(args.batch, -1) * weights).sum(1).mean()
         optimizer_step(model, opt, loss, step, **schedule, clip=1.0)

@@ -60,6 +60,17 @@ Deno.test("sd-tiny's ONNX files reproduce PyTorch's outputs at export (golden fi
     encoder_hidden_states: hidden,
   });
   near(out.out_sample.data as Float32Array, golden.out_sample, 1e-3);
+  // The graph with the word maps: the same noise prediction, and PyTorch's maps.
+  const withMaps = await (await load("unet_attention")).run({
+    sample: latents,
+    timestep: sessions.tensor("float32", new Float32Array([golden.timestep]), [1]),
+    encoder_hidden_states: hidden,
+  });
+  near(withMaps.out_sample.data as Float32Array, golden.out_sample, 1e-3);
+  const maps = golden.attention_maps;
+  assert.deepEqual(withMaps.attention_maps.dims, maps.shape);
+  const got = withMaps.attention_maps.data as Float32Array;
+  near(Array.from(maps.values, (_, i) => got[i * maps.stride]), maps.values, 1e-5);
   const scale = JSON.parse(await Deno.readTextFile(entry.dir + "vae_decoder/config.json"))
     .scaling_factor;
   const decoded = await vae.run({
