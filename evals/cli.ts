@@ -110,8 +110,10 @@ if (family === "clip") {
       `the object they name; ${count} scenes per split, greedy captions and chat answers to ` +
       `"describe the image."\n`,
   );
-  console.log("| model | split | words scored | own step | step before | step after |");
-  console.log("| --- | --- | --- | --- | --- | --- |");
+  console.log(
+    "| model | split | words scored | served map | step before | step after | random cell |",
+  );
+  console.log("| --- | --- | --- | --- | --- | --- | --- |");
   for (const entry of entries.filter((e) => !values.model || e.manifest.id === values.model)) {
     let explain: Explain | null = null;
     if (entry.manifest.family === "captioning") {
@@ -127,7 +129,7 @@ if (family === "clip") {
       console.log(
         `| ${entry.manifest.id} | ${split} | ${s.words} | ${pct(s.byOffset["0"])} | ${
           pct(s.byOffset["-1"])
-        } | ${pct(s.byOffset["+1"])} |`,
+        } | ${pct(s.byOffset["+1"])} | ${pct(s.chance)} |`,
       );
     }
   }

@@ -49,8 +49,10 @@ export interface PointingScores {
   split: Split;
   /** Colour and shape words scored (their phrase named an object of the scene). */
   words: number;
-  /** Hits / words, for the map of the word's own step and of the steps before and after. */
+  /** Hits / words, for the map served with the word and for those of the steps before and after. */
   byOffset: Record<"-1" | "0" | "+1", number>;
+  /** What a peak on a random cell would score: the mean share of cells the named box touches. */
+  chance: number;
 }
 
 const OFFSETS = [-1, 0, 1] as const;
@@ -74,6 +76,14 @@ export function namedObjects(words: string[], scene: Scene): Array<{ at: number;
   return out;
 }
 
+/** Whether grid cell `cell` (row-major) overlaps the object's bounding box. */
+function touches(cell: number, rows: number, cols: number, o: Scene["objects"][number]): boolean {
+  const r = Math.floor(cell / cols), c = cell % cols;
+  const cw = CANVAS / cols, ch = CANVAS / rows;
+  const [x0, y0, x1, y1] = [c * cw, r * ch, (c + 1) * cw, (r + 1) * ch];
+  return x0 < o.x + o.side && o.x < x1 && y0 < o.y + o.side && o.y < y1;
+}
+
 /** Whether the grid cell of `weights`' peak overlaps the object's bounding box. */
 export function pointsAt(
   weights: ArrayLike<number>,
@@ -83,10 +93,14 @@ export function pointsAt(
 ): boolean {
   let best = 0;
   for (let i = 1; i < weights.length; i++) if (weights[i] > weights[best]) best = i;
-  const r = Math.floor(best / cols), c = best % cols;
-  const cw = CANVAS / cols, ch = CANVAS / rows;
-  const [x0, y0, x1, y1] = [c * cw, r * ch, (c + 1) * cw, (r + 1) * ch];
-  return x0 < o.x + o.side && o.x < x1 && y0 < o.y + o.side && o.y < y1;
+  return touches(best, rows, cols, o);
+}
+
+/** The share of the grid's cells that overlap the object's box: a random peak's hit rate. */
+export function chanceOf(rows: number, cols: number, o: Scene["objects"][number]): number {
+  let n = 0;
+  for (let cell = 0; cell < rows * cols; cell++) if (touches(cell, rows, cols, o)) n++;
+  return n / (rows * cols);
 }
 
 export async function pointing(
@@ -96,7 +110,7 @@ export async function pointing(
   seed = 0,
 ): Promise<PointingScores> {
   const scenes = sampleScenes({ split, count, seed });
-  let words = 0;
+  let words = 0, chance = 0;
   const hits = { "-1": 0, "0": 0, "+1": 0 };
   for (const [i, scene] of scenes.entries()) {
     const image = { width: CANVAS, height: CANVAS, data: renderScene(scene, seed * 7919 + i) };
@@ -104,6 +118,7 @@ export async function pointing(
     const tokens = maps.words.map((w) => w.token.trim().replace(/^Ġ/, "").toLowerCase());
     for (const { at, object } of namedObjects(tokens, scene)) {
       words++;
+      chance += chanceOf(maps.rows, maps.cols, scene.objects[object]);
       for (const d of OFFSETS) {
         const map = maps.words[at + d];
         if (map && pointsAt(map.weights, maps.rows, maps.cols, scene.objects[object])) {
@@ -117,5 +132,6 @@ export async function pointing(
     split,
     words,
     byOffset: { "-1": share(hits["-1"]), "0": share(hits["0"]), "+1": share(hits["+1"]) },
+    chance: share(chance),
   };
 }

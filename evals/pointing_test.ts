@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Scene } from "../world/world.ts";
-import { namedObjects, pointsAt } from "./pointing.ts";
+import { chanceOf, namedObjects, pointsAt } from "./pointing.ts";
 
 const scene: Scene = {
   background: "black",
@@ -27,4 +27,10 @@ Deno.test("pointsAt: the peak cell must overlap the object's box", () => {
   assert.equal(pointsAt(grid(3 * 8 + 3), 8, 8, scene.objects[0]), false); // 24..32: just past
   assert.equal(pointsAt(grid(63), 8, 8, scene.objects[1]), true);
   assert.equal(pointsAt(grid(63), 8, 8, scene.objects[0]), false);
+});
+
+Deno.test("chanceOf: the share of cells a random peak would find the object in", () => {
+  // 24 px from the corner on an 8 x 8 grid of 8 px cells: 3 x 3 cells of 64.
+  assert.equal(chanceOf(8, 8, scene.objects[0]), 9 / 64);
+  assert.equal(chanceOf(8, 8, scene.objects[1]), 4 / 64); // 48..60: cells 6 and 7 both ways
 });

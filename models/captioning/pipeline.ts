@@ -253,6 +253,12 @@ export class CaptionPipeline implements Pipeline {
     private begin: Begin,
     readonly grid: number,
     readonly hasAttention: boolean,
+    /**
+     * Which step's map explains a word: its own (0) or the one before (-1), where the model
+     * looks at an object a step before it names it (settings.attention_offset, as measured by
+     * `deno task eval pointing`).
+     */
+    private attentionOffset = 0,
   ) {}
 
   /** Explainable where the model attends: each word's attention map comes with it. */
@@ -314,7 +320,17 @@ export class CaptionPipeline implements Pipeline {
     } else {
       throw new Error(`Captioning architecture "${m.settings.architecture}" is not supported`);
     }
-    return new CaptionPipeline(m.id, tokenizer, processor, generation, begin, grid, attention);
+    const offset = Number(m.settings.attention_offset ?? 0);
+    return new CaptionPipeline(
+      m.id,
+      tokenizer,
+      processor,
+      generation,
+      begin,
+      grid,
+      attention,
+      offset,
+    );
   }
 
   get maxTokens(): number {
@@ -382,7 +398,10 @@ export class CaptionPipeline implements Pipeline {
         cols: side,
         words: await attentionWords(
           image,
-          h.attention.map((weights, i) => ({ token: word(h.ids[i]), weights })),
+          h.attention.map((_, i) => {
+            const step = Math.min(Math.max(i + this.attentionOffset, 0), h.attention.length - 1);
+            return { token: word(h.ids[i]), weights: h.attention[step] };
+          }),
           side,
           side,
         ),
