@@ -6,9 +6,17 @@
  * the number asked, spread over the steps) and CLIP reranking (the best k of n) are the same for
  * both and live here.
  */
+import type { Tokenizer } from "@huggingface/tokenizers";
 import type { RgbImage } from "../core/image.ts";
 import type { Family } from "./manifest.ts";
-import { type ImageScorer, OptionError, type Pipeline, type RunContext } from "./pipeline.ts";
+import {
+  type AttentionMaps,
+  attentionWords,
+  type ImageScorer,
+  OptionError,
+  type Pipeline,
+  type RunContext,
+} from "./pipeline.ts";
 
 export interface ImageRequest {
   prompt: string;
@@ -24,6 +32,8 @@ export interface ImageRequest {
   previews?: number;
   /** Keep the k candidates CLIP rates closest to the prompt, best first. */
   rerank?: number;
+  /** Per prompt word, where in each image it acted (generators that declare `explainable`). */
+  returnAttention?: boolean;
   // Diffusion only.
   negativePrompt?: string;
   steps?: number;
@@ -66,6 +76,8 @@ export interface ImageOutput {
   seeds: number[];
   /** CLIP's score of each returned image, when reranked. */
   scores?: number[];
+  /** With returnAttention: each returned image's prompt-word maps. */
+  attention?: AttentionMaps[];
   /** The prompt's tokens (unpadded), for usage. */
   promptTokens: number;
   /** Image tokens sampled per image (DALL-E; 0 for diffusion), for usage. */
@@ -188,10 +200,67 @@ export async function keepBest(
     images: order.map(([, j]) => out.images[j]),
     seeds: order.map(([, j]) => out.seeds[j]),
     scores: order.map(([s]) => s),
+    ...(out.attention ? { attention: order.map(([, j]) => out.attention![j]) } : {}),
     timings: {
       ...out.timings,
       rerank_ms: ms,
       total_ms: Number(out.timings.total_ms) + ms,
     },
   };
+}
+
+/**
+ * returnAttention asked of a generator that has no maps to give: the "unsupported" OptionError
+ * every generator throws (a 400 naming the route's field), `why` saying what the model lacks.
+ */
+export function checkExplainable(
+  r: Pick<ImageRequest, "returnAttention">,
+  g: Pick<Pipeline, "id" | "capabilities">,
+  why: string,
+): void {
+  if (!r.returnAttention || g.capabilities.explainable) return;
+  throw new OptionError(
+    "returnAttention",
+    (f) => `${f("returnAttention")}: ${g.id} has no word maps to return (${why})`,
+    "unsupported",
+  );
+}
+
+/**
+ * The prompt's real word tokens (no BOS, EOS or padding): where they start among the ids the
+ * model reads (`tokenizer.encode(prompt)`, special tokens added) and their text.
+ */
+export function promptWords(tokenizer: Tokenizer, prompt: string): {
+  first: number;
+  tokens: string[];
+} {
+  const full = tokenizer.encode(prompt).ids;
+  const words = tokenizer.encode(prompt, { add_special_tokens: false });
+  const k = words.ids.length;
+  const first = Array.from({ length: full.length - k + 1 }, (_, i) => i)
+    .find((i) => words.ids.every((id, j) => full[i + j] === id)) ?? 0;
+  return { first, tokens: words.tokens };
+}
+
+/**
+ * One image's word maps as the API returns them: each word's `weights` (rows × cols, row-major,
+ * any non-negative scale) normalized to sum to 1 (uniform where a map is all zero), with its
+ * overlay on `image`.
+ */
+export async function wordMaps(
+  image: RgbImage,
+  words: Array<{ token: string; weights: ArrayLike<number> }>,
+  rows: number,
+  cols: number,
+): Promise<AttentionMaps> {
+  const normalized = words.map(({ token, weights }) => {
+    let sum = 0;
+    for (let i = 0; i < weights.length; i++) sum += Math.max(0, weights[i]);
+    const w = Float32Array.from(
+      weights,
+      (v) => sum > 0 ? Math.max(0, v) / sum : 1 / weights.length,
+    );
+    return { token, weights: w };
+  });
+  return { rows, cols, words: await attentionWords(image, normalized, rows, cols) };
 }

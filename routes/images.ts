@@ -6,7 +6,9 @@
  * (best k of n). `stream: true` answers with Server-Sent Events named as OpenAI's
  * (`image_generation.*` for generations, `image_edit.*` for edits): our `progress` per step,
  * exactly `partial_images` previews, then one `completed` event per image. A client that
- * disconnects stops the job between steps.
+ * disconnects stops the job between steps. `return_attention` adds each image's prompt-word maps
+ * (`data[i].attention`, and in its `completed` event) from the generators that declare
+ * `explainable`; from the others it is a 400.
  *
  * What cannot be honoured is a 400 naming the field (a transparent background, `style`,
  * moderation, other output formats); `null` for an optional field means "not given".
@@ -28,7 +30,15 @@ import type {
 import { SCHEDULERS } from "../models/diffusion/schedulers.ts";
 import { familiesOf } from "../models/families.ts";
 import { EXAMPLE_IMAGE, ImageInput } from "./clip.ts";
-import { type App, decodeImages, type Deps, type Env, route, streamedError } from "./http.ts";
+import {
+  type App,
+  AttentionMaps,
+  decodeImages,
+  type Deps,
+  type Env,
+  route,
+  streamedError,
+} from "./http.ts";
 
 const MAX_IMAGES = 4;
 
@@ -99,6 +109,12 @@ const GenerationFields = {
     description: "Streaming: exactly this many previews of the predicted image (default 0); " +
       "at most one per step",
   }),
+  return_attention: z.boolean().nullish().openapi({
+    description: "Per prompt word, where in each image it acted, in data[i].attention: " +
+      "diffusion: the UNet's cross-attention to the word summed over heads, blocks and steps " +
+      "(DAAM), on the latent grid; DALL-E: each image token's attention to the word, on the " +
+      "token grid. A 400 for models without attention outputs",
+  }),
   user: z.string().nullish(),
 };
 
@@ -140,6 +156,9 @@ const ImagesResponse = z.object({
     seed: z.number().int(),
     clip_score: z.number().optional().openapi({
       description: "With rerank: CLIP cosine similarity of the image to the prompt",
+    }),
+    attention: AttentionMaps.optional().openapi({
+      description: "With return_attention: one map per prompt word (no BOS, EOS or padding)",
     }),
   })),
   size: z.string(),
@@ -183,6 +202,7 @@ const FIELDS = {
   topP: "top_p",
   width: "size",
   height: "size",
+  returnAttention: "return_attention",
 };
 
 /** The families this route serves: every image generator (models/families.ts). */
@@ -249,6 +269,7 @@ function imageRequest(body: Body, [image, mask]: RgbImage[]): ImageRequest {
     temperature: body.temperature ?? undefined,
     topK: body.top_k ?? undefined,
     topP: body.top_p ?? undefined,
+    returnAttention: body.return_attention ?? undefined,
   };
 }
 
@@ -271,6 +292,7 @@ async function imagesResponse(job: ImageJob, g: ImageOutput, backend: string) {
       b64_json: await b64(img),
       seed: g.seeds[j],
       ...(g.scores ? { clip_score: g.scores[j] } : {}),
+      ...(g.attention ? { attention: g.attention[j] } : {}),
     }))),
     size: `${g.images[0].width}x${g.images[0].height}`,
     scheduler: g.scheduler,
@@ -346,6 +368,7 @@ function streamImages(
           image_index: j,
           seed: d.seed,
           ...(d.clip_score === undefined ? {} : { clip_score: d.clip_score }),
+          ...(d.attention ? { attention: d.attention } : {}),
         });
       }
     } catch (e) {
@@ -413,8 +436,8 @@ export function imageRoutes(app: App, { config, registry }: Deps): void {
       "image_generation.progress: { step, total, percent } every step (ours)",
       "image_generation.partial_image: exactly partial_images previews of the predicted image " +
       "(b64_json, partial_image_index, image_index, …)",
-      "image_generation.completed: one per image (b64_json, usage, seed, …); the last also " +
-      "holds the whole response",
+      "image_generation.completed: one per image (b64_json, usage, seed, with return_attention " +
+      "its attention, …); the last also holds the whole response",
       "error: { error } if the job fails after the stream started",
     ],
     response: ImagesResponse,

@@ -72,3 +72,40 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "diffusion: word maps summed on the GPU (WGSL, GPU-resident loop) equal the CPU loop's",
+  ...gpu,
+  fn: async () => {
+    const load = async (backend: "webgpu" | "cpu") =>
+      DiffusionPipeline.load(entry, {
+        sessions: new SessionRegistry(await resolveBackend(backend)),
+      });
+    const [gpu, cpu] = await Promise.all([load("webgpu"), load("cpu")]);
+    const options: GenerateOptions = {
+      prompt: "a large red circle to the left of a small blue square",
+      steps: 2,
+      guidance: 3,
+      seed: 5,
+      scheduler: "ddim",
+      width: 64,
+      height: 64,
+      n: 2,
+      returnAttention: true,
+    };
+    const onGpu = await gpu.generate(options);
+    const onCpu = await cpu.generate(options);
+    assert.equal(onGpu.loop, "gpu-resident");
+    let worst = 0;
+    onGpu.attention!.forEach((maps, j) => {
+      assert.deepEqual(maps.words.map((w) => w.token), options.prompt.split(" "));
+      maps.words.forEach((w, k) => {
+        const other = onCpu.attention![j].words[k].weights;
+        w.weights.forEach((v, i) => worst = Math.max(worst, Math.abs(v - other[i])));
+      });
+    });
+    console.log(`  max |GPU − CPU| over the weights: ${worst}`);
+    // The API rounds weights to 4 places (kernels/word_maps_test.ts compares the raw sums).
+    assert.ok(worst <= 2e-4, `word maps differ by ${worst}`);
+  },
+});

@@ -334,6 +334,16 @@ hubTest(
       });
       assert.equal(small.status, 400);
       assert.match((await small.json()).error.message, /multiple of 64/);
+      // Public SD exports have no attention output: word maps are a clear 400.
+      const explain = await post("/v1/images/generations", {
+        model: repo,
+        prompt: "a cat",
+        return_attention: true,
+      });
+      const error = (await explain.json()).error;
+      assert.equal(explain.status, 400);
+      assert.equal(error.param, "return_attention");
+      assert.match(error.message, /has no word maps/);
     } finally {
       await hub.close();
       await Deno.remove(tmp, { recursive: true });

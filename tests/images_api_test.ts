@@ -6,7 +6,7 @@
 import { TEST_BACKEND } from "./profile.ts";
 import assert from "node:assert/strict";
 import sharp from "sharp";
-import { loadConfig } from "../core/config.ts";
+import { EMBEDDED_MODELS_DIR, loadConfig } from "../core/config.ts";
 import { createApp } from "../main.ts";
 import { renderScene, type Scene } from "../world/world.ts";
 import { meanAbsDiff } from "./tolerance.ts";
@@ -428,4 +428,114 @@ Deno.test("images: clear 400s and 404s for bad requests", async () => {
   assert.equal((await bad.json()).error.param, "image");
   const missing = await post("/v1/images/edits", { prompt: "x" });
   assert.equal((await missing.json()).error.param, "image");
+});
+
+interface Maps {
+  rows: number;
+  cols: number;
+  words: Array<{ token: string; weights: number[]; overlay_png: string }>;
+}
+
+/** The checks every word map passes: its grid, one per prompt word, sum 1, a PNG overlay. */
+function checkMaps(maps: Maps, rows: number, words: string[]) {
+  assert.deepEqual([maps.rows, maps.cols], [rows, rows]);
+  assert.deepEqual(maps.words.map((w) => w.token), words, "one map per prompt word, in order");
+  for (const w of maps.words) {
+    assert.equal(w.weights.length, rows * rows);
+    assert.ok(w.weights.every((v) => v >= 0));
+    const sum = w.weights.reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(sum - 1) < 0.01, `${w.token}: weights sum to ${sum}`);
+    assert.ok(w.overlay_png.startsWith("iVBORw0KGgo"), "a PNG");
+  }
+}
+
+Deno.test("generations: return_attention gives each prompt word's map per image, for both generators", async () => {
+  const prompt = "a large red circle to the left of a small blue square";
+  const words = prompt.split(" ");
+  for (
+    const [model, grid, extra] of [
+      ["sd-tiny", 16, { num_inference_steps: 3 }],
+      ["dalle-tiny", 8, {}],
+    ] as const
+  ) {
+    const body = { model, prompt, n: 2, seed: 5, ...extra };
+    const plain = await (await generate(body)).json();
+    assert.equal(plain.data[0].attention, undefined, `${model}: no maps unless asked`);
+    const res = await generate({ ...body, return_attention: true });
+    const out = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(out).slice(0, 300));
+    for (const [j, d] of out.data.entries()) {
+      assert.equal(d.b64_json, plain.data[j].b64_json, `${model}: the same image ${j}`);
+      checkMaps(d.attention, grid, words);
+    }
+    if (model === "dalle-tiny") assert.equal(out.decoder, "onnxruntime");
+    // Streamed: each completed event carries its image's maps.
+    const events = await readEvents(
+      await generate({ ...body, return_attention: true, stream: true }),
+    );
+    const completed = events.filter((e) => e.event === "image_generation.completed");
+    assert.deepEqual(
+      completed.map((e) => e.data.attention),
+      out.data.map((d: { attention: Maps }) => d.attention),
+    );
+  }
+  // Reranked: the maps follow the images they belong to.
+  const all = await (await generate({
+    prompt,
+    n: 2,
+    seed: 9,
+    num_inference_steps: 3,
+    return_attention: true,
+  })).json();
+  const best = await (await generate({
+    prompt,
+    n: 2,
+    rerank: 1,
+    seed: 9,
+    num_inference_steps: 3,
+    return_attention: true,
+  })).json();
+  const kept = all.data.find((d: { seed: number }) => d.seed === best.data[0].seed);
+  assert.deepEqual(best.data[0].attention, kept.attention);
+});
+
+Deno.test("generations: return_attention from a model without attention outputs is a 400 naming it", async () => {
+  // sd-tiny without unet/model_attention.onnx in its manifest, as public SD exports come.
+  const dir = await Deno.makeTempDir();
+  try {
+    const sd = `${EMBEDDED_MODELS_DIR}sd-tiny/`;
+    const manifest = JSON.parse(await Deno.readTextFile(`${sd}manifest.json`));
+    delete manifest.files.unet_attention;
+    await Deno.mkdir(`${dir}/sd-plain`);
+    await Deno.writeTextFile(
+      `${dir}/sd-plain/manifest.json`,
+      JSON.stringify({ ...manifest, id: "sd-plain", preload: false }),
+    );
+    for (
+      const part of ["text_encoder", "tokenizer", "unet", "vae_decoder", "vae_encoder", "scheduler"]
+    ) {
+      await Deno.symlink(`${sd}${part}`, `${dir}/sd-plain/${part}`);
+    }
+    const other = await createApp(
+      loadConfig({ MM_BACKEND: TEST_BACKEND, MM_MODELS_DIR: dir, MM_WORKERS: "0" }),
+    );
+    for (const stream of [false, true]) {
+      const res = await other.app.request("/v1/images/generations", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "sd-plain",
+          prompt: "a red circle",
+          return_attention: true,
+          stream,
+        }),
+      });
+      const { error } = await res.json();
+      assert.equal(res.status, 400, JSON.stringify(error));
+      assert.equal(error.param, "return_attention");
+      assert.match(error.message, /return_attention: sd-plain has no word maps/);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

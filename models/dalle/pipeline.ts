@@ -7,6 +7,11 @@
  * The transformer shares the chat decoder's architecture, so on WebGPU it runs on our WGSL
  * kernels (`GpuDecoder`, KV cache on the GPU, only the 576 logits read back per token); elsewhere
  * its ONNX export runs through ORT with past key/values, all candidates in one batch.
+ *
+ * Word maps (`returnAttention`): the decoder export's `attentions` output gives, at every image
+ * token, the attention of the query that sampled it (the position before it) to each prompt
+ * word, averaged over layers and heads: one value per grid cell and word. The WGSL decoder has
+ * no such output, so a request for maps runs on ORT (the response's `decoder` says so).
  */
 import type { Tokenizer } from "@huggingface/tokenizers";
 import type { Tensor } from "../../core/backend.ts";
@@ -24,6 +29,7 @@ import { readSafetensors } from "../../core/safetensors.ts";
 import { logSoftmax, sampleToken } from "../decoding.ts";
 import {
   checkCommon,
+  checkExplainable,
   DIFFUSION_OPTIONS,
   type ImageGenerator,
   type ImageJob,
@@ -31,9 +37,11 @@ import {
   type ImageProgress,
   type ImageRequest,
   previewSteps,
+  promptWords,
   reranked,
   rgbaImages,
   seedOf,
+  wordMaps,
 } from "../images.ts";
 import type { ModelEntry } from "../manifest.ts";
 import {
@@ -56,6 +64,8 @@ export interface DalleOptions {
   previews?: number;
   /** false: ORT even where the WGSL decoder could run (tests, benchmark). */
   kernels?: boolean;
+  /** Each prompt word's map over each image's token grid (runs on ORT). */
+  returnAttention?: boolean;
 }
 
 export interface DalleGenerated extends ImageOutput {
@@ -91,11 +101,13 @@ interface Sampling {
   pick(logits: Float32Array, candidate: number): number;
   report(step: number, of: number): Promise<void>;
   signal?: AbortSignal;
+  /** With word maps: the prompt words' place in `text`, and per candidate and cell their
+   * attention (filled by the ORT path). */
+  words?: { first: number; count: number; cells: Float32Array[][] };
 }
 
 export class DallePipeline implements ImageGenerator {
   readonly family = "dalle";
-  readonly capabilities: Capabilities = { streaming: true, batchable: true, explainable: false };
   #gpuWeights: Promise<GpuWeights> | null = null;
 
   private constructor(
@@ -109,6 +121,15 @@ export class DallePipeline implements ImageGenerator {
     private layout: Layout,
     private kernel: { config: DecoderConfig; weights: string } | null,
   ) {}
+
+  /** Explainable where the decoder export returns its attention probabilities. */
+  get capabilities(): Capabilities {
+    return {
+      streaming: true,
+      batchable: true,
+      explainable: this.decoder.outputNames.includes("attentions"),
+    };
+  }
 
   /** Image tokens sampled per image (the dVAE's grid). */
   get imageTokens(): number {
@@ -207,8 +228,10 @@ export class DallePipeline implements ImageGenerator {
       topK: r.topK ?? this.settings.defaultTopK,
       topP: r.topP ?? 1,
       previews: r.previews,
+      returnAttention: r.returnAttention,
     };
     this.textIds(o.prompt);
+    checkExplainable(o, this, "its decoder export has no attentions output");
     return {
       model: this.id,
       family: this.family,
@@ -224,8 +247,10 @@ export class DallePipeline implements ImageGenerator {
     o: DalleOptions,
     { signal, progress }: RunContext<ImageProgress> = {},
   ): Promise<DalleGenerated> {
+    checkExplainable(o, this, "its decoder export has no attentions output");
     const start = now();
     const text = this.textIds(o.prompt);
+    const words = o.returnAttention ? promptWords(this.tokenizer, o.prompt) : null;
     const { imageOffset, codebook } = this.layout;
     const total = this.imageTokens;
     const rngs = Array.from({ length: o.n }, (_, j) => rng(o.seed + j));
@@ -242,6 +267,15 @@ export class DallePipeline implements ImageGenerator {
       text,
       grids,
       signal,
+      ...(words
+        ? {
+          words: {
+            first: words.first,
+            count: words.tokens.length,
+            cells: grids.map(() => new Array<Float32Array>(total)),
+          },
+        }
+        : {}),
       // Image positions may only hold image codes: the text part of the vocabulary is masked out.
       pick: (logits, j) => {
         const lp = logSoftmax(logits.subarray(imageOffset, imageOffset + codebook));
@@ -259,12 +293,29 @@ export class DallePipeline implements ImageGenerator {
       },
     };
     const t0 = now();
-    const kernels = await this.#kernelDecoder(o);
+    const kernels = words ? null : await this.#kernelDecoder(o);
     if (kernels) await this.#sampleOnKernels(kernels, sampling);
     else await this.#sampleOnOrt(sampling);
     const transformerMs = now() - t0 - vqMs;
+    const images = await decodeGrids(grids);
+    const { grid } = this.layout;
     return {
-      images: await decodeGrids(grids),
+      images,
+      ...(words && sampling.words
+        ? {
+          attention: await Promise.all(images.map((image, j) =>
+            wordMaps(
+              image,
+              words.tokens.map((token, w) => ({
+                token,
+                weights: sampling.words!.cells[j].map((cell) => cell[w]),
+              })),
+              grid,
+              grid,
+            )
+          )),
+        }
+        : {}),
       seeds: grids.map((_, j) => (o.seed + j) >>> 0),
       steps: total,
       outputTokens: total,
@@ -304,11 +355,15 @@ export class DallePipeline implements ImageGenerator {
   async #sampleOnOrt(s: Sampling): Promise<void> {
     const total = this.imageTokens, n = s.grids.length, offset = this.layout.imageOffset;
     const texts = Array.from({ length: n }, () => s.text);
-    let state = await this.#forward(texts, this.#emptyPast(n), s.signal);
+    let state = await this.#forward(texts, this.#emptyPast(n), s.signal, s.words);
     for (let i = 0; i < total; i++) {
-      for (let j = 0; j < n; j++) s.grids[j][i] = s.pick(state.logits[j], j);
+      for (let j = 0; j < n; j++) {
+        s.grids[j][i] = s.pick(state.logits[j], j);
+        if (s.words) s.words.cells[j][i] = state.words![j];
+      }
       if (i + 1 < total) {
-        state = await this.#forward(s.grids.map((g) => [g[i] + offset]), state.past, s.signal);
+        const next = s.grids.map((g) => [g[i] + offset]);
+        state = await this.#forward(next, state.past, s.signal, s.words);
       }
       await s.report(i + 1, total);
     }
@@ -343,8 +398,16 @@ export class DallePipeline implements ImageGenerator {
     );
   }
 
-  /** One batched decoder run over `rows` (equal lengths) after `past`; the last logits per row. */
-  async #forward(rows: number[][], past: Tensor[], signal?: AbortSignal) {
+  /**
+   * One batched decoder run over `rows` (equal lengths) after `past`; the last logits per row,
+   * and with `words` the last query's attention to each of them, averaged over layers and heads.
+   */
+  async #forward(
+    rows: number[][],
+    past: Tensor[],
+    signal?: AbortSignal,
+    words?: { first: number; count: number },
+  ) {
     const n = rows.length, T = rows[0].length, P = past[0].dims[2] as number, total = P + T;
     const feeds: Record<string, Tensor> = {
       input_ids: this.sessions.tensor("int64", BigInt64Array.from(rows.flat(), BigInt), [n, T]),
@@ -370,10 +433,28 @@ export class DallePipeline implements ImageGenerator {
         { length: n },
         (_, j) => all.subarray(((j + 1) * T - 1) * V, (j + 1) * T * V),
       ),
+      words: words && lastQueryToWords(out.attentions, words.first, words.count),
       past: Array.from(
         { length: 2 * this.layout.layers },
         (_, k) => out[`present.${k >> 1}.${k % 2 ? "value" : "key"}`],
       ),
     };
   }
+}
+
+/**
+ * Attention probabilities [n, layers, heads, T, S] at the last query position: per row, the
+ * mean over layers and heads of its weights on keys first … first + count − 1.
+ */
+export function lastQueryToWords(maps: Tensor, first: number, count: number): Float32Array[] {
+  const [n, L, H, T, S] = maps.dims as number[];
+  const data = maps.data as Float32Array;
+  return Array.from({ length: n }, (_, j) => {
+    const out = new Float32Array(count);
+    for (let lh = 0; lh < L * H; lh++) {
+      const row = ((j * L * H + lh) * T + T - 1) * S + first;
+      for (let w = 0; w < count; w++) out[w] += data[row + w] / (L * H);
+    }
+    return out;
+  });
 }

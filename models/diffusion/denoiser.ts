@@ -3,11 +3,18 @@
  * loop: on WebGPU in GPU buffers for the whole run (the UNet reads its input buffer and one WGSL
  * dispatch per step applies guidance and the scheduler; only the final RGBA bytes come back), or
  * on the host with the kernels' TypeScript references (every other backend, an inpainting UNet's
- * wider input, and the benchmark's baseline).
+ * wider input, and the benchmark's baseline). The word maps' sum over the steps (return_attention)
+ * is kept the same way: `mapSum`.
  */
 import type { Tensor } from "../../core/backend.ts";
 import type { SessionRegistry } from "../../core/sessions.ts";
-import { readBuffer } from "../../kernels/gpu.ts";
+import { readBuffer, storageBuffer } from "../../kernels/gpu.ts";
+import {
+  addWordMapsCpu,
+  sumLength,
+  type WordMapLayout,
+  WordMapSum,
+} from "../../kernels/word_maps.ts";
 import {
   GpuDenoiser,
   IDENTITY,
@@ -165,4 +172,37 @@ export class HostDenoiser implements Denoiser {
   }
 
   destroy(): void {}
+}
+
+/** The word maps' sum over the denoising steps (kernels/word_maps.ts). */
+export interface MapSum {
+  /** Adds one UNet call's `attention_maps` [batch, tokens, h, w] (it stays the caller's). */
+  add(maps: Tensor): Promise<void>;
+  /** The sum, [images, words, h, w]. */
+  read(): Promise<Float32Array>;
+  destroy(): void;
+}
+
+/** The sum on the GPU where the loop is GPU-resident (`gpu`), else on the host. */
+export function mapSum(gpu: GPUDevice | null, layout: WordMapLayout): MapSum {
+  if (!gpu) {
+    const sum = new Float32Array(sumLength(layout));
+    return {
+      add: async (maps) => addWordMapsCpu(layout, await hostData(maps), sum),
+      read: () => Promise.resolve(sum),
+      destroy: () => {},
+    };
+  }
+  const sum = new WordMapSum(gpu, layout);
+  return {
+    add: async (maps) => {
+      if (maps.location === "gpu-buffer") return sum.add(maps.gpuBuffer as GPUBuffer);
+      const upload = storageBuffer(gpu, (maps.data as Float32Array<ArrayBuffer>).slice());
+      sum.add(upload);
+      await gpu.queue.onSubmittedWorkDone();
+      upload.destroy();
+    },
+    read: () => sum.read(),
+    destroy: () => sum.destroy(),
+  };
 }

@@ -12,6 +12,12 @@
  * Previews show the image the step predicts (x0 from the latents and the guided model output,
  * through the VAE decoder), not the noisy latents; a `rerank` scorer (CLIP, from the route) keeps
  * the best of n candidates, as the DALL-E pipeline does.
+ *
+ * Word maps (`returnAttention`, DAAM: Tang et al. 2022): where the export ships a second UNet
+ * graph that also returns its cross-attention to each text token (manifest `unet_attention`:
+ * averaged over heads and blocks at latent resolution), that graph runs instead, and the maps of
+ * the conditional half are summed over the steps (on the GPU in the GPU-resident loop); each
+ * prompt word's sum, normalized, is its map. Without the option the plain UNet runs, as always.
  */
 import type { Tokenizer } from "@huggingface/tokenizers";
 import type { RgbImage } from "../../core/image.ts";
@@ -20,8 +26,10 @@ import { resize } from "../../core/preprocess.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
 import type { Tensor } from "../../core/backend.ts";
 import { IDENTITY, type Inpaint, type LoopShape, toRgbaReference } from "../../kernels/denoise.ts";
+import type { WordMapLayout } from "../../kernels/word_maps.ts";
 import {
   checkCommon,
+  checkExplainable,
   DALLE_OPTIONS,
   type ImageGenerator,
   type ImageJob,
@@ -29,9 +37,11 @@ import {
   type ImageProgress,
   type ImageRequest,
   previewSteps,
+  promptWords,
   reranked,
   rgbaImages,
   seedOf,
+  wordMaps,
 } from "../images.ts";
 import type { ModelEntry } from "../manifest.ts";
 import {
@@ -41,7 +51,13 @@ import {
   OptionError,
   type RunContext,
 } from "../pipeline.ts";
-import { type Denoiser, GpuResidentDenoiser, HostDenoiser } from "./denoiser.ts";
+import {
+  type Denoiser,
+  GpuResidentDenoiser,
+  HostDenoiser,
+  type MapSum,
+  mapSum,
+} from "./denoiser.ts";
 import {
   alphasCumprod,
   defaultScheduler,
@@ -73,6 +89,8 @@ export interface GenerateOptions {
   previews?: number;
   /** Read the latents back every step even on WebGPU (the benchmark's baseline). */
   hostLoop?: boolean;
+  /** Each prompt word's map in each image (explainable exports only). */
+  returnAttention?: boolean;
 }
 
 export type Timings = {
@@ -113,7 +131,7 @@ function toPlanar(img: RgbImage): Float32Array {
 
 export class DiffusionPipeline implements ImageGenerator {
   readonly family = "diffusion";
-  readonly capabilities: Capabilities = { streaming: true, batchable: true, explainable: false };
+  #attentionUnet: Promise<Session> | null = null;
 
   private constructor(
     readonly id: string,
@@ -133,7 +151,21 @@ export class DiffusionPipeline implements ImageGenerator {
     /** A dedicated inpainting UNet reads 2C + 1 channels: latents, mask, masked-image latents. */
     private inpaintingUnet: boolean,
     readonly settings: DiffusionSettings,
+    /** The UNet graph that also returns word maps (`attention_maps`), if the export has one. */
+    private attentionUnetPath: string | null,
   ) {}
+
+  /** Explainable where the export ships the UNet graph with word maps. */
+  get capabilities(): Capabilities {
+    return { streaming: true, batchable: true, explainable: this.attentionUnetPath !== null };
+  }
+
+  /** The word-map UNet, loaded on the first request that asks for maps. */
+  #mapsUnet(): Promise<Session> {
+    return this.#attentionUnet ??= this.sessions.load(this.attentionUnetPath!, {
+      gpuOutputs: true,
+    });
+  }
 
   static async load(
     entry: ModelEntry,
@@ -188,6 +220,7 @@ export class DiffusionPipeline implements ImageGenerator {
           defaultScheduler(schedulerConfig),
         multiple: vaeFactor * unetDown,
       },
+      files.unet_attention ? entry.dir + files.unet_attention : null,
     );
   }
 
@@ -252,6 +285,7 @@ export class DiffusionPipeline implements ImageGenerator {
       mask: r.mask,
       strength: r.strength,
       previews: r.previews,
+      returnAttention: r.returnAttention,
     };
     this.validate(o);
     return {
@@ -280,6 +314,7 @@ export class DiffusionPipeline implements ImageGenerator {
 
   /** Checks what only the model knows (size multiple, limits); routes check the rest. */
   validate(o: GenerateOptions): void {
+    checkExplainable(o, this, "its UNet export has no attention output");
     const { minSize, maxSize, multiple, maxSteps } = this.settings;
     for (const [name, v] of [["width", o.width], ["height", o.height]] as const) {
       if (v < minSize || v > maxSize || v % multiple !== 0) {
@@ -429,18 +464,30 @@ export class DiffusionPipeline implements ImageGenerator {
       ? new GpuResidentDenoiser(gpu, this.sessions, setup)
       : new HostDenoiser(this.sessions, setup);
     const previewAt = previewSteps(p.steps.length, o.previews ?? 0);
+    const words = o.returnAttention ? promptWords(this.tokenizer, o.prompt) : null;
+    const layout: WordMapLayout | null = words && {
+      images: o.n,
+      tokens: this.maxTokens,
+      first: words.first,
+      words: words.tokens.length,
+      spatial: h * w,
+      guided,
+    };
+    const unet = layout ? await this.#mapsUnet() : this.unet;
+    const maps: MapSum | null = layout && mapSum(gpu, layout);
     const unetMs: number[] = [];
-    let rgba: Uint8Array, vaeDecMs: number;
+    let rgba: Uint8Array, vaeDecMs: number, sums: Float32Array | null = null;
     try {
       for (const [i, s] of p.steps.entries()) {
         signal?.throwIfAborted();
         t0 = now();
-        const out = await this.unet.run({
+        const out = await unet.run({
           sample: denoiser.sample(),
           timestep: this.#timestep(s.timestep, batch),
           encoder_hidden_states: context,
         }, signal);
-        const modelOut = out.out_sample ?? out[this.unet.outputNames[0]];
+        const modelOut = out.out_sample ?? out[unet.outputNames[0]];
+        if (maps) await maps.add(out.attention_maps);
         // A preview reads this step's latents and model output before the step moves them.
         const before = previewAt.has(i + 1) ? await denoiser.peek(modelOut) : null;
         await denoiser.step(modelOut, {
@@ -449,6 +496,7 @@ export class DiffusionPipeline implements ImageGenerator {
           scaleNext: scaleAt(i + 1),
           stream: i + 1,
         });
+        out.attention_maps?.dispose(); // added to the sum (the step waited for the GPU's queue)
         unetMs.push(now() - t0);
         const preview = before
           ? await this.#preview(o, shape, s.timestep, before, inpaint, signal)
@@ -459,11 +507,17 @@ export class DiffusionPipeline implements ImageGenerator {
       t0 = now();
       rgba = await denoiser.toRgba(await this.#decode(denoiser.decoderInput(), signal));
       vaeDecMs = now() - t0;
+      sums = maps && await maps.read();
     } finally {
       denoiser.destroy();
+      maps?.destroy();
     }
+    const images = rgbaImages(rgba, o.n, o.width, o.height);
     return {
-      images: rgbaImages(rgba, o.n, o.width, o.height),
+      images,
+      ...(words && sums
+        ? { attention: await this.#wordMaps(images, words.tokens, sums, h, w) }
+        : {}),
       seeds: Array.from({ length: o.n }, (_, j) => (o.seed + j) >>> 0),
       promptTokens: this.promptTokens(o.prompt),
       outputTokens: 0,
@@ -478,6 +532,22 @@ export class DiffusionPipeline implements ImageGenerator {
         total_ms: now() - start,
       },
     };
+  }
+
+  /** Each image's word maps from the summed maps [images, words, h, w]. */
+  #wordMaps(images: RgbImage[], tokens: string[], sums: Float32Array, h: number, w: number) {
+    const k = tokens.length, px = h * w;
+    return Promise.all(images.map((image, j) =>
+      wordMaps(
+        image,
+        tokens.map((token, t) => ({
+          token,
+          weights: sums.subarray((j * k + t) * px, (j * k + t + 1) * px),
+        })),
+        h,
+        w,
+      )
+    ));
   }
 
   #timestep(t: number, batch: number): Tensor {

@@ -29,6 +29,12 @@ Deno.test("a dedicated inpainting UNet (2C + 1 input channels) gets the mask and
   const unet = await sessions.load(entry.dir + entry.manifest.files.unet);
   assert.equal(unet.inputDims("sample")?.[1], 9);
   await assert.rejects(sd.generate(base), (e) => e instanceof OptionError && e.option === "image");
+  // Its export has no UNet graph with word maps: not explainable, and asking is an OptionError.
+  assert.equal(sd.capabilities.explainable, false);
+  assert.throws(
+    () => sd.plan({ prompt: "a red circle", n: 1, returnAttention: true }),
+    (e) => e instanceof OptionError && e.option === "returnAttention" && e.kind === "unsupported",
+  );
 });
 
 Deno.test("sd-tiny's ONNX files reproduce PyTorch's outputs at export (golden fixture)", async () => {
