@@ -2,8 +2,8 @@
  * `deno task load`: the real server as a subprocess on a free loopback port, loaded route by
  * route at concurrency 1, 8, 32 and 64 (a bounded number of requests, and seconds, per cell),
  * then overloaded with more long generations than its queue holds while /health and one
- * embedding are probed every 200 ms. Prints per route: throughput, p50/p99 latency, errors and
- * 429s, the server's RSS (VmRSS) before and after; for the overload: how many were refused 429
+ * embedding are probed every 200 ms. Prints per route: throughput (and, for chat, the generated
+ * tokens per second over all clients), p50/p99 latency, errors and 429s, the server's RSS (VmRSS) before and after; for the overload: how many were refused 429
  * and the probes' latencies. Then SIGTERM, and the exit code. Measures; asserts nothing.
  *
  *   deno task load [--levels 1,8,32,64] [--scale 1] [--cell-seconds 20]
@@ -181,6 +181,24 @@ const scenarios: Scenario[] = [
     requests: 200,
   },
   {
+    name: "chat, streamed (vlm-tiny, describe, 24 tokens)",
+    path: "/v1/chat/completions",
+    body: {
+      model: "vlm-tiny",
+      messages: [{
+        role: "user",
+        content: [{ type: "image_url", image_url: { url: png } }, {
+          type: "text",
+          text: "describe the image.",
+        }],
+      }],
+      max_tokens: 24,
+      stream: true,
+      stream_options: { include_usage: true },
+    },
+    requests: 200,
+  },
+  {
     name: "image generation (sd-tiny, 64², 5 steps)",
     path: "/v1/images/generations",
     body: { model: "sd-tiny", prompt: "a red circle", num_inference_steps: 5, seed: 1 },
@@ -192,6 +210,8 @@ interface Result {
   status: number;
   ms: number;
   error?: string;
+  /** Generated tokens, where the answer reports its usage. */
+  tokens?: number;
 }
 
 async function send(path: string, body: unknown): Promise<Result> {
@@ -204,7 +224,9 @@ async function send(path: string, body: unknown): Promise<Result> {
     });
     const text = await res.text();
     const error = res.ok ? undefined : text.slice(0, 200);
-    return { status: res.status, ms: performance.now() - t, error };
+    // A JSON body's usage, or a stream's usage chunk.
+    const tokens = Number(text.match(/"completion_tokens":(\d+)/)?.[1] ?? NaN);
+    return { status: res.status, ms: performance.now() - t, error, tokens };
   } catch (e) {
     return { status: 0, ms: performance.now() - t, error: String(e).slice(0, 200) };
   }
@@ -238,6 +260,8 @@ interface Cell {
   seconds: number;
   p50: number;
   p99: number;
+  /** Generated tokens of the 200s (NaN where the route reports none). */
+  tokens: number;
   firstError?: string;
 }
 
@@ -265,6 +289,7 @@ async function cell(s: Scenario, concurrency: number): Promise<Cell> {
     seconds,
     p50: quantile(ok.map((r) => r.ms), 0.5),
     p99: quantile(ok.map((r) => r.ms), 0.99),
+    tokens: ok.reduce((n, r) => n + (r.tokens ?? NaN), 0),
     firstError: bad[0] && `${bad[0].status} ${bad[0].error}`,
   };
 }
@@ -285,13 +310,15 @@ for (const s of scenarios.filter((s) => s.name.includes(values.only))) {
   console.log(
     `\n${s.name}: POST ${s.path}; server RSS ${f0(before)} MB before, ${f0(after)} MB after\n`,
   );
-  console.log("| concurrency | requests | 200 | 429 | errors | req/s | p50 ms | p99 ms |");
-  console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
+  console.log(
+    "| concurrency | requests | 200 | 429 | errors | req/s | tokens/s | p50 ms | p99 ms |",
+  );
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const x of cells) {
     console.log(
       `| ${x.concurrency} | ${x.sent} | ${x.ok} | ${x.refused} | ${x.errors} | ${
         f1(x.ok / x.seconds)
-      } | ${f0(x.p50)} | ${f0(x.p99)} |`,
+      } | ${f1(x.tokens / x.seconds)} | ${f0(x.p50)} | ${f0(x.p99)} |`,
     );
   }
   for (const x of cells.filter((x) => x.firstError)) {

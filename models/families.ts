@@ -19,7 +19,8 @@ interface FamilyEntry {
   api: string;
   /** The engine worker it runs in; families naming the same one share it. */
   worker: string;
-  /** Concurrent requests share forward passes (MM_MAX_BATCH items): admit a batch's worth. */
+  /** Concurrent requests share forward passes or decode steps (MM_MAX_BATCH items): admit a
+   * batch's worth. */
   batches?: boolean;
 }
 
@@ -28,7 +29,7 @@ export const FAMILIES = {
   captioning: { load: CaptionPipeline.load, api: "captions", worker: "captioning" },
   diffusion: { load: DiffusionPipeline.load, api: "images", worker: "images" },
   dalle: { load: DallePipeline.load, api: "images", worker: "images" },
-  chat: { load: ChatPipeline.load, api: "chat", worker: "chat" },
+  chat: { load: ChatPipeline.load, api: "chat", worker: "chat", batches: true },
 } as const satisfies Record<Family, FamilyEntry>;
 
 export { type Family, FAMILY_NAMES };
