@@ -280,6 +280,31 @@ async function paintHeatmap(canvas, imageUrl, values, rows, cols) {
   canvas.dataset.painted = "true";
 }
 
+/**
+ * `tokens` as word buttons in `container`; hovering or focusing one paints its map (`maps.words`
+ * in the same order) over the image on `canvas`. Returns the buttons.
+ */
+function explainedWords(container, tokens, maps, canvas, imageUrl, onShow = () => {}) {
+  return tokens.map((token, i) => {
+    const word = document.createElement("button");
+    word.type = "button";
+    word.className = "word";
+    word.textContent = token.token;
+    if (token.logprob !== undefined) word.title = `log-probability ${token.logprob.toFixed(3)}`;
+    const weights = maps?.words[i]?.weights;
+    if (weights) {
+      const show = () => {
+        onShow(word);
+        paintHeatmap(canvas, imageUrl, weights, maps.rows, maps.cols);
+      };
+      word.addEventListener("mouseenter", show);
+      word.addEventListener("focus", show);
+    }
+    container.append(word, " ");
+    return word;
+  });
+}
+
 // ---------------------------------------------------------------- caption
 
 let captionWords = [];
@@ -308,24 +333,14 @@ $("cap-form").addEventListener("submit", (event) => {
     const out = await post("/v1/captions", form).finally(() => $("cap-text").textContent = "");
     const [caption] = out.captions;
     const att = caption.attention;
-    caption.tokens.forEach((t, i) => {
-      const word = document.createElement("button");
-      word.type = "button";
-      word.className = "word";
-      word.textContent = t.token;
-      word.title = `log-probability ${t.logprob.toFixed(3)}`;
-      const weights = att?.words[i]?.weights;
-      if (weights) {
-        const show = () => {
-          lastWord = word;
-          paintHeatmap($("cap-heatmap"), image.url, weights, att.rows, att.cols);
-        };
-        word.addEventListener("mouseenter", show);
-        word.addEventListener("focus", show);
-      }
-      captionWords.push(word);
-      $("cap-text").append(word, " ");
-    });
+    captionWords = explainedWords(
+      $("cap-text"),
+      caption.tokens,
+      att,
+      $("cap-heatmap"),
+      image.url,
+      (word) => lastWord = word,
+    );
     $("cap-score").textContent = `log-probability ${caption.logprob.toFixed(2)} (${
       (caption.logprob / Math.max(1, caption.tokens.length)).toFixed(2)
     } per word)`;
@@ -598,6 +613,7 @@ $("gen-keep").addEventListener(
 // goes with a user message whenever it differs from the last one sent.
 let conversation = [];
 let sentImage = null;
+let sentImages = 0; // maps are over one image: asked for while the conversation holds one
 let chatting = null;
 function say(role, text) {
   const p = document.createElement("p");
@@ -624,7 +640,9 @@ function showSuggestions() {
 $("chat-clear").addEventListener("click", () => {
   conversation = [];
   sentImage = null;
+  sentImages = 0;
   $("chat-log").textContent = "";
+  $("chat-heatmap").hidden = $("chat-maps-hint").hidden = true;
 });
 $("chat-form").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -639,24 +657,36 @@ $("chat-form").addEventListener("submit", (event) => {
     if (text) content.push({ type: "text", text });
     if (!content.length) throw new Error("Write a message or choose an image first.");
     conversation.push({ role: "user", content });
+    const imageCount = sentImages + (content[0].type === "image_url" ? 1 : 0);
+    const model = $("chat-model").value;
+    const explain = imageCount === 1 &&
+      models.find((m) => m.id === model)?.capabilities.includes("attention-maps");
     say("user", `${content[0].type === "image_url" ? "(image) " : ""}${text}`);
     reply = say("assistant", "");
     chatting = new AbortController();
     $("chat-stop").disabled = false;
     $("chat-send").disabled = true;
     let answer = "";
+    const tokens = [], maps = { rows: 0, cols: 0, words: [] };
     const request = {
-      model: $("chat-model").value,
+      model,
       messages: conversation,
       stream: true,
       stream_options: { include_usage: true },
+      ...(explain ? { return_attention: true, logprobs: true } : {}),
     };
     try {
       await streamEvents("/v1/chat/completions", request, chatting.signal, (chunk) => {
-        const delta = chunk.choices?.[0]?.delta?.content;
+        const choice = chunk.choices?.[0];
+        const delta = choice?.delta?.content;
         if (delta) {
           answer += delta;
           reply.textContent = `Model: ${answer}`;
+        }
+        tokens.push(...choice?.logprobs?.content ?? []);
+        if (choice?.attention) {
+          Object.assign(maps, { rows: choice.attention.rows, cols: choice.attention.cols });
+          maps.words.push(...choice.attention.words);
         }
         if (chunk.usage) {
           const t = chunk.timings;
@@ -675,6 +705,13 @@ $("chat-form").addEventListener("submit", (event) => {
     // A model may end its turn immediately (the tiny ones were trained on single questions, and
     // a later turn of a conversation sometimes gets nothing back): say so rather than show "".
     if (!answer.trim()) reply.textContent = "Model: (no answer)";
+    else if (maps.words.length) {
+      // The answer as words, each showing where the model looked as it chose it.
+      reply.textContent = "Model: ";
+      explainedWords(reply, tokens, maps, $("chat-heatmap"), (sentImage ?? image).url);
+      $("chat-maps-hint").hidden = false;
+    }
+    if (image && image !== sentImage) sentImages++;
     if (image) sentImage = image;
     conversation.push({ role: "assistant", content: answer });
   }, "Stopped.").finally(() => {

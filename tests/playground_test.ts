@@ -262,24 +262,31 @@ Deno.test({
       await page.close();
     });
 
-    await t.step("Chat: tokens stream in, the scene's questions are one click away", async () => {
-      const page = await open();
-      await page.getByRole("tab", { name: "Chat" }).click();
-      await randomScene(page);
-      assert.ok(await page.locator("#chat-suggestions .chip").count() >= 1);
-      await page.getByRole("button", { name: "Send" }).click();
-      await page.locator("#chat-log .assistant", { hasText: /Model: \S+/ }).waitFor();
-      await page.getByRole("button", { name: "Send" }).and(page.locator(":enabled")).waitFor();
-      assert.match(await page.locator("#status-timing").textContent() ?? "", /tokens\/s/);
-      // The chip asks its question in the same conversation; the second reply shows tokens, or
-      // says "(no answer)" when the model ends its turn at once (a later turn sometimes does).
-      await page.locator("#chat-suggestions .chip").first().click();
-      await page.locator("#chat-log .user").nth(1).waitFor();
-      await page.locator("#chat-log .assistant").nth(1).filter({ hasText: /Model: \S+/ }).waitFor();
-      assert.equal(await page.locator("#chat-error").textContent(), "");
-      await screenshot(page, "chat");
-      await page.close();
-    });
+    await t.step(
+      "Chat: tokens stream in, each word's map on hover, the scene's questions one click away",
+      async () => {
+        const page = await open();
+        await page.getByRole("tab", { name: "Chat" }).click();
+        await randomScene(page);
+        assert.ok(await page.locator("#chat-suggestions .chip").count() >= 1);
+        await page.getByRole("button", { name: "Send" }).click();
+        await page.locator("#chat-log .assistant", { hasText: /Model: \S+/ }).waitFor();
+        await page.getByRole("button", { name: "Send" }).and(page.locator(":enabled")).waitFor();
+        assert.match(await page.locator("#status-timing").textContent() ?? "", /tokens\/s/);
+        // The answer's words show where the model looked as it chose each one.
+        await page.locator("#chat-log .assistant .word").first().hover();
+        await canvasPainted(page, "chat-heatmap");
+        // The chip asks its question in the same conversation; the second reply shows tokens, or
+        // says "(no answer)" when the model ends its turn at once (a later turn sometimes does).
+        await page.locator("#chat-suggestions .chip").first().click();
+        await page.locator("#chat-log .user").nth(1).waitFor();
+        await page.locator("#chat-log .assistant").nth(1).filter({ hasText: /Model: \S+/ })
+          .waitFor();
+        assert.equal(await page.locator("#chat-error").textContent(), "");
+        await screenshot(page, "chat");
+        await page.close();
+      },
+    );
 
     await t.step("Images: dropped and pasted files join the chosen images", async () => {
       const page = await open();

@@ -352,7 +352,7 @@ def write_manifest(model_id: str, kind: str, out: str) -> None:
                         "stream), SmolVLM layout, trained by this project on the shapes world") if kind == "unified" else
                        ("Multimodal chat, cross-attention decoder (text queries attend to image keys/values, "
                         "Llama 3.2 Vision design), trained by this project on the shapes world"),
-        "capabilities": ["chat", "visual-question-answering"],
+        "capabilities": ["chat", "visual-question-answering", "attention-maps"],
         "modalities": {"input": ["text", "image"], "output": ["text"]},
         "files": files, "license": "MIT", "preload": True,
         "settings": {"architecture": "unified" if kind == "unified" else "cross-attention"},
