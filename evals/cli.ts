@@ -8,7 +8,8 @@
  *                         [--temperature 1] [--top-k 32] [--grid docs/generators.png]
  *   deno task eval chat [--backend cpu] [--count 100] [--model vlm-tiny]
  *   deno task eval pointing [--backend cpu] [--count 200] [--model id]   (attention maps: the
- *                           pointing game, for every explainable captioner and chat model)
+ *                           pointing game, for every explainable captioner, chat model and
+ *                           image generator; the generators' boxes from the pixel judge)
  */
 import { parseArgs } from "node:util";
 import { resolveBackend } from "../core/backend.ts";
@@ -18,6 +19,7 @@ import { retrieval, zeroShot } from "./clip.ts";
 import { ClipPipeline } from "../models/clip/pipeline.ts";
 import { evaluateCaptions } from "./captioning.ts";
 import { captionMaps, chatMaps, type Explain, pointing } from "./pointing.ts";
+import { printGeneratorPointing } from "./pointing_generators.ts";
 import { CaptionPipeline } from "../models/captioning/pipeline.ts";
 import { evaluateQa, QUESTION_TYPES } from "./chat.ts";
 import { ChatPipeline } from "../models/chat/pipeline.ts";
@@ -133,6 +135,8 @@ if (family === "clip") {
       );
     }
   }
+  const chosen = entries.filter((e) => !values.model || e.manifest.id === values.model);
+  await printGeneratorPointing(chosen, sessions, count);
 } else if (family === "images") {
   // Both generator families on the same prompts, each with and without CLIP reranking (the best
   // of `candidates` samples by clip-tiny's similarity to the prompt, as DALL-E did).

@@ -75,6 +75,8 @@ export interface Detected {
   /** Bounding-box centre. */
   cx: number;
   cy: number;
+  /** Bounding box, inclusive pixel coordinates [x0, y0, x1, y1]. */
+  box: [number, number, number, number];
   area: number;
 }
 
@@ -172,6 +174,7 @@ function describeRegion(pixels: number[], size: number, at: (i: number) => numbe
     position: POSITIONS[cell(cy) * 3 + cell(cx)],
     cx,
     cy,
+    box: [x0, y0, x1, y1],
     area: pixels.length,
   };
 }
