@@ -276,6 +276,10 @@ with `rerank`, returns the k that clip-tiny scores highest against the prompt, a
   one vocabulary of {c.text_vocab} words + {c.codebook} image codes (image ids offset by {c.text_vocab}). The caption is
   padded with `<|endoftext|>` to {c.text_length} tokens, so each image token has a fixed position.
   Sharing the chat decoder's architecture lets the WebGPU backend sample on the same WGSL kernels.
+  `decoder_model_merged.onnx` also returns `attentions` [batch, layers, heads, T, total] (the
+  self-attention probabilities, the chat models' layout): the prompt words' maps of
+  `return_attention`, read at the query that samples each image token (on ONNX Runtime; the WGSL
+  kernels have no such output).
 
 ## Training
 - `deno task world` (seed 0), 20,000 training scenes; never the held-out pairs.

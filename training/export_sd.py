@@ -264,6 +264,11 @@ input and output names, so that a public SD-Turbo or SD 1.5 export runs through 
   residual blocks with the timestep embedding; at every level a transformer block with
   cross-attention to the text (queries from the image, keys and values from the text), with
   self-attention too except at 16 x 16; skip connections from the down to the up path.
+  `unet/model_attention.onnx` is the same UNet with a second output, `attention_maps`
+  [batch, text tokens, 16, 16]: each cross-attention block's probabilities averaged over its
+  heads, upsampled bilinearly to 16 x 16 and averaged over the five blocks (DAAM's word maps,
+  Tang et al. 2022); the service runs it instead of `unet/model.onnx` only for
+  `return_attention` and sums the maps over the steps.
 - Scheduler: SD's scaled-linear betas ({config.beta_start} to {config.beta_end}, {config.num_train_timesteps} steps), epsilon prediction;
   the service runs DDIM (default), DDPM, Euler or Euler ancestral over it.
 
