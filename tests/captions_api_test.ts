@@ -63,9 +63,9 @@ Deno.test("POST /v1/captions beam search returns n ranked captions; sampling rep
 });
 
 Deno.test("POST /v1/captions returns per-word attention with overlays where the model attends", async () => {
-  const attending = registry.list().filter((m) => m.capabilities.includes("attention-maps")).map((
-    m,
-  ) => m.id);
+  const attending = registry.list()
+    .filter((m) => m.family === "captioning" && m.capabilities.includes("attention-maps"))
+    .map((m) => m.id);
   for (const model of attending) {
     const body = await (await post({ model, return_attention: true })).json();
     const att = body.captions[0].attention;

@@ -213,7 +213,7 @@ def write_configs(c: DalleConfig, model, tok: WordTokenizer, out: str) -> None:
         "id": "dalle-tiny", "family": "dalle",
         "description": "DALL-E's design trained by this project on the shapes world: a discrete VAE "
                        "(8 x 8 tokens, 512 codes) and a transformer over caption + image tokens, reranked by CLIP",
-        "capabilities": ["text-to-image", "clip-rerank"],
+        "capabilities": ["text-to-image", "clip-rerank", "attention-maps"],
         "modalities": {"input": ["text"], "output": ["image"]},
         "files": {"decoder": "onnx/decoder_model_merged.onnx", "vqvae_decoder": "onnx/vqvae_decoder.onnx",
                   "vqvae_encoder": "onnx/vqvae_encoder.onnx", "weights": "model.safetensors"},

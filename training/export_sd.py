@@ -188,7 +188,7 @@ def write_manifest(sol: torch.Tensor, z: int, out: str) -> None:
     write_json(out, "manifest.json", {
         "id": "sd-tiny", "family": "diffusion",
         "description": "Latent diffusion trained by this project on the shapes world (VAE, UNet with cross-attention, clip-tiny's text tower)",
-        "capabilities": ["text-to-image", "image-to-image", "inpainting"],
+        "capabilities": ["text-to-image", "image-to-image", "inpainting", "attention-maps"],
         "modalities": {"input": ["text", "image"], "output": ["image"]},
         "files": {"text_encoder": "text_encoder/model.onnx", "unet": "unet/model.onnx",
                   "unet_attention": "unet/model_attention.onnx", "vae_decoder": "vae_decoder/model.onnx", "vae_encoder": "vae_encoder/model.onnx"},
@@ -239,6 +239,7 @@ def from_export(out: str, golden: str) -> None:
     export(module, example, f"{out}/unet/model_attention.onnx", inputs, outputs, dynamic)
     manifest = read("manifest.json")
     manifest["files"]["unet_attention"] = "unet/model_attention.onnx"
+    manifest["capabilities"] = [c for c in manifest["capabilities"] if c != "attention-maps"] + ["attention-maps"]
     write_json(out, "manifest.json", manifest)
     scale = read("vae_decoder/config.json")["scaling_factor"]
     write_golden(unet, vae, clip, scale, config.latent_channels, golden)
