@@ -26,7 +26,7 @@ interface FamilyEntry {
 
 export const FAMILIES = {
   clip: { load: ClipPipeline.load, api: "clip", worker: "clip", batches: true },
-  captioning: { load: CaptionPipeline.load, api: "captions", worker: "captioning" },
+  captioning: { load: CaptionPipeline.load, api: "captions", worker: "captioning", batches: true },
   diffusion: { load: DiffusionPipeline.load, api: "images", worker: "images" },
   dalle: { load: DallePipeline.load, api: "images", worker: "images" },
   chat: { load: ChatPipeline.load, api: "chat", worker: "chat", batches: true },

@@ -12,7 +12,8 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { countTokens } from "../../core/metrics.ts";
 import type { RgbImage } from "../../core/image.ts";
 import { preprocess, type ProcessorConfig } from "../../core/preprocess.ts";
-import type { Session, SessionRegistry } from "../../core/sessions.ts";
+import type { SessionRegistry } from "../../core/sessions.ts";
+import { BatchedSession, type Runs } from "../../core/batched_session.ts";
 import { rowsOf, stack } from "../../core/tensor.ts";
 import type { ModelEntry } from "../manifest.ts";
 import {
@@ -92,7 +93,7 @@ interface LstmState {
 class LstmDecoder implements StepDecoder<LstmState> {
   constructor(
     private sessions: SessionRegistry,
-    private decoder: Session,
+    private decoder: Runs,
     private annotations: Float32Array, // [L * D] of the one image
     private dims: [number, number],
     private first: LstmState,
@@ -145,7 +146,7 @@ interface KvState {
 class EncoderDecoderDecoder implements StepDecoder<KvState> {
   constructor(
     private sessions: SessionRegistry,
-    private decoder: Session,
+    private decoder: Runs,
     private encoderStates: Float32Array, // [S * D] of the one image
     private encDims: [number, number],
     private kv: { layers: number; heads: number; headDim: number },
@@ -266,7 +267,10 @@ export class CaptionPipeline implements Pipeline {
     return { streaming: false, batchable: false, explainable: this.hasAttention };
   }
 
-  static async load(entry: ModelEntry, { sessions }: LoadContext): Promise<CaptionPipeline> {
+  static async load(
+    entry: ModelEntry,
+    { sessions, maxBatch = 32 }: LoadContext,
+  ): Promise<CaptionPipeline> {
     const read = async (name: string) => JSON.parse(await Deno.readTextFile(entry.dir + name));
     const { manifest: m } = entry;
     const [tokJson, tokConfig, processor, generation, config] = await Promise.all([
@@ -276,9 +280,16 @@ export class CaptionPipeline implements Pipeline {
       read("generation_config.json"),
       read("config.json"),
     ]);
+    // Concurrent captions share runs: the encoder's images, and each decode step's rows
+    // (continuous batching: a caption joins at its next step and leaves when it ends).
+    const batched = async (file: string) =>
+      new BatchedSession(sessions, await sessions.load(entry.dir + file), {
+        maxBatch,
+        shared: ["use_cache_branch"],
+      });
     const [encoder, decoder] = await Promise.all([
-      sessions.load(entry.dir + m.files.encoder),
-      sessions.load(entry.dir + m.files.decoder),
+      batched(m.files.encoder),
+      batched(m.files.decoder),
     ]);
     const tokenizer = new Tokenizer(tokJson, tokConfig);
     const pixelTensor = (p: { data: Float32Array; width: number; height: number }) =>

@@ -1,7 +1,7 @@
 /**
  * The shipped captioning models: they reproduce PyTorch's greedy captions, caption generated test
  * images well, return attention maps of the grid's shape that sum to 1, and decode the same on
- * every backend.
+ * every backend; concurrent captions share decoder runs and come out as they would alone.
  */
 import assert from "node:assert/strict";
 import { type BackendName, resolveBackend } from "../../core/backend.ts";
@@ -43,6 +43,37 @@ for (const entry of entries) {
       const { captions: [c] } = await model.caption(img, GREEDY);
       assert.equal(c.text, golden.greedy[i]);
     }
+  });
+
+  Deno.test(`${id}: concurrent captions share the decoder's runs and equal lone ones`, async () => {
+    const scenes = sampleScenes({ split: "test", count: 8, seed: 11 }).map((s, i) => ({
+      width: 64,
+      height: 64,
+      data: renderScene(s, i),
+    }));
+    // Greedy and beam search side by side: steps of 1 and of 3 rows merge.
+    const options = (i: number) =>
+      i % 2 ? { ...GREEDY, strategy: "beam" as const, beamSize: 3 } : GREEDY;
+    const alone: Awaited<ReturnType<typeof model.caption>>[] = [];
+    for (const [i, img] of scenes.entries()) alone.push(await model.caption(img, options(i)));
+    const decoder = await cpu.load(entry.dir + entry.manifest.files.decoder);
+    const run = decoder.run.bind(decoder);
+    const rows: number[] = [];
+    decoder.run = (feeds, signal) => {
+      rows.push(feeds.input_ids.dims[0] as number);
+      return run(feeds, signal);
+    };
+    let together;
+    try {
+      together = await Promise.all(scenes.map((img, i) => model.caption(img, options(i))));
+    } finally {
+      decoder.run = run;
+    }
+    assert.ok(Math.max(...rows) > 3, `runs of ${rows.join(" ")} rows: steps were shared`);
+    together.forEach((r, i) => {
+      assert.equal(r.captions[0].text, alone[i].captions[0].text);
+      assert.ok(Math.abs(r.captions[0].logprob - alone[i].captions[0].logprob) < 1e-4);
+    });
   });
 
   Deno.test(`${id}: captions generated test scenes (BLEU-4 ≥ ${MIN_BLEU4[id] ?? 0.5})`, async () => {
