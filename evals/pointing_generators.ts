@@ -145,6 +145,8 @@ export async function printGeneratorPointing(
   count: number,
 ): Promise<void> {
   const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
+  const generators = entries.filter((e) => ["diffusion", "dalle"].includes(e.manifest.family));
+  if (!generators.length) return;
   console.log(
     `\nimage generators' word maps: colour and shape words of the prompt whose map's peak cell ` +
       `overlaps the object the pixel judge found for them (same colour and shape, else colour); ` +
@@ -154,10 +156,8 @@ export async function printGeneratorPointing(
     "| model | split | images | words scored | colour and shape matched | hits | random cell |",
   );
   console.log("| --- | --- | --- | --- | --- | --- | --- |");
-  for (const entry of entries) {
-    const family = entry.manifest.family;
-    if (family !== "diffusion" && family !== "dalle") continue;
-    const g: ImageGenerator = family === "diffusion"
+  for (const entry of generators) {
+    const g: ImageGenerator = entry.manifest.family === "diffusion"
       ? await DiffusionPipeline.load(entry, { sessions })
       : await DallePipeline.load(entry, { sessions });
     if (!g.capabilities.explainable) continue;
