@@ -517,12 +517,15 @@ $("gen-form").addEventListener("submit", (event) => {
     const mode = dalle ? "text" : $("gen-mode").value;
     const seed = $("gen-seed").value;
     const rerank = Number($("gen-rerank").value);
+    const model = models.find((m) => m.id === $("gen-model").value);
     const request = {
       model: $("gen-model").value || undefined,
       prompt: $("gen-prompt").value,
       seed: seed === "" ? undefined : Number(seed),
       stream: true,
       partial_images: 3,
+      // Each prompt word's map, where the model can say where it acted.
+      ...(model?.capabilities.includes("attention-maps") ? { return_attention: true } : {}),
       ...(dalle
         ? {
           temperature: Number($("gen-temperature").value),
@@ -538,7 +541,8 @@ $("gen-form").addEventListener("submit", (event) => {
           size: $("gen-size").value,
         }),
     };
-    $("gen-gallery").textContent = "";
+    $("gen-gallery").textContent = $("gen-words").textContent = "";
+    $("gen-heatmap").hidden = $("gen-words-hint").hidden = true;
     let path = "/v1/images/generations";
     if (mode !== "text") {
       path = "/v1/images/edits";
@@ -571,6 +575,13 @@ $("gen-form").addEventListener("submit", (event) => {
           image.clip_score === undefined ? "" : ` (CLIP score ${image.clip_score.toFixed(3)})`
         }`;
         $("gen-reuse").hidden = $("gen-keep").hidden = false;
+        if (image.attention) {
+          $("gen-words").textContent = "";
+          const words = image.attention.words.map((w) => ({ token: w.token }));
+          const url = `data:image/png;base64,${image.b64_json}`;
+          explainedWords($("gen-words"), words, image.attention, $("gen-heatmap"), url);
+          $("gen-words-hint").hidden = false;
+        }
         for (const other of data.data.slice(1)) {
           const fig = document.createElement("figure");
           fig.innerHTML =

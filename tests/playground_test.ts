@@ -107,10 +107,12 @@ Deno.test({
         assert.ok(words.length >= 4, words.join(" "));
         assert.match(await page.locator("#cap-score").textContent() ?? "", /log-probability -?\d/);
         await canvasPainted(page, "cap-heatmap");
-        // Stepping to the next word repaints the map for that word.
+        // Stepping through the words repaints the map for each (two steps: sat-soft-tiny's first
+        // two words share the first map, as each word shows the step before its own).
         const first = await page.locator("#cap-heatmap").evaluate((c: HTMLCanvasElement) =>
           c.toDataURL()
         );
+        await page.getByRole("button", { name: "Next word" }).click();
         await page.getByRole("button", { name: "Next word" }).click();
         await page.waitForFunction(
           (before) =>
@@ -154,7 +156,7 @@ Deno.test({
     );
 
     await t.step(
-      "Generate: progress to 100%, a 64 × 64 image, seed shown; cancel stops",
+      "Generate: progress to 100%, a 64 × 64 image, seed shown, word maps on hover; cancel stops",
       async () => {
         const page = await open();
         await page.getByRole("tab", { name: "Generate" }).click();
@@ -171,6 +173,9 @@ Deno.test({
           await page.locator("#status-timing").textContent() ?? "",
           /unet \d+ ms .* 20 steps/,
         );
+        // The prompt's words show where each one acted in the image.
+        await page.locator("#gen-words .word").first().hover();
+        await canvasPainted(page, "gen-heatmap");
         await screenshot(page, "generate");
 
         // Cancel: a long job stops advancing once cancelled, and the form is ready again. The page
