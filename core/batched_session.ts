@@ -3,11 +3,19 @@
  * gathered (core/batcher.ts) and those whose inputs agree in every dimension but the first are
  * concatenated along it, run once, and each gets its own rows of every output back.
  *
- * That is continuous batching for step decoders whose steps are whole runs: a caption's next
- * step joins whichever other captions are stepping, and leaves when its caption ends; each keeps
- * its own state, options and cancellation, because those live in its caller. Inputs named in
- * `shared` (a scalar flag such as `use_cache_branch`) are not batched: calls merge only where
- * they hold the same value. A call alone runs exactly as it would on the session.
+ * That is continuous batching for step decoders: a caption's or a conversation's next step joins
+ * whichever others are stepping, and leaves when it ends; each keeps its own state, options and
+ * cancellation, because those live in its caller. A call alone runs exactly as it would on the
+ * session, and so does any call whose tensors are in GPU buffers.
+ *
+ * - `shared` inputs (a scalar flag such as `use_cache_branch`) are not batched: calls merge only
+ *   where they hold the same value.
+ * - `cache`: decoders with a KV cache (`past_key_values.*` in, `present.*` out, `attention_mask`)
+ *   whose positions come from `position_ids` merge calls whose caches differ in length: each
+ *   cache is left-padded (axis 2) to the longest, its mask rows get zeros there, so every row
+ *   computes what it would alone; each `present.*`, and each output named in `cache.lastAxis`
+ *   (self-attention probabilities, whose last axis is the sequence), is cut back to the call's
+ *   own length. Without position_ids, calls merge only at equal lengths.
  */
 import { Batcher } from "./batcher.ts";
 import type { Tensor } from "./backend.ts";
@@ -17,19 +25,26 @@ import type { Feeds, Outputs, Session, SessionRegistry } from "./sessions.ts";
 export type Runs = Pick<Session, "run" | "inputNames" | "outputNames">;
 
 type Data = Float32Array | BigInt64Array | Int32Array | Uint8Array;
+type DataType = Parameters<SessionRegistry["tensor"]>[0];
 
 export interface BatchedSessionOptions {
   /** Calls per merged run. */
   maxBatch: number;
   /** Inputs that are not batched: calls merge where they hold the same value. */
   shared?: string[];
+  /** Merge calls whose KV caches differ in length (see above). */
+  cache?: { lastAxis?: string[] };
   /** Told the rows and calls of each merged run (metrics, tests). */
   onMerge?: (rows: number, calls: number) => void;
 }
 
+const PAST = "past_key_values.", PRESENT = "present.", MASK = "attention_mask";
+
 export class BatchedSession implements Runs {
   #calls: Batcher<Feeds, Outputs>;
   #shared: Set<string>;
+  /** Caches of different lengths merge (the session reads position_ids). */
+  #pads: boolean;
 
   constructor(
     private sessions: SessionRegistry,
@@ -37,6 +52,7 @@ export class BatchedSession implements Runs {
     private options: BatchedSessionOptions,
   ) {
     this.#shared = new Set(options.shared);
+    this.#pads = !!options.cache && session.inputNames.includes("position_ids");
     this.#calls = new Batcher((calls) => this.#runAll(calls), { maxBatch: options.maxBatch });
   }
 
@@ -56,7 +72,7 @@ export class BatchedSession implements Runs {
   async #runAll(calls: Feeds[]): Promise<Outputs[]> {
     const groups = Map.groupBy(
       calls.map((feeds, i) => ({ feeds, i })),
-      ({ feeds }) => this.#key(feeds),
+      ({ feeds, i }) => this.#key(feeds) ?? `alone ${i}`,
     );
     const out: Outputs[] = new Array(calls.length);
     for (const group of groups.values()) {
@@ -68,58 +84,139 @@ export class BatchedSession implements Runs {
     return out;
   }
 
-  /** Calls with equal keys concatenate: equal trailing dimensions, equal shared values. */
-  #key(feeds: Feeds): string {
-    return Object.keys(feeds).sort().map((name) => {
+  /**
+   * Calls with equal keys concatenate: equal dimensions but the first (and the cache length,
+   * where caches pad), equal shared values. Null: the call runs alone (GPU buffers).
+   */
+  #key(feeds: Feeds): string | null {
+    const parts: string[] = [];
+    for (const name of Object.keys(feeds).sort()) {
       const t = feeds[name];
-      return this.#shared.has(name)
-        ? `${name}=${t.dims}:${Array.from(t.data as Data, String)}`
-        : `${name}:${t.type}:${t.dims.slice(1)}`;
-    }).join("|");
+      if (t.location && t.location !== "cpu") return null;
+      let dims = t.dims.slice(1);
+      if (this.#pads && name.startsWith(PAST)) dims = [dims[0], dims[2]];
+      if (this.#pads && name === MASK) dims = [];
+      parts.push(
+        this.#shared.has(name)
+          ? `${name}=${t.dims}:${Array.from(t.data as Data, String)}`
+          : `${name}:${t.type}:${dims}`,
+      );
+    }
+    return parts.join("|");
   }
 
   async #runMerged(calls: Feeds[]): Promise<Outputs[]> {
     const batched = Object.keys(calls[0]).filter((n) => !this.#shared.has(n));
     const rows = calls.map((f) => f[batched[0]].dims[0]);
     const total = rows.reduce((a, b) => a + b, 0);
+    const past = batched.find((n) => n.startsWith(PAST));
+    // Each call's cache length, and the zeros it is padded with on the left.
+    const lengths = calls.map((f) => past && this.#pads ? f[past].dims[2] : 0);
+    const longest = Math.max(...lengths);
+    const pads = lengths.map((n) => longest - n);
     const feeds: Feeds = {};
     for (const name of Object.keys(calls[0])) {
       const first = calls[0][name];
-      feeds[name] = this.#shared.has(name) ? first : this.sessions.tensor(
-        first.type as Parameters<SessionRegistry["tensor"]>[0],
-        concat(calls.map((f) => f[name].data as Data)),
-        [total, ...first.dims.slice(1)],
+      if (this.#shared.has(name)) {
+        feeds[name] = first;
+        continue;
+      }
+      // The axis a cache pads: the sequence of a past (2) or of the mask (1).
+      const axis = !this.#pads ? -1 : name.startsWith(PAST) ? 2 : name === MASK ? 1 : -1;
+      const dims = [total, ...first.dims.slice(1)];
+      if (axis > 0) dims[axis] += longest - lengths[0];
+      const data = new (first.data.constructor as new (n: number) => Data)(
+        dims.reduce((a, b) => a * b, 1),
       );
+      let row = 0;
+      calls.forEach((f, k) => {
+        place(data, dims, f[name].data as Data, f[name].dims, row, axis, axis > 0 ? pads[k] : 0);
+        row += rows[k];
+      });
+      feeds[name] = this.sessions.tensor(first.type as DataType, data, dims);
     }
     this.options.onMerge?.(total, calls.length);
     const merged = await this.session.run(feeds);
+    const lastAxis = new Set(this.options.cache?.lastAxis ?? []);
     let at = 0;
-    return rows.map((n) => {
+    return rows.map((n, k) => {
       const mine: Outputs = {};
-      for (const [name, t] of Object.entries(merged)) mine[name] = this.#rows(t, at, n, total);
+      for (const [name, t] of Object.entries(merged)) {
+        const axis = !this.#pads
+          ? -1
+          : name.startsWith(PRESENT)
+          ? 2
+          : lastAxis.has(name)
+          ? t.dims.length - 1
+          : -1;
+        mine[name] = this.#cut(t, at, n, axis, axis > 0 ? pads[k] : 0);
+      }
       at += n;
       return mine;
     });
   }
 
-  /** Rows [from, from + n) of a batch-first output. */
-  #rows(t: Tensor, from: number, n: number, total: number): Tensor {
-    const size = (t.data as Data).length / total;
-    const data = (t.data as Data).slice(from * size, (from + n) * size);
-    return this.sessions.tensor(
-      t.type as Parameters<SessionRegistry["tensor"]>[0],
-      data,
-      [n, ...t.dims.slice(1)],
-    );
+  /** Rows [from, from + n) of a batch-first output, and along `axis` (if any) from `start` on. */
+  #cut(t: Tensor, from: number, n: number, axis: number, start: number): Tensor {
+    const dims = [n, ...t.dims.slice(1)];
+    if (axis > 0) dims[axis] -= start;
+    const src = t.data as Data;
+    const out = new (src.constructor as new (n: number) => Data)(dims.reduce((a, b) => a * b, 1));
+    take(out, dims, src, t.dims, from, axis, start);
+    return this.sessions.tensor(t.type as DataType, out, dims);
   }
 }
 
-/** Arrays of one type, one after another. */
-function concat(parts: Data[]): Data {
-  const out = new (parts[0].constructor as new (n: number) => Data)(
-    parts.reduce((n, p) => n + p.length, 0),
-  );
-  let at = 0;
-  for (const p of parts) (out as Float32Array).set(p as Float32Array, at), at += p.length;
-  return out;
+/** Blocks of a tensor around `axis`: how many come before it (per row) and their size after it. */
+function blocks(dims: readonly number[], axis: number) {
+  const size = (from: number, to: number) => dims.slice(from, to).reduce((a, b) => a * b, 1);
+  return axis > 0
+    ? { outer: size(1, axis), length: dims[axis], inner: size(axis + 1, dims.length) }
+    : { outer: 1, length: 1, inner: size(1, dims.length) };
+}
+
+/** Copies `src` (its own rows) into `dst` at row `row`, and along `axis` at `start`. */
+function place(
+  dst: Data,
+  dstDims: number[],
+  src: Data,
+  srcDims: readonly number[],
+  row: number,
+  axis: number,
+  start: number,
+) {
+  const d = blocks(dstDims, axis), s = blocks(srcDims, axis);
+  const chunk = s.length * s.inner;
+  for (let r = 0; r < srcDims[0]; r++) {
+    for (let o = 0; o < s.outer; o++) {
+      const to = (((row + r) * d.outer + o) * d.length + start) * d.inner;
+      (dst as Float32Array).set(
+        (src as Float32Array).subarray((r * s.outer + o) * chunk, (r * s.outer + o + 1) * chunk),
+        to,
+      );
+    }
+  }
+}
+
+/** Copies rows [row, row + dims[0]) of `src` into `dst`, along `axis` from `start` on. */
+function take(
+  dst: Data,
+  dims: number[],
+  src: Data,
+  srcDims: readonly number[],
+  row: number,
+  axis: number,
+  start: number,
+) {
+  const d = blocks(dims, axis), s = blocks(srcDims, axis);
+  const chunk = d.length * d.inner;
+  for (let r = 0; r < dims[0]; r++) {
+    for (let o = 0; o < d.outer; o++) {
+      const from = (((row + r) * s.outer + o) * s.length + start) * s.inner;
+      (dst as Float32Array).set(
+        (src as Float32Array).subarray(from, from + chunk),
+        (r * d.outer + o) * chunk,
+      );
+    }
+  }
 }

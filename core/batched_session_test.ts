@@ -3,8 +3,11 @@ import type { Tensor } from "./backend.ts";
 import { BatchedSession } from "./batched_session.ts";
 import type { Feeds, Session, SessionRegistry } from "./sessions.ts";
 
-const tensor = (type: string, data: Float32Array | Uint8Array, dims: readonly number[]) =>
-  ({ type, data, dims }) as unknown as Tensor;
+const tensor = (
+  type: string,
+  data: Float32Array | Uint8Array | BigInt64Array,
+  dims: readonly number[],
+) => ({ type, data, dims }) as unknown as Tensor;
 const registry = { tensor } as unknown as SessionRegistry;
 
 /**
@@ -37,7 +40,8 @@ function model() {
       x: tensor("float32", Float32Array.from(rows.flat()), [rows.length, rows[0].length]),
       flag: tensor("uint8", Uint8Array.of(flag), [1]),
     }).then((o) => [...(o.y.data as Float32Array)]);
-  const tick = () => new Promise((r) => setTimeout(r, 0));
+  // Two turns of the event loop: the batcher takes one after each batch before the next.
+  const tick = () => new Promise((r) => setTimeout(() => setTimeout(r, 0), 0));
   return { call, runs, merges, finishNext: () => finish.shift()!(), tick };
 }
 
@@ -72,4 +76,76 @@ Deno.test("BatchedSession: calls whose trailing dimensions differ do not merge",
   finishNext();
   await Promise.all([a, b]);
   assert.deepEqual(runs, [1, 1, 1]);
+});
+
+/**
+ * A "decoder with a KV cache": past [B, 1, P, 1] (each row's values), attention_mask [B, P + 1],
+ * x [B, 1]. y = x + the sum of the past values the mask lets through; present = past then x
+ * along axis 2; attentions [B, 1, P + 1] = the mask, normalized. Padding changes none of these
+ * for the real positions, so merged calls must come back exactly as lone ones.
+ */
+function cached() {
+  const runs: number[][] = [];
+  const session = {
+    inputNames: ["x", "attention_mask", "position_ids", "past_key_values.0.key"],
+    outputNames: ["y", "present.0.key", "attentions"],
+    run(feeds: Feeds) {
+      const [B, , P] = feeds["past_key_values.0.key"].dims as number[];
+      const past = feeds["past_key_values.0.key"].data as Float32Array;
+      const mask = feeds.attention_mask.data as BigInt64Array;
+      const x = feeds.x.data as Float32Array;
+      runs.push([B, P]);
+      const y = new Float32Array(B), present = new Float32Array(B * (P + 1));
+      const attentions = new Float32Array(B * (P + 1));
+      for (let b = 0; b < B; b++) {
+        let seen = 0;
+        for (let p = 0; p <= P; p++) seen += Number(mask[b * (P + 1) + p]);
+        y[b] = x[b];
+        for (let p = 0; p < P; p++) {
+          if (mask[b * (P + 1) + p]) y[b] += past[b * P + p];
+          present[b * (P + 1) + p] = past[b * P + p];
+          attentions[b * (P + 1) + p] = Number(mask[b * (P + 1) + p]) / seen;
+        }
+        present[b * (P + 1) + P] = x[b];
+        attentions[b * (P + 1) + P] = 1 / seen;
+      }
+      return Promise.resolve({
+        y: tensor("float32", y, [B, 1]),
+        "present.0.key": tensor("float32", present, [B, 1, P + 1, 1]),
+        attentions: tensor("float32", attentions, [B, 1, P + 1]),
+      });
+    },
+  } as unknown as Session;
+  const batched = new BatchedSession(registry, session, {
+    maxBatch: 8,
+    cache: { lastAxis: ["attentions"] },
+  });
+  const call = (past: number[], x: number) =>
+    batched.run({
+      x: tensor("float32", Float32Array.of(x), [1, 1]),
+      attention_mask: tensor("int64", new BigInt64Array(past.length + 1).fill(1n), [
+        1,
+        past.length + 1,
+      ]),
+      position_ids: tensor("int64", BigInt64Array.of(BigInt(past.length)), [1, 1]),
+      "past_key_values.0.key": tensor("float32", Float32Array.from(past), [1, 1, past.length, 1]),
+    }).then((o) => ({
+      y: [...(o.y.data as Float32Array)],
+      present: [...(o["present.0.key"].data as Float32Array)],
+      presentDims: [...o["present.0.key"].dims],
+      attentions: [...(o.attentions.data as Float32Array)],
+    }));
+  return { call, runs };
+}
+
+Deno.test("BatchedSession with a cache: caches of different lengths share a run, left-padded and cut back", async () => {
+  const { call, runs } = cached();
+  const first = call([1], 10); // runs at once, alone
+  const merged = await Promise.all([call([1, 2, 3], 100), call([], 1000), call([5], 7)]);
+  await first;
+  assert.deepEqual(runs, [[1, 1], [3, 3]], "the three waiting calls in one run, padded to 3");
+  assert.deepEqual(merged.map((m) => m.y), [[106], [1000], [12]]);
+  assert.deepEqual(merged.map((m) => m.present), [[1, 2, 3, 100], [1000], [5, 7]]);
+  assert.deepEqual(merged.map((m) => m.presentDims), [[1, 1, 4, 1], [1, 1, 1, 1], [1, 1, 2, 1]]);
+  assert.deepEqual(merged.map((m) => m.attentions), [[0.25, 0.25, 0.25, 0.25], [1], [0.5, 0.5]]);
 });

@@ -3,7 +3,8 @@
  *
  * There is no waiting window: a call that finds the model idle runs at once (a lone request pays
  * nothing), and the calls that arrive while a batch runs are gathered into the next one, up to
- * `maxBatch` items. The busier the model, the larger its batches. A call whose signal aborts
+ * `maxBatch` items; after a batch, the callers it answered get one turn of the event loop to join
+ * the next (a step decoder's next step). The busier the model, the larger its batches. A call whose signal aborts
  * before its batch starts leaves it; a batch that fails fails the calls in it.
  *
  *   const images = new Batcher((pixels) => vision(pixels), { maxBatch: 32 });
@@ -46,7 +47,15 @@ export class Batcher<I, O> {
   async #drain(): Promise<void> {
     this.#running = true;
     try {
-      while (this.#queue.length) await this.#runNext();
+      while (this.#queue.length) {
+        await this.#runNext();
+        // Callers just answered may submit again at once (a decoder's next step): one turn of
+        // the event loop lets them join the next batch, instead of each stream running alone
+        // between the others' batches.
+        if (this.#queue.length && this.options.maxBatch > 1) {
+          await new Promise((r) => setTimeout(r, 0));
+        }
+      }
     } finally {
       this.#running = false;
     }

@@ -9,7 +9,8 @@ function model() {
     passes.push(items);
     return new Promise((resolve) => finish.push(() => resolve(items.map((x) => 2 * x))));
   }, { maxBatch: 4 });
-  const tick = () => new Promise((r) => setTimeout(r, 0));
+  // Two turns of the event loop: the batcher takes one after each batch before the next.
+  const tick = () => new Promise((r) => setTimeout(() => setTimeout(r, 0), 0));
   return { batcher, passes, finishNext: () => finish.shift()!(), tick };
 }
 
@@ -60,4 +61,19 @@ Deno.test("Batcher: an aborted call leaves before its pass; a failed pass fails 
   await assert.rejects(flaky.submit([1]), /pass failed/);
   fail = false;
   assert.deepEqual(await flaky.submit([7]), [7]);
+});
+
+Deno.test("Batcher: streams that submit again as soon as they are answered step together", async () => {
+  const passes: number[] = [];
+  const batcher = new Batcher<number, number>((items) => {
+    passes.push(items.length);
+    return Promise.resolve(items);
+  }, { maxBatch: 8 });
+  // Three decoders of 6 steps each; the second and third start while the first's step runs.
+  const stream = async (steps: number) => {
+    for (let i = 0; i < steps; i++) await batcher.submit([i]);
+  };
+  await Promise.all([stream(6), stream(6), stream(6)]);
+  assert.equal(passes.reduce((a, b) => a + b, 0), 18);
+  assert.ok(passes.length <= 8, `passes of ${passes.join(" ")}: the streams share them`);
 });

@@ -28,7 +28,7 @@ export const FAMILIES = {
   clip: { load: ClipPipeline.load, api: "clip", worker: "clip", batches: true },
   captioning: { load: CaptionPipeline.load, api: "captions", worker: "captioning", batches: true },
   diffusion: { load: DiffusionPipeline.load, api: "images", worker: "images" },
-  dalle: { load: DallePipeline.load, api: "images", worker: "images" },
+  dalle: { load: DallePipeline.load, api: "images", worker: "images", batches: true },
   chat: { load: ChatPipeline.load, api: "chat", worker: "chat", batches: true },
 } as const satisfies Record<Family, FamilyEntry>;
 

@@ -85,6 +85,43 @@ Deno.test({
 });
 
 Deno.test({
+  name: "dalle-tiny: concurrent generations share transformer runs and draw what they would alone",
+  ignore: !entry,
+  fn: async () => {
+    // Different prompts, candidates and seeds; one starts later, so its cache is shorter.
+    const requests: DalleOptions[] = [
+      base,
+      { ...base, prompt: "a small red circle on the left on a black background", n: 2, seed: 3 },
+      { ...base, seed: 5, topK: 8 },
+    ];
+    const alone: Awaited<ReturnType<DallePipeline["generate"]>>[] = [];
+    for (const r of requests) alone.push(await dalle!.generate(r));
+    const transformer = await sessions.load(entry!.dir + entry!.manifest.files.decoder);
+    const run = transformer.run.bind(transformer);
+    const rows: number[] = [];
+    transformer.run = (feeds, signal) => {
+      rows.push(feeds.input_ids.dims[0] as number);
+      return run(feeds, signal);
+    };
+    let together;
+    try {
+      const late = new Promise((r) => setTimeout(r, 20)).then(() => dalle!.generate(requests[2]));
+      together = await Promise.all([
+        dalle!.generate(requests[0]),
+        dalle!.generate(requests[1]),
+        late,
+      ]);
+    } finally {
+      transformer.run = run;
+    }
+    assert.ok(Math.max(...rows) > 2, `runs of ${rows.slice(0, 8).join(" ")}… rows: steps shared`);
+    together.forEach((r, i) => {
+      r.images.forEach((img, j) => assert.ok(same(img.data, alone[i].images[j].data), `${i}.${j}`));
+    });
+  },
+});
+
+Deno.test({
   name: "dalle-tiny rerank: keeps the k best by CLIP score, best first",
   ignore: !entry,
   fn: async () => {

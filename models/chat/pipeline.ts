@@ -21,7 +21,7 @@
 import { Template } from "@huggingface/jinja";
 import type { Tokenizer } from "@huggingface/tokenizers";
 import type { Tensor } from "../../core/backend.ts";
-import { Batcher } from "../../core/batcher.ts";
+import { BatchedSession, type Runs } from "../../core/batched_session.ts";
 import type { RgbImage } from "../../core/image.ts";
 import { resize } from "../../core/preprocess.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
@@ -115,23 +115,6 @@ interface State {
 
 /** One decoder call: the last position's log-probabilities and, when asked, its image attention. */
 type Forward = (tokens: number[]) => Promise<{ logprobs: Float32Array; attention?: Float32Array }>;
-
-/** A decoder run's result for one conversation: what it predicts, and its cache after. */
-interface Stepped {
-  logprobs: Float32Array;
-  attention?: Float32Array;
-  state: State;
-}
-
-/** One conversation's decode step, waiting for the batch it runs in. */
-interface Step {
-  token: number;
-  state: State;
-  /** The cross-attention decoder's image states (the same for every step of a conversation). */
-  cross: Tensor | null;
-  /** With returnAttention: the image's places in the attention output. */
-  slots?: number[];
-}
 
 const now = () => performance.now();
 
@@ -286,7 +269,7 @@ export class ChatPipeline implements Pipeline {
     private processor: Processor,
     private vision: Session,
     private embed: Session | null,
-    private decoder: Session,
+    private decoder: Runs,
     private layers: number,
     private kvHeads: number,
     private headDim: number,
@@ -295,13 +278,7 @@ export class ChatPipeline implements Pipeline {
     readonly maxPositions: number,
     /** The cross-attention decoder's shape and weights file, for the WGSL path. */
     private kernelDecoder: { config: DecoderConfig; weights: string } | null,
-    maxBatch: number,
-  ) {
-    this.#steps = new Batcher((steps) => this.#runSteps(steps), { maxBatch });
-  }
-
-  /** Decode steps of concurrent conversations, gathered into shared decoder runs. */
-  #steps: Batcher<Step, Stepped>;
+  ) {}
 
   #gpuWeights: Promise<GpuWeights> | null = null;
 
@@ -328,11 +305,16 @@ export class ChatPipeline implements Pipeline {
       ]);
     const files = entry.manifest.files;
     const gpu = { gpuOutputs: true };
-    const [vision, embed, decoder] = await Promise.all([
+    const [vision, embed, decoderSession] = await Promise.all([
       sessions.load(entry.dir + files.vision),
       files.embed ? sessions.load(entry.dir + files.embed) : null,
       sessions.load(entry.dir + files.decoder, gpu),
     ]);
+    // Concurrent conversations' steps share decoder runs, whatever their cache lengths.
+    const decoder = new BatchedSession(sessions, decoderSession, {
+      maxBatch,
+      cache: { lastAxis: ["attentions"] },
+    });
     const text = config.text_config ?? config;
     const template = chatTemplate.chat_template ?? tok.config.chat_template;
     if (typeof template !== "string") {
@@ -368,7 +350,6 @@ export class ChatPipeline implements Pipeline {
       files.weights && config.model_type === "mm_xattn"
         ? { weights: entry.dir + files.weights, config: decoderConfig(text) }
         : null,
-      maxBatch,
     );
   }
 
@@ -526,15 +507,11 @@ export class ChatPipeline implements Pipeline {
     } else {
       let state: State = { past: this.#emptyPast(), length: 0 };
       forward = async (tokens) => {
-        const { cross } = this.wiring.inputs(features, state.length);
-        // The prefill runs alone; each decode step joins whichever others are waiting.
-        const out = tokens.length === 1 && state.length > 0
-          ? (await this.#steps.submit([{ token: tokens[0], state, cross, slots }], signal))[0]
-          : await this.#forward(tokens, state, {
-            ...this.wiring.inputs(features, state.length),
-            slots,
-            signal,
-          });
+        const out = await this.#forward(tokens, state, {
+          ...this.wiring.inputs(features, state.length),
+          slots,
+          signal,
+        });
         state = out.state;
         return out;
       };
@@ -718,116 +695,4 @@ export class ChatPipeline implements Pipeline {
     }
     return { logprobs: logSoftmax(last), attention, state: { past, length: total } };
   }
-
-  /**
-   * Decode steps that arrived together. Steps whose image states have the same shape run as one
-   * batch; a step alone, and every step on WebGPU (whose caches stay in GPU buffers), runs as
-   * it would unbatched.
-   */
-  async #runSteps(steps: Step[]): Promise<Stepped[]> {
-    const one = (s: Step) => this.#forward([s.token], s.state, { features: null, ...s });
-    if (steps.length === 1 || this.sessions.backend.can.gpuBuffers) {
-      const out: Stepped[] = [];
-      for (const s of steps) out.push(await one(s));
-      return out;
-    }
-    const groups = Map.groupBy(steps.map((s, i) => ({ s, i })), ({ s }) => String(s.cross?.dims));
-    const out: Stepped[] = new Array(steps.length);
-    for (const group of groups.values()) {
-      const done = group.length === 1
-        ? [await one(group[0].s)]
-        : await this.#forwardBatch(group.map(({ s }) => s));
-      group.forEach(({ i }, k) => out[i] = done[k]);
-    }
-    return out;
-  }
-
-  /**
-   * One decoder run for several conversations' next tokens. Their caches differ in length: each
-   * is left-padded to the longest, the attention mask hides the padding, and each row's position
-   * is its own length, so a row computes what it would alone; each row's new cache is cut back out.
-   */
-  async #forwardBatch(steps: Step[]): Promise<Stepped[]> {
-    const B = steps.length, [kvh, hd] = [this.kvHeads, this.headDim];
-    const lengths = steps.map((s) => s.state.length);
-    const P = Math.max(...lengths), total = P + 1;
-    const pad = lengths.map((n) => P - n);
-    const mask = new BigInt64Array(B * total);
-    pad.forEach((p, b) => mask.fill(1n, b * total + p, (b + 1) * total));
-    const ids = this.sessions.tensor("int64", BigInt64Array.from(steps, (s) => BigInt(s.token)), [
-      B,
-      1,
-    ]);
-    const feeds: Record<string, Tensor> = {
-      attention_mask: this.sessions.tensor("int64", mask, [B, total]),
-      position_ids: this.sessions.tensor("int64", BigInt64Array.from(lengths, BigInt), [B, 1]),
-    };
-    if (this.embed) {
-      feeds.inputs_embeds = (await this.embed.run({ input_ids: ids }))[this.embed.outputNames[0]];
-    } else {
-      feeds.input_ids = ids;
-    }
-    const cross = steps[0].cross;
-    if (cross) {
-      const rows = steps.map((s) => s.cross!.data as Float32Array);
-      feeds.cross_attention_states = this.sessions.tensor("float32", concat(rows), [
-        B,
-        ...cross.dims.slice(1),
-      ]);
-    }
-    for (let j = 0; j < 2 * this.layers; j++) {
-      const past = new Float32Array(B * kvh * P * hd);
-      steps.forEach((s, b) => {
-        const row = s.state.past[j].data as Float32Array, n = lengths[b];
-        for (let h = 0; h < kvh; h++) {
-          past.set(row.subarray(h * n * hd, (h + 1) * n * hd), ((b * kvh + h) * P + pad[b]) * hd);
-        }
-      });
-      feeds[`past_key_values.${j >> 1}.${j % 2 ? "value" : "key"}`] = this.sessions.tensor(
-        "float32",
-        past,
-        [B, kvh, P, hd],
-      );
-    }
-    const out = await this.decoder.run(feeds);
-    const logits = out.logits.data as Float32Array, V = out.logits.dims.at(-1)!;
-    const maps = out[this.wiring.attentionOutput];
-    return steps.map((s, b) => {
-      const n = lengths[b] + 1;
-      const past = Array.from({ length: 2 * this.layers }, (_, j) => {
-        const all = out[`present.${j >> 1}.${j % 2 ? "value" : "key"}`].data as Float32Array;
-        const row = new Float32Array(kvh * n * hd);
-        for (let h = 0; h < kvh; h++) {
-          const from = ((b * kvh + h) * total + pad[b]) * hd;
-          row.set(all.subarray(from, from + n * hd), h * n * hd);
-        }
-        return this.sessions.tensor("float32", row, [1, kvh, n, hd]);
-      });
-      let attention: Float32Array | undefined;
-      if (maps && s.slots) {
-        // This row's probabilities, and the image's places shifted by its padding (self-
-        // attention's last axis is the padded sequence; cross-attention's is the image).
-        const size = maps.dims.slice(1).reduce((x, y) => x * y, 1);
-        const data = (maps.data as Float32Array).subarray(b * size, (b + 1) * size);
-        const shift = this.wiring.attentionOutput === "attentions" ? pad[b] : 0;
-        attention = imageAttention(
-          { data, dims: [1, ...maps.dims.slice(1)] },
-          s.slots.map((i) => i + shift),
-        );
-      }
-      return {
-        logprobs: logSoftmax(logits.subarray(b * V, (b + 1) * V)),
-        attention,
-        state: { past, length: lengths[b] + 1 },
-      };
-    });
-  }
-}
-
-/** Equal-length rows, one after another. */
-function concat(rows: Float32Array[]): Float32Array {
-  const out = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
-  let at = 0;
-  for (const r of rows) out.set(r, at), at += r.length;
-  return out;
 }

@@ -16,6 +16,7 @@
 import type { Tokenizer } from "@huggingface/tokenizers";
 import type { Tensor } from "../../core/backend.ts";
 import { rng } from "../../core/random.ts";
+import { BatchedSession, type Runs } from "../../core/batched_session.ts";
 import type { Session, SessionRegistry } from "../../core/sessions.ts";
 import { loadTokenizer } from "../../core/tokenizers.ts";
 import { toRgbaReference } from "../../kernels/denoise.ts";
@@ -116,7 +117,7 @@ export class DallePipeline implements ImageGenerator {
     private sessions: SessionRegistry,
     private scorer: (() => Promise<ImageScorer>) | undefined,
     private tokenizer: Tokenizer,
-    private decoder: Session,
+    private decoder: Runs,
     private vqDecoder: Session,
     private layout: Layout,
     private kernel: { config: DecoderConfig; weights: string } | null,
@@ -138,15 +139,20 @@ export class DallePipeline implements ImageGenerator {
 
   static async load(
     entry: ModelEntry,
-    { sessions, scorer }: LoadContext,
+    { sessions, scorer, maxBatch = 32 }: LoadContext,
   ): Promise<DallePipeline> {
     const config = JSON.parse(await Deno.readTextFile(entry.dir + "config.json"));
     const files = entry.manifest.files;
-    const [tok, decoder, vqDecoder] = await Promise.all([
+    const [tok, transformer, vqDecoder] = await Promise.all([
       loadTokenizer(entry.dir),
       sessions.load(entry.dir + files.decoder),
       sessions.load(entry.dir + files.vqvae_decoder),
     ]);
+    // Concurrent generations' steps share transformer runs, whatever their lengths so far.
+    const decoder = new BatchedSession(sessions, transformer, {
+      maxBatch,
+      cache: { lastAxis: ["attentions"] },
+    });
     const text = config.text_config;
     const s = entry.manifest.settings as Record<string, number>;
     return new DallePipeline(
