@@ -24,7 +24,7 @@ import type { Tensor } from "../../core/backend.ts";
 import { BatchedSession, type Runs } from "../../core/batched_session.ts";
 import type { RgbImage } from "../../core/image.ts";
 import { resize } from "../../core/preprocess.ts";
-import type { Session, SessionRegistry } from "../../core/sessions.ts";
+import type { SessionRegistry } from "../../core/sessions.ts";
 import { loadTokenizer } from "../../core/tokenizers.ts";
 import { decode, type Hypothesis, logSoftmax, type StepDecoder, StopStrings } from "../decoding.ts";
 import {
@@ -267,8 +267,8 @@ export class ChatPipeline implements Pipeline {
     private template: Template,
     private specialTokens: Record<string, string>,
     private processor: Processor,
-    private vision: Session,
-    private embed: Session | null,
+    private vision: Runs,
+    private embed: Runs | null,
     private decoder: Runs,
     private layers: number,
     private kvHeads: number,
@@ -304,17 +304,18 @@ export class ChatPipeline implements Pipeline {
         optional("chat_template.json"),
       ]);
     const files = entry.manifest.files;
-    const gpu = { gpuOutputs: true };
-    const [vision, embed, decoderSession] = await Promise.all([
-      sessions.load(entry.dir + files.vision),
-      files.embed ? sessions.load(entry.dir + files.embed) : null,
-      sessions.load(entry.dir + files.decoder, gpu),
+    // Concurrent conversations share runs: their images, their tokens' embeddings, and their
+    // decoder steps whatever their cache lengths.
+    const batched = async (file: string, gpuOutputs = false) =>
+      new BatchedSession(sessions, await sessions.load(entry.dir + file, { gpuOutputs }), {
+        maxBatch,
+        cache: { lastAxis: ["attentions"] },
+      });
+    const [vision, embed, decoder] = await Promise.all([
+      batched(files.vision),
+      files.embed ? batched(files.embed) : null,
+      batched(files.decoder, true),
     ]);
-    // Concurrent conversations' steps share decoder runs, whatever their cache lengths.
-    const decoder = new BatchedSession(sessions, decoderSession, {
-      maxBatch,
-      cache: { lastAxis: ["attentions"] },
-    });
     const text = config.text_config ?? config;
     const template = chatTemplate.chat_template ?? tok.config.chat_template;
     if (typeof template !== "string") {
