@@ -151,7 +151,7 @@ for (const [id, min] of Object.entries(CHAT_THRESHOLDS)) {
 
 /**
  * Below the README's pointing scores (`deno task eval pointing --count 100`, test split), with a
- * margin for a smaller, other set of scenes; a random cell scores 15–20% here.
+ * margin for a smaller, other set of scenes; a random cell scores 13–24% here.
  */
 const POINTING_THRESHOLDS: Record<string, number> = {
   "sat-soft-tiny": 0.6, // 72.4% (its map of the step before: settings.attention_offset -1)
