@@ -89,14 +89,16 @@ class Embed(nn.Module):
 
 
 class DecoderA(nn.Module):
-    def __init__(self, model: Vlm):
+    """`attentions`: the self-attention probabilities as a last output (ours; public exports have none)."""
+
+    def __init__(self, model: Vlm, attentions: bool = True):
         super().__init__()
-        self.decoder = model.decoder
+        self.decoder, self.attentions = model.decoder, attentions
 
     def forward(self, inputs_embeds, attention_mask, position_ids, *past):
         pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
         logits, presents, maps = self.decoder(inputs_embeds, attention_mask, position_ids, pairs, attentions=True)
-        return (logits, *[t for kv in presents for t in kv], maps["self"])
+        return (logits, *[t for kv in presents for t in kv], *([maps["self"]] if self.attentions else []))
 
 
 class DecoderB(nn.Module):
@@ -112,9 +114,10 @@ class DecoderB(nn.Module):
         return (logits, *[t for kv in presents for t in kv], maps["cross"])
 
 
-def graphs(model: Vlm, clip: Clip, c: VlmConfig, kind: str) -> dict:
+def graphs(model: Vlm, clip: Clip, c: VlmConfig, kind: str, attentions: bool = True) -> dict:
     """file -> the export() arguments of each ONNX graph of the layout (module, example inputs,
-    input names, output names, dynamic axes)."""
+    input names, output names, dynamic axes); without `attentions`, method A's decoder has only the
+    public layout's outputs."""
     L, kvh, hd = c.layers, c.kv_heads, c.head_dim
     past_names = [f"past_key_values.{i}.{w}" for i in range(L) for w in ("key", "value")]
     present_names = [f"present.{i}.{w}" for i in range(L) for w in ("key", "value")]
@@ -135,8 +138,9 @@ def graphs(model: Vlm, clip: Clip, c: VlmConfig, kind: str) -> dict:
                 Embed(model), (torch.zeros(1, 2, dtype=torch.long),), ["input_ids"],
                 ["inputs_embeds"], {"input_ids": {0: "batch_size", 1: "sequence_length"}}),
             "decoder_model_merged.onnx": (
-                DecoderA(model), (torch.zeros(1, 2, c.hidden), mask, pos, *past),
-                ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names, "attentions"],
+                DecoderA(model, attentions), (torch.zeros(1, 2, c.hidden), mask, pos, *past),
+                ["inputs_embeds", "attention_mask", "position_ids", *past_names],
+                ["logits", *present_names, *(["attentions"] if attentions else [])],
                 {"inputs_embeds": {0: "batch_size", 1: "sequence_length"},
                  "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
                  "position_ids": {0: "batch_size", 1: "sequence_length"}, "logits": {0: "batch_size", 1: "sequence_length"},
@@ -162,13 +166,15 @@ def graphs(model: Vlm, clip: Clip, c: VlmConfig, kind: str) -> dict:
     }
 
 
-def export_model(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatTokenizer, out: str) -> None:
-    """The ONNX files and the configs of either layout (not the manifest or the card)."""
+def export_model(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatTokenizer, out: str,
+                 attentions: bool = True) -> None:
+    """The ONNX files and the configs of either layout (not the manifest or the card); `attentions`
+    False: method A's decoder as public exports have it, without its attention output."""
     os.makedirs(f"{out}/onnx", exist_ok=True)
     write = lambda name, obj: write_json(out, name, obj)
 
     S, patch = clip.config.image_size, clip.config.patch_size
-    for name, (module, example, inputs, outputs, dynamic) in graphs(model, clip, c, kind).items():
+    for name, (module, example, inputs, outputs, dynamic) in graphs(model, clip, c, kind, attentions).items():
         export(module, example, f"{out}/onnx/{name}", inputs, outputs, dynamic)
     if kind == "xattn":
         save_safetensors(model.decoder.state_dict(), f"{out}/model.safetensors")
