@@ -99,13 +99,15 @@ Deno.test({
     const transformer = await sessions.load(entry!.dir + entry!.manifest.files.decoder);
     const run = transformer.run.bind(transformer);
     const rows: number[] = [];
-    transformer.run = (feeds, signal) => {
+    // Each run made slow, so that the others' next steps are surely waiting when it ends.
+    transformer.run = async (feeds, signal) => {
       rows.push(feeds.input_ids.dims[0] as number);
+      await new Promise((r) => setTimeout(r, 20));
       return run(feeds, signal);
     };
     let together;
     try {
-      const late = new Promise((r) => setTimeout(r, 20)).then(() => dalle!.generate(requests[2]));
+      const late = new Promise((r) => setTimeout(r, 100)).then(() => dalle!.generate(requests[2]));
       together = await Promise.all([
         dalle!.generate(requests[0]),
         dalle!.generate(requests[1]),

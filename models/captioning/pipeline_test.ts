@@ -59,8 +59,10 @@ for (const entry of entries) {
     const decoder = await cpu.load(entry.dir + entry.manifest.files.decoder);
     const run = decoder.run.bind(decoder);
     const rows: number[] = [];
-    decoder.run = (feeds, signal) => {
+    // Each run made slow, so that the others' next steps are surely waiting when it ends.
+    decoder.run = async (feeds, signal) => {
       rows.push(feeds.input_ids.dims[0] as number);
+      await new Promise((r) => setTimeout(r, 20));
       return run(feeds, signal);
     };
     let together;
