@@ -56,9 +56,21 @@ export function logSoftmax(logits: Float32Array): Float32Array {
   return logits.map((v) => v - lz);
 }
 
-function topK(lp: Float32Array, k: number): Array<[number, number]> {
-  const idx = Array.from(lp.keys()).sort((a, b) => lp[b] - lp[a]).slice(0, k);
-  return idx.map((i) => [i, lp[i]]);
+/**
+ * The k most probable tokens, best first (ties: the lower id first), by one pass that keeps the
+ * best k so far: a sort of a real vocabulary (~50,000 tokens) each step cost more than the
+ * decoder step itself.
+ */
+export function topK(lp: Float32Array, k: number): Array<[number, number]> {
+  const best: Array<[number, number]> = [];
+  for (let i = 0; i < lp.length; i++) {
+    if (best.length === k && !(lp[i] > best[k - 1][1])) continue;
+    let at = best.length;
+    while (at > 0 && lp[i] > best[at - 1][1]) at--;
+    best.splice(at, 0, [i, lp[i]]);
+    if (best.length > k) best.pop();
+  }
+  return best;
 }
 
 /** Samples from log-probabilities with temperature, top-k and nucleus (top-p) filtering. */
@@ -68,8 +80,18 @@ export function sampleToken(
   r: () => number,
 ): number {
   if (o.temperature <= 0) return topK(lp, 1)[0][0];
-  let cands = Array.from(lp.keys()).sort((a, b) => lp[b] - lp[a]);
-  if (o.topK > 0) cands = cands.slice(0, o.topK);
+  let cands: number[];
+  if (o.topK > 0) cands = topK(lp, o.topK).map(([i]) => i);
+  else {
+    // Tokens below e^-40 of the best, at this temperature, weigh nothing next to it (all of them
+    // together < 1e-12 of the mass): sorting only the rest keeps every draw.
+    let max = -Infinity;
+    for (const v of lp) max = Math.max(max, v);
+    const floor = max - 40 * o.temperature;
+    cands = [];
+    for (let i = 0; i < lp.length; i++) if (lp[i] >= floor) cands.push(i);
+    cands.sort((a, b) => lp[b] - lp[a]);
+  }
   const weights = cands.map((i) => Math.exp(lp[i] / o.temperature));
   let total = weights.reduce((a, b) => a + b, 0);
   if (o.topP < 1) {

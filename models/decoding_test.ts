@@ -6,6 +6,7 @@ import {
   sampleToken,
   type StepDecoder,
   StopStrings,
+  topK,
 } from "./decoding.ts";
 import { rng } from "../core/random.ts";
 
@@ -165,4 +166,14 @@ Deno.test("StopStrings: releases text as it grows, holds back a possible stop st
   const none = new StopStrings([]);
   assert.equal(none.next("abc"), "abc");
   assert.deepEqual(none.finish("abcd"), { text: "abcd", rest: "d" });
+});
+
+Deno.test("topK: the k best, best first, ties by the lower id, as a full stable sort gives them", () => {
+  const r = rng(3);
+  for (const k of [1, 2, 5, 40]) {
+    // Rounded values, so that ties occur.
+    const lp = Float32Array.from({ length: 500 }, () => Math.round(r() * 50) / 10);
+    const sorted = Array.from(lp.keys()).sort((a, b) => lp[b] - lp[a]).slice(0, k);
+    assert.deepEqual(topK(lp, k), sorted.map((i) => [i, lp[i]]));
+  }
 });

@@ -199,7 +199,8 @@ def export_model(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatToken
                               "text_config": {**text_config, "cross_attention_layers": cross},
                               "vision_config": vision_config})
     write("preprocessor_config.json", {
-        "image_processor_type": "Idefics3ImageProcessor", "do_convert_rgb": True, "do_resize": True,
+        "image_processor_type": "Idefics3ImageProcessor", "processor_class": "Idefics3Processor",
+        "do_convert_rgb": True, "do_resize": True,
         "size": {"longest_edge": S}, "resample": 1, "do_image_splitting": False,
         "max_image_size": {"longest_edge": S}, "do_rescale": True, "rescale_factor": 1 / 255,
         "do_normalize": True, "image_mean": MEAN.flatten().tolist(), "image_std": STD.flatten().tolist(),

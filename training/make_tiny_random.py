@@ -45,9 +45,13 @@ def main():
     ap.add_argument("--real-size", metavar="DIR",
                     help="write only CLIP ViT-B/32 at its public size (random weights) and a 2048² MatMul "
                          "graph into DIR, for the benchmarks")
+    ap.add_argument("--real-size-smolvlm", metavar="DIR",
+                    help="write only SmolVLM-256M's architecture at its public size (random weights) into DIR")
     args = ap.parse_args()
     if args.real_size:
         return real_size(args.real_size)
+    if args.real_size_smolvlm:
+        return smolvlm_real_size(args.real_size_smolvlm)
     torch.manual_seed(0)
     c = ClipConfig(stem="linear", image_size=224, patch_size=32, vision_width=16, vision_layers=2, vision_heads=2,
                    text_width=16, text_layers=2, text_heads=2, max_positions=77, vocab_size=49408,
@@ -274,6 +278,41 @@ def smolvlm(root: str) -> None:
     export_model(model, clip, c, "unified", tok, out, attentions=False)  # as the public export
     json.dump({"chat_template": CHAT_TEMPLATE}, open(f"{out}/chat_template.json", "w"), indent=2)
     print(f"wrote {out}")
+
+
+def smolvlm_real_size(root: str) -> None:
+    """HuggingFaceTB/SmolVLM-256M-Instruct's architecture and sizes, random weights, in its public
+    ONNX layout: a 12-layer, 768-wide vision tower over 16 × 16 patches of 512² images (SigLIP's
+    size; our ViT blocks), a 4 × 4 pixel shuffle to 64 image tokens, and a 30-layer Llama decoder
+    of width 576 (9 query heads sharing 3 key/value heads, SwiGLU 1536) over a 49,280-token
+    vocabulary. The tokenizer is the world's words padded with unused ones to that size: enough to
+    time prefill and decoding, not to read text."""
+    from clip_model import Clip, ClipConfig
+    from common import vocabulary
+    from export_vlm import CHAT_TEMPLATE, export_model
+    from vlm_model import ChatTokenizer, Vlm, VlmConfig
+
+    torch.manual_seed(5)
+    words = vocabulary("data/world") if os.path.exists("data/world/world.json") else []
+    tok = ChatTokenizer(words)
+    tok = ChatTokenizer(words + [f"<unused_{i}>" for i in range(49280 - len(tok.tokens))])
+    clip = Clip(ClipConfig(stem="linear", image_size=512, patch_size=16, vision_width=768, vision_layers=12,
+                           vision_heads=12, text_layers=1, text_width=16, text_heads=2, embed_dim=16)).eval()
+    c = VlmConfig(vocab_size=len(tok.tokens), hidden=576, layers=30, heads=9, kv_heads=3, intermediate=1536,
+                  max_positions=2048, rope_theta=100000.0, vision_width=768, image_grid=32, scale_factor=4)
+    model = Vlm(c, "unified", tok.ids["<image>"]).eval()
+    out = f"{root}/smolvlm-256m"
+    with torch.no_grad():
+        export_model(model, clip, c, "unified", tok, out, attentions=False)
+    json.dump({"chat_template": CHAT_TEMPLATE}, open(f"{out}/chat_template.json", "w"), indent=2)
+    json.dump({"id": "smolvlm-256m-random", "family": "chat",
+               "description": "SmolVLM-256M's architecture with random weights (benchmarks only)",
+               "capabilities": ["chat"], "modalities": {"input": ["text", "image"], "output": ["text"]},
+               "files": {"vision": "onnx/vision_encoder.onnx", "embed": "onnx/embed_tokens.onnx",
+                         "decoder": "onnx/decoder_model_merged.onnx"}, "license": "MIT"},
+              open(f"{out}/manifest.json", "w"), indent=2)
+    print(f"wrote {out} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f} M decoder and connector "
+          f"parameters, {sum(p.numel() for p in clip.vision.parameters()) / 1e6:.0f} M vision)")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,14 @@ import type { RgbImage } from "../../core/image.ts";
 import { resize } from "../../core/preprocess.ts";
 import type { SessionRegistry } from "../../core/sessions.ts";
 import { loadTokenizer } from "../../core/tokenizers.ts";
-import { decode, type Hypothesis, logSoftmax, type StepDecoder, StopStrings } from "../decoding.ts";
+import {
+  decode,
+  type Hypothesis,
+  logSoftmax,
+  type StepDecoder,
+  StopStrings,
+  topK,
+} from "../decoding.ts";
 import {
   type DecoderConfig,
   decoderConfig,
@@ -121,19 +128,6 @@ const now = () => performance.now();
 /** A float output's values on the host, wherever the session left it. */
 const hostData = async (t: Tensor): Promise<Float32Array> =>
   t.location === "gpu-buffer" ? await t.getData(true) as Float32Array : t.data as Float32Array;
-
-/** The k most probable tokens, best first. */
-function topTokens(lp: Float32Array, k: number): Array<[number, number]> {
-  const best: Array<[number, number]> = [];
-  for (let i = 0; i < lp.length; i++) {
-    if (best.length < k || lp[i] > best[best.length - 1][1]) {
-      best.push([i, lp[i]]);
-      best.sort((a, b) => b[1] - a[1]);
-      if (best.length > k) best.pop();
-    }
-  }
-  return best;
-}
 
 /**
  * OpenAI's penalties and logit bias, applied to one step's log-probabilities (equivalent to
@@ -607,7 +601,7 @@ export class ChatPipeline implements Pipeline {
           token: name(id),
           logprob,
           top_logprobs: o.topLogprobs > 0
-            ? topTokens(last, o.topLogprobs).map(([t, lp]) => ({ token: name(t), logprob: lp }))
+            ? topK(last, o.topLogprobs).map(([t, lp]) => ({ token: name(t), logprob: lp }))
             : [],
         });
         if (lastMap) maps.push(lastMap);
