@@ -4,7 +4,8 @@
  * native CPU backend, ours against plain @huggingface/transformers on the same folder, rounds
  * alternating: time to the first answer token (image encoding + prefill of the 64 image tokens
  * and the prompt) and decode tokens/s over 32 greedy tokens (end of turn banned, so every run
- * decodes all 32). Medians, with min–max beside them.
+ * decodes all 32), in fp32 and in q8 (training/quantize.py's files, which transformers.js reads as
+ * its dtype "q8"). Medians with their 25th–75th percentiles.
  *
  *   deno run -A bench/chat_real_size.ts [--rounds 3]
  */
@@ -13,7 +14,7 @@ import { AutoModelForVision2Seq, AutoProcessor, env, RawImage } from "@huggingfa
 import { resolveBackend } from "../core/backend.ts";
 import { SessionRegistry } from "../core/sessions.ts";
 import { type ChatMessage, ChatPipeline } from "../models/chat/pipeline.ts";
-import { scanModels } from "../models/manifest.ts";
+import { scanModels, withQuantized } from "../models/manifest.ts";
 import { renderScene, sampleScenes } from "../world/world.ts";
 import { median, spread } from "./stats.ts";
 
@@ -34,23 +35,41 @@ try {
     cwd: new URL("../training/", import.meta.url).pathname,
   }).output();
   if (!made.success) throw new Error(new TextDecoder().decode(made.stderr));
+  const onnx = `${DIR}onnx/`;
+  const quantized = await new Deno.Command("/usr/bin/python3", {
+    args: [
+      "quantize.py",
+      ...["vision_encoder", "embed_tokens", "decoder_model_merged"].map((f) => `${onnx}${f}.onnx`),
+    ],
+    cwd: new URL("../training/", import.meta.url).pathname,
+  }).output();
+  if (!quantized.success) throw new Error(new TextDecoder().decode(quantized.stderr));
 }
 
 const [scene] = sampleScenes({ split: "test", count: 1, seed: 2, objects: 3 });
 const rgb = { width: 64, height: 64, data: renderScene(scene, 0) };
 const question = "describe the image.";
 
-// Ours.
+interface Run {
+  firstMs: number;
+  decode: number;
+  tokens: number;
+  prompt: number;
+}
+interface Runner {
+  name: string;
+  run: () => Promise<Run>;
+  runs: Run[];
+}
+const runners: Runner[] = [];
+
+// Ours, fp32 and q8.
 const [entry] = await scanModels([ROOT]).then((es) => es.filter((e) => e.dir === DIR));
-const ours = await ChatPipeline.load(entry, {
-  sessions: new SessionRegistry(await resolveBackend("cpu")),
-});
 const messages: ChatMessage[] = [{
   role: "user",
   content: [{ type: "image", image: rgb }, { type: "text", text: question }],
 }];
 const config = JSON.parse(await Deno.readTextFile(`${DIR}config.json`));
-const eos = config.text_config.eos_token_id;
 const options = {
   maxTokens: TOKENS,
   temperature: 0,
@@ -59,88 +78,96 @@ const options = {
   seed: 0,
   stop: [],
   topLogprobs: 0,
-  logitBias: new Map([[eos, -100]]),
+  logitBias: new Map([[config.text_config.eos_token_id, -100]]),
 };
-async function runOurs() {
-  const r = await ours.chat(messages, options);
-  return {
-    firstMs: r.timings.vision_ms + r.timings.prefill_ms,
-    decode: r.timings.tokens_per_second,
-    tokens: r.completionTokens,
-    prompt: r.promptTokens,
-  };
+for (const [e, dtype] of [[entry, ""], [await withQuantized(entry), " q8"]] as const) {
+  const ours = await ChatPipeline.load(e, {
+    sessions: new SessionRegistry(await resolveBackend("cpu")),
+  });
+  runners.push({
+    name: `mm-edge cpu${dtype}`,
+    runs: [],
+    run: async () => {
+      const r = await ours.chat(messages, options);
+      return {
+        firstMs: r.timings.vision_ms + r.timings.prefill_ms,
+        decode: r.timings.tokens_per_second,
+        tokens: r.completionTokens,
+        prompt: r.promptTokens,
+      };
+    },
+  });
 }
 
 // transformers.js on the same files.
 env.allowRemoteModels = false;
 const processor = await AutoProcessor.from_pretrained(DIR);
-const model = await AutoModelForVision2Seq.from_pretrained(DIR, { dtype: "fp32" });
 const image = new RawImage(new Uint8ClampedArray(rgb.data), 64, 64, 3);
 const prompt = processor.apply_chat_template(
   [{ role: "user", content: [{ type: "image" }, { type: "text", text: question }] }],
   { add_generation_prompt: true },
 );
-async function runTjs() {
-  const inputs = await processor(prompt, [image]);
-  const t0 = performance.now();
-  let first = 0, n = 0;
-  // The streamer is told of each new token: the first one's time is the prefill's end.
-  const streamer = {
-    put() {
-      if (n++ === 1) first = performance.now();
+for (const dtype of ["fp32", "q8"] as const) {
+  const model = await AutoModelForVision2Seq.from_pretrained(DIR, { dtype });
+  runners.push({
+    name: `transformers.js 4.3.1${dtype === "q8" ? " q8" : ""}`,
+    runs: [],
+    run: async () => {
+      const inputs = await processor(prompt, [image]);
+      const t0 = performance.now();
+      let first = 0, n = 0;
+      // The streamer is told of each new token: the first one's time is the prefill's end.
+      const streamer = {
+        put() {
+          if (n++ === 1) first = performance.now();
+        },
+        end() {},
+      };
+      await model.generate({
+        ...inputs,
+        max_new_tokens: TOKENS,
+        min_new_tokens: TOKENS,
+        do_sample: false,
+        streamer,
+      });
+      return {
+        firstMs: first - t0,
+        decode: (TOKENS - 1) / ((performance.now() - first) / 1000),
+        tokens: TOKENS,
+        prompt: inputs.input_ids.dims[1],
+      };
     },
-    end() {},
-  };
-  await model.generate({
-    ...inputs,
-    max_new_tokens: TOKENS,
-    min_new_tokens: TOKENS,
-    do_sample: false,
-    streamer,
   });
-  const end = performance.now();
-  return {
-    firstMs: first - t0,
-    decode: (TOKENS - 1) / ((end - first) / 1000),
-    tokens: TOKENS,
-    prompt: inputs.input_ids.dims[1],
-  };
 }
 
-type Run = { firstMs: number; decode: number };
-const runs: Record<"ours" | "tjs", Run[]> = { ours: [], tjs: [] };
-await runOurs(), await runTjs(); // warm-up
-let promptLength = 0;
-for (let r = 0; r < ROUNDS; r++) {
-  const a = await runOurs(), b = await runTjs();
-  runs.ours.push(a), runs.tjs.push(b);
-  promptLength = a.prompt;
+for (const r of runners) await r.run(); // warm-up
+for (let round = 0; round < ROUNDS; round++) {
+  for (const r of runners) r.runs.push(await r.run());
   console.log(
-    `round ${
-      r + 1
-    }: ours ${a.tokens} tokens, transformers.js ${b.tokens} (prompts ${a.prompt} / ${b.prompt} tokens)`,
+    `round ${round + 1}: ${
+      runners.map((r) => `${r.name} ${r.runs.at(-1)!.tokens} tokens`).join(", ")
+    }`,
   );
 }
 
-const first = (k: "ours" | "tjs") => runs[k].map((x) => x.firstMs);
-const decode = (k: "ours" | "tjs") => runs[k].map((x) => x.decode);
+const base = runners.find((r) => r.name === "transformers.js 4.3.1")!;
+const of = (r: Runner, k: "firstMs" | "decode") => r.runs.map((x) => x[k]);
 console.log(
   `\nSmolVLM-256M architecture (random weights), one 64 × 64 image resized to 512², a ` +
-    `${promptLength}-token prompt, ${TOKENS} greedy tokens; median [p25–p75] of ${ROUNDS}\n`,
-);
-console.log("| runner | time to first token, ms | decode tokens/s |");
-console.log("| --- | --- | --- |");
-console.log(
-  `| ours (onnxruntime-node, cpu) | ${spread(first("ours"), 0)} | ${spread(decode("ours"), 1)} |`,
+    `${
+      runners[0].runs[0].prompt
+    }-token prompt, ${TOKENS} greedy tokens; median [p25–p75] of ${ROUNDS}\n`,
 );
 console.log(
-  `| transformers.js 4.3.1 (onnxruntime-node, cpu) | ${spread(first("tjs"), 0)} | ${
-    spread(decode("tjs"), 1)
-  } |`,
+  "| runner | time to first token, ms | × transformers.js fp32 | decode tokens/s | × transformers.js fp32 |",
 );
-console.log(
-  `\nours ÷ transformers.js: first token ${
-    (median(first("tjs")) / median(first("ours"))).toFixed(2)
-  }× ` +
-    `as fast, decode ${(median(decode("ours")) / median(decode("tjs"))).toFixed(2)}×`,
-);
+console.log("| --- | --- | --- | --- | --- |");
+for (const r of runners) {
+  console.log(
+    `| ${r.name} | ${spread(of(r, "firstMs"), 0)} | ${
+      (median(of(base, "firstMs")) / median(of(r, "firstMs"))).toFixed(2)
+    } | ${spread(of(r, "decode"), 1)} | ${
+      (median(of(r, "decode")) / median(of(base, "decode"))).toFixed(2)
+    } |`,
+  );
+}
