@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { type BackendName, resolveBackend } from "../core/backend.ts";
 import { EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
-import { type ChatMessage, ChatPipeline } from "../models/chat/pipeline.ts";
+import { type ChatMessage, ChatPipeline, GREEDY } from "../models/chat/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 import { renderScene, sampleScenes } from "../world/world.ts";
 import { median } from "./stats.ts";
@@ -34,15 +34,7 @@ const messages: ChatMessage[] = [{
     { type: "text", text: "describe the image." },
   ],
 }];
-const options = {
-  maxTokens: 32,
-  temperature: 0,
-  topP: 1,
-  topK: 0,
-  seed: 0,
-  stop: [],
-  topLogprobs: 0,
-};
+const options = { ...GREEDY, maxTokens: 32 };
 
 interface Runner {
   name: string;

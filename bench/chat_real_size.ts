@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { AutoModelForVision2Seq, AutoProcessor, env, RawImage } from "@huggingface/transformers";
 import { resolveBackend } from "../core/backend.ts";
 import { SessionRegistry } from "../core/sessions.ts";
-import { type ChatMessage, ChatPipeline } from "../models/chat/pipeline.ts";
+import { type ChatMessage, ChatPipeline, GREEDY } from "../models/chat/pipeline.ts";
 import { scanModels, withQuantized } from "../models/manifest.ts";
 import { renderScene, sampleScenes } from "../world/world.ts";
 import { median, spread } from "./stats.ts";
@@ -71,13 +71,8 @@ const messages: ChatMessage[] = [{
 }];
 const config = JSON.parse(await Deno.readTextFile(`${DIR}config.json`));
 const options = {
+  ...GREEDY,
   maxTokens: TOKENS,
-  temperature: 0,
-  topP: 1,
-  topK: 0,
-  seed: 0,
-  stop: [],
-  topLogprobs: 0,
   logitBias: new Map([[config.text_config.eos_token_id, -100]]),
 };
 for (const [e, dtype] of [[entry, ""], [await withQuantized(entry), " q8"]] as const) {

@@ -135,6 +135,15 @@ interface Scenario {
   /** Requests per cell before --scale (at least 2 × the concurrency are sent). */
   requests: number;
 }
+/** A chat request to vlm-tiny about the scene. */
+const askVlm = (text: string) => ({
+  model: "vlm-tiny",
+  messages: [{
+    role: "user",
+    content: [{ type: "image_url", image_url: { url: png } }, { type: "text", text }],
+  }],
+});
+
 const scenarios: Scenario[] = [
   {
     name: "embeddings, text (clip-tiny)",
@@ -167,31 +176,14 @@ const scenarios: Scenario[] = [
   {
     name: "chat, non-stream (vlm-tiny, 16 tokens)",
     path: "/v1/chat/completions",
-    body: {
-      model: "vlm-tiny",
-      messages: [{
-        role: "user",
-        content: [{ type: "image_url", image_url: { url: png } }, {
-          type: "text",
-          text: "what is in the image?",
-        }],
-      }],
-      max_tokens: 16,
-    },
+    body: { ...askVlm("what is in the image?"), max_tokens: 16 },
     requests: 200,
   },
   {
     name: "chat, streamed (vlm-tiny, describe, 24 tokens)",
     path: "/v1/chat/completions",
     body: {
-      model: "vlm-tiny",
-      messages: [{
-        role: "user",
-        content: [{ type: "image_url", image_url: { url: png } }, {
-          type: "text",
-          text: "describe the image.",
-        }],
-      }],
+      ...askVlm("describe the image."),
       max_tokens: 24,
       stream: true,
       stream_options: { include_usage: true },

@@ -4,7 +4,7 @@
  * the reference after lower-casing and trimming a final period.
  */
 import { questions, renderScene, rng, sampleScenes, type Split } from "../world/world.ts";
-import type { ChatPipeline } from "../models/chat/pipeline.ts";
+import { type ChatPipeline, GREEDY } from "../models/chat/pipeline.ts";
 
 export const QUESTION_TYPES = [
   "color",
@@ -40,7 +40,7 @@ export async function evaluateQa(
       const r = await model.chat([{
         role: "user",
         content: [{ type: "image", image }, { type: "text", text: qa.question }],
-      }], { maxTokens: 40, temperature: 0, topP: 1, topK: 0, seed: 0, stop: [], topLogprobs: 0 });
+      }], { ...GREEDY, maxTokens: 40 });
       const ok = normalizeAnswer(r.text) === normalizeAnswer(qa.answer);
       const t = byType[qa.type] ??= { asked: 0, correct: 0 };
       t.asked++, asked++;

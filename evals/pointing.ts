@@ -18,7 +18,7 @@ import {
 } from "../world/world.ts";
 import type { RgbImage } from "../core/image.ts";
 import { type CaptionPipeline, GREEDY } from "../models/captioning/pipeline.ts";
-import type { ChatPipeline } from "../models/chat/pipeline.ts";
+import { type ChatPipeline, GREEDY as CHAT_GREEDY } from "../models/chat/pipeline.ts";
 import type { AttentionMaps } from "../models/pipeline.ts";
 
 /** A model's words about an image, each with its map. */
@@ -33,16 +33,7 @@ export const chatMaps = (model: ChatPipeline): Explain => async (image) =>
       role: "user",
       content: [{ type: "image", image }, { type: "text", text: "describe the image." }],
     }],
-    {
-      maxTokens: 40,
-      temperature: 0,
-      topP: 1,
-      topK: 0,
-      seed: 0,
-      stop: [],
-      topLogprobs: 0,
-      returnAttention: true,
-    },
+    { ...CHAT_GREEDY, maxTokens: 40, returnAttention: true },
   )).attention!;
 
 export interface PointingScores {

@@ -15,6 +15,7 @@ import { loadTokenizer } from "../core/tokenizers.ts";
 import { createApp } from "../main.ts";
 import { adjustLogprobs } from "../models/chat/pipeline.ts";
 import { renderScene, type Scene } from "../world/world.ts";
+import { slowRuns } from "./slow_runs.ts";
 
 const { app, registry } = await createApp(loadConfig({ MM_BACKEND: TEST_BACKEND }));
 await registry.preload();
@@ -381,19 +382,12 @@ for (const model of chatModels) {
 
     const entry = registry.entries.find((e) => e.manifest.id === model)!;
     const decoder = await registry.sessions.load(entry.dir + entry.manifest.files.decoder);
-    const run = decoder.run.bind(decoder);
-    const batches: number[] = [];
-    // Each run made slow, so that the others' next steps are surely waiting when it ends.
-    decoder.run = async (feeds, signal) => {
-      batches.push(feeds.attention_mask.dims[0] as number);
-      await new Promise((r) => setTimeout(r, 30));
-      return run(feeds, signal);
-    };
+    const { rows: batches, restore } = slowRuns(decoder, (f) => f.attention_mask.dims[0], 30);
     let together;
     try {
       together = await Promise.all(requests.map(create));
     } finally {
-      decoder.run = run;
+      restore();
     }
     console.log(`  ${model}: decoder runs of ${batches.join(" ")} conversations`);
     if (registry.sessions.backend.can.gpuBuffers) {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { resolveBackend } from "../core/backend.ts";
 import { EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
-import { type ChatMessage, ChatPipeline } from "../models/chat/pipeline.ts";
+import { type ChatMessage, ChatPipeline, GREEDY } from "../models/chat/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 import { questions, renderScene, rng, sampleScenes } from "../world/world.ts";
 import { needsGpu } from "./gpu.ts";
@@ -24,15 +24,7 @@ Deno.test({
       entry!,
       { sessions: new SessionRegistry(await resolveBackend("webgpu")) },
     );
-    const options = {
-      maxTokens: 24,
-      temperature: 0,
-      topP: 1,
-      topK: 0,
-      seed: 0,
-      stop: [],
-      topLogprobs: 0,
-    };
+    const options = { ...GREEDY, maxTokens: 24 };
     const scenes = sampleScenes({ split: "test", count: 2, seed: 9 });
     for (const [i, scene] of scenes.entries()) {
       const image = { width: 64, height: 64, data: renderScene(scene, i) };

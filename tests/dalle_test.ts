@@ -16,6 +16,7 @@ import { scanModels } from "../models/manifest.ts";
 import { renderScene, sampleScenes } from "../world/world.ts";
 import { needsGpu } from "./gpu.ts";
 import { maxAbsDiff } from "./tolerance.ts";
+import { slowRuns } from "./slow_runs.ts";
 
 const dir = Deno.env.get("MM_TEST_DALLE_DIR") ?? EMBEDDED_MODELS_DIR;
 const entries = await scanModels([dir, EMBEDDED_MODELS_DIR]);
@@ -97,14 +98,7 @@ Deno.test({
     const alone: Awaited<ReturnType<DallePipeline["generate"]>>[] = [];
     for (const r of requests) alone.push(await dalle!.generate(r));
     const transformer = await sessions.load(entry!.dir + entry!.manifest.files.decoder);
-    const run = transformer.run.bind(transformer);
-    const rows: number[] = [];
-    // Each run made slow, so that the others' next steps are surely waiting when it ends.
-    transformer.run = async (feeds, signal) => {
-      rows.push(feeds.input_ids.dims[0] as number);
-      await new Promise((r) => setTimeout(r, 20));
-      return run(feeds, signal);
-    };
+    const { rows, restore } = slowRuns(transformer, (f) => f.input_ids.dims[0]);
     let together;
     try {
       const late = new Promise((r) => setTimeout(r, 100)).then(() => dalle!.generate(requests[2]));
@@ -114,7 +108,7 @@ Deno.test({
         late,
       ]);
     } finally {
-      transformer.run = run;
+      restore();
     }
     assert.ok(Math.max(...rows) > 2, `runs of ${rows.slice(0, 8).join(" ")}… rows: steps shared`);
     together.forEach((r, i) => {

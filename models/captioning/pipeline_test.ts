@@ -13,6 +13,7 @@ import { CaptionPipeline, GREEDY } from "./pipeline.ts";
 import { argmax, cellHeat } from "../../tests/heat.ts";
 import { COLOURS, renderScene, sampleScenes } from "../../world/world.ts";
 import { adapter } from "../../tests/gpu.ts";
+import { slowRuns } from "../../tests/slow_runs.ts";
 
 const entries = (await scanModels([EMBEDDED_MODELS_DIR])).filter((e) =>
   e.manifest.family === "captioning"
@@ -57,19 +58,12 @@ for (const entry of entries) {
     const alone: Awaited<ReturnType<typeof model.caption>>[] = [];
     for (const [i, img] of scenes.entries()) alone.push(await model.caption(img, options(i)));
     const decoder = await cpu.load(entry.dir + entry.manifest.files.decoder);
-    const run = decoder.run.bind(decoder);
-    const rows: number[] = [];
-    // Each run made slow, so that the others' next steps are surely waiting when it ends.
-    decoder.run = async (feeds, signal) => {
-      rows.push(feeds.input_ids.dims[0] as number);
-      await new Promise((r) => setTimeout(r, 20));
-      return run(feeds, signal);
-    };
+    const { rows, restore } = slowRuns(decoder, (f) => f.input_ids.dims[0]);
     let together;
     try {
       together = await Promise.all(scenes.map((img, i) => model.caption(img, options(i))));
     } finally {
-      decoder.run = run;
+      restore();
     }
     assert.ok(Math.max(...rows) > 3, `runs of ${rows.join(" ")} rows: steps were shared`);
     together.forEach((r, i) => {

@@ -78,6 +78,17 @@ export interface ChatOptions {
   returnAttention?: boolean;
 }
 
+/** Greedy decoding with no extras: what evaluations and benchmarks ask (set maxTokens). */
+export const GREEDY: ChatOptions = {
+  maxTokens: 64,
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  seed: 0,
+  stop: [],
+  topLogprobs: 0,
+};
+
 /**
  * What a chat reports as it decodes: each new piece of text, and the tokens decoded since the
  * last report (their text is in this piece or held back for a stop string; a last report may
@@ -363,7 +374,7 @@ export class ChatPipeline implements Pipeline {
     await this.chat([{
       role: "user",
       content: [{ type: "image", image }, { type: "text", text: "what color is the background?" }],
-    }], { maxTokens: 2, temperature: 0, topP: 1, topK: 0, seed: 0, stop: [], topLogprobs: 0 });
+    }], { ...GREEDY, maxTokens: 2 });
   }
 
   /** The prompt text: the chat template, then `<image>` expanded as the processor does. */
