@@ -9,11 +9,12 @@
  *   (`cross_attention_states`), which its cross-attention layers attend to.
  *
  * Prefill runs the prompt once; each new token then runs one decoder step over the KV cache
- * (`past_key_values.*`), which stays in GPU buffers on WebGPU. On the CPU backends the decode
- * steps of concurrent conversations share decoder runs (continuous batching: a conversation joins
- * the running batch at its next step and leaves it when it ends; each keeps its own cache length,
- * sampling and cancellation). Greedy or seeded sampling with
+ * (`past_key_values.*`), which stays in GPU buffers on WebGPU. Greedy or seeded sampling with
  * temperature / top-k / top-p, stop strings, per-token log-probabilities, streaming callbacks.
+ *
+ * On the CPU backends concurrent conversations share runs (core/batched_session.ts: continuous
+ * batching — a conversation joins the running batch at its next step and leaves it when it ends;
+ * each keeps its own cache length, sampling and cancellation).
  *
  * Explainable where the decoder exports its attention (`attentions`, `cross_attentions`): each
  * answer token comes with the attention of the step that chose it over the image's tokens.
