@@ -43,6 +43,7 @@ const PAST = "past_key_values.", PRESENT = "present.", MASK = "attention_mask";
 export class BatchedSession implements Runs {
   #calls: Batcher<Feeds, Outputs>;
   #shared: Set<string>;
+  #lastAxis: Set<string>;
   /** Caches of different lengths merge (the session reads position_ids). */
   #pads: boolean;
 
@@ -52,6 +53,7 @@ export class BatchedSession implements Runs {
     private options: BatchedSessionOptions,
   ) {
     this.#shared = new Set(options.shared);
+    this.#lastAxis = new Set(options.cache?.lastAxis);
     this.#pads = !!options.cache && session.inputNames.includes("position_ids");
     this.#calls = new Batcher((calls) => this.#runAll(calls), { maxBatch: options.maxBatch });
   }
@@ -70,6 +72,7 @@ export class BatchedSession implements Runs {
 
   /** Calls that can be concatenated run together; the others in their own groups. */
   async #runAll(calls: Feeds[]): Promise<Outputs[]> {
+    if (calls.length === 1) return [await this.session.run(calls[0])]; // a lone call: no keys
     const groups = Map.groupBy(
       calls.map((feeds, i) => ({ feeds, i })),
       ({ feeds, i }) => this.#key(feeds) ?? `alone ${i}`,
@@ -121,8 +124,7 @@ export class BatchedSession implements Runs {
         feeds[name] = first;
         continue;
       }
-      // The axis a cache pads: the sequence of a past (2) or of the mask (1).
-      const axis = !this.#pads ? -1 : name.startsWith(PAST) ? 2 : name === MASK ? 1 : -1;
+      const axis = this.#sequenceAxis(name, first);
       const dims = [total, ...first.dims.slice(1)];
       if (axis > 0) dims[axis] += longest - lengths[0];
       const data = new (first.data.constructor as new (n: number) => Data)(
@@ -130,30 +132,42 @@ export class BatchedSession implements Runs {
       );
       let row = 0;
       calls.forEach((f, k) => {
-        place(data, dims, f[name].data as Data, f[name].dims, row, axis, axis > 0 ? pads[k] : 0);
+        const t = f[name];
+        copy(
+          data,
+          dims,
+          { row, start: pads[k] },
+          t.data as Data,
+          t.dims,
+          { row: 0, start: 0 },
+          axis,
+        );
         row += rows[k];
       });
       feeds[name] = this.sessions.tensor(first.type as DataType, data, dims);
     }
     this.options.onMerge?.(total, calls.length);
     const merged = await this.session.run(feeds);
-    const lastAxis = new Set(this.options.cache?.lastAxis ?? []);
     let at = 0;
     return rows.map((n, k) => {
       const mine: Outputs = {};
       for (const [name, t] of Object.entries(merged)) {
-        const axis = !this.#pads
-          ? -1
-          : name.startsWith(PRESENT)
-          ? 2
-          : lastAxis.has(name)
-          ? t.dims.length - 1
-          : -1;
-        mine[name] = this.#cut(t, at, n, axis, axis > 0 ? pads[k] : 0);
+        const axis = this.#sequenceAxis(name, t);
+        mine[name] = this.#cut(t, at, n, axis, pads[k]);
       }
       at += n;
       return mine;
     });
+  }
+
+  /**
+   * Where caches pad, the sequence axis of a tensor that has one: axis 2 of a past or present
+   * [B, heads, S, D], the last of the mask and of the maps in `cache.lastAxis`; else -1.
+   */
+  #sequenceAxis(name: string, t: Tensor): number {
+    if (!this.#pads) return -1;
+    if (name.startsWith(PAST) || name.startsWith(PRESENT)) return 2;
+    return name === MASK || this.#lastAxis.has(name) ? t.dims.length - 1 : -1;
   }
 
   /** Rows [from, from + n) of a batch-first output, and along `axis` (if any) from `start` on. */
@@ -162,7 +176,7 @@ export class BatchedSession implements Runs {
     if (axis > 0) dims[axis] -= start;
     const src = t.data as Data;
     const out = new (src.constructor as new (n: number) => Data)(dims.reduce((a, b) => a * b, 1));
-    take(out, dims, src, t.dims, from, axis, start);
+    copy(out, dims, { row: 0, start: 0 }, src, t.dims, { row: from, start }, axis);
     return this.sessions.tensor(t.type as DataType, out, dims);
   }
 }
@@ -175,47 +189,30 @@ function blocks(dims: readonly number[], axis: number) {
     : { outer: 1, length: 1, inner: size(1, dims.length) };
 }
 
-/** Copies `src` (its own rows) into `dst` at row `row`, and along `axis` at `start`. */
-function place(
+/**
+ * Copies rows of `src` into `dst` (as many as the shorter has from its `row` on), each along
+ * `axis` from its `start` on, as far as the shorter of the two reaches: padding a call's rows into
+ * a batch, or cutting them back out. With no axis (-1), whole rows.
+ */
+function copy(
   dst: Data,
-  dstDims: number[],
+  dstDims: readonly number[],
+  to: { row: number; start: number },
   src: Data,
   srcDims: readonly number[],
-  row: number,
+  from: { row: number; start: number },
   axis: number,
-  start: number,
 ) {
   const d = blocks(dstDims, axis), s = blocks(srcDims, axis);
-  const chunk = s.length * s.inner;
-  for (let r = 0; r < srcDims[0]; r++) {
-    for (let o = 0; o < s.outer; o++) {
-      const to = (((row + r) * d.outer + o) * d.length + start) * d.inner;
-      (dst as Float32Array).set(
-        (src as Float32Array).subarray((r * s.outer + o) * chunk, (r * s.outer + o + 1) * chunk),
-        to,
-      );
-    }
-  }
-}
-
-/** Copies rows [row, row + dims[0]) of `src` into `dst`, along `axis` from `start` on. */
-function take(
-  dst: Data,
-  dims: number[],
-  src: Data,
-  srcDims: readonly number[],
-  row: number,
-  axis: number,
-  start: number,
-) {
-  const d = blocks(dims, axis), s = blocks(srcDims, axis);
-  const chunk = d.length * d.inner;
-  for (let r = 0; r < dims[0]; r++) {
+  const [dStart, sStart] = axis > 0 ? [to.start, from.start] : [0, 0];
+  const chunk = Math.min(d.length - dStart, s.length - sStart) * d.inner;
+  const rows = Math.min(dstDims[0] - to.row, srcDims[0] - from.row);
+  for (let r = 0; r < rows; r++) {
     for (let o = 0; o < d.outer; o++) {
-      const from = (((row + r) * s.outer + o) * s.length + start) * s.inner;
+      const at = (((from.row + r) * s.outer + o) * s.length + sStart) * s.inner;
       (dst as Float32Array).set(
-        (src as Float32Array).subarray(from, from + chunk),
-        (r * d.outer + o) * chunk,
+        (src as Float32Array).subarray(at, at + chunk),
+        (((to.row + r) * d.outer + o) * d.length + dStart) * d.inner,
       );
     }
   }
