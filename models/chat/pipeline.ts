@@ -45,6 +45,7 @@ import { readSafetensors } from "../../core/safetensors.ts";
 import type { ModelEntry } from "../manifest.ts";
 import {
   type AttentionMaps,
+  type AttentionWord,
   attentionWords,
   type Capabilities,
   type LoadContext,
@@ -575,16 +576,21 @@ export class ChatPipeline implements Pipeline {
     const maps: Float32Array[] = []; // with returnAttention, one per token
     const name = (id: number) => this.tokenizer.id_to_token(id) ?? "";
     const explained = info.explained;
+    // Each token's map and overlay, made once: the stream's chunks and the result share them.
+    const words: AttentionWord[] = [];
     const mapsOf = async (from: number, to: number): Promise<AttentionMaps | undefined> => {
       if (!explained) return undefined;
       const { image, side } = explained;
-      const words = await attentionWords(
-        image,
-        maps.slice(from, to).map((weights, i) => ({ token: tokens[from + i].token, weights })),
-        side,
-        side,
+      const made = words.length;
+      words.push(
+        ...await attentionWords(
+          image,
+          maps.slice(made, to).map((weights, i) => ({ token: tokens[made + i].token, weights })),
+          side,
+          side,
+        ),
       );
-      return { rows: side, cols: side, words };
+      return { rows: side, cols: side, words: words.slice(from, to) };
     };
     const unreported = async (): Promise<Omit<ChatDelta, "text">> => {
       const from = reported;
