@@ -76,7 +76,9 @@ export interface ImageOutput {
   seeds: number[];
   /** CLIP's score of each returned image, when reranked. */
   scores?: number[];
-  /** With returnAttention: each returned image's prompt-word maps. */
+  /** With returnAttention, from the generator: each candidate's prompt-word maps. */
+  maps?: WordMaps[];
+  /** ... and once the candidates to return are chosen, those images' maps with overlays. */
   attention?: AttentionMaps[];
   /** The prompt's tokens (unpadded), for usage. */
   promptTokens: number;
@@ -168,7 +170,7 @@ export function reranked(
   scorer: (() => Promise<ImageScorer>) | undefined,
 ): (context?: RunContext<ImageProgress>) => Promise<ImageOutput> {
   const k = request.rerank;
-  if (k == null) return (context = {}) => run(context);
+  if (k == null) return async (context = {}) => withOverlays(await run(context));
   if (!scorer) {
     throw new OptionError(
       "rerank",
@@ -177,7 +179,23 @@ export function reranked(
     );
   }
   return async (context = {}) =>
-    keepBest(await run(context), k, request.prompt, await scorer(), context.signal);
+    withOverlays(
+      await keepBest(await run(context), k, request.prompt, await scorer(), context.signal),
+    );
+}
+
+/**
+ * The returned images' maps with their overlays, drawn only now: candidates the reranking drops
+ * never cost a PNG.
+ */
+async function withOverlays(out: ImageOutput): Promise<ImageOutput> {
+  if (!out.maps) return out;
+  const attention = await Promise.all(out.maps.map(async ({ rows, cols, words }, j) => ({
+    rows,
+    cols,
+    words: await attentionWords(out.images[j], words, rows, cols),
+  })));
+  return { ...out, attention };
 }
 
 /**
@@ -200,7 +218,7 @@ export async function keepBest(
     images: order.map(([, j]) => out.images[j]),
     seeds: order.map(([, j]) => out.seeds[j]),
     scores: order.map(([s]) => s),
-    ...(out.attention ? { attention: order.map(([, j]) => out.attention![j]) } : {}),
+    ...(out.maps ? { maps: order.map(([, j]) => out.maps![j]) } : {}),
     timings: {
       ...out.timings,
       rerank_ms: ms,
@@ -242,17 +260,22 @@ export function promptWords(tokenizer: Tokenizer, prompt: string): {
   return { first, tokens: words.tokens };
 }
 
+/** One image's prompt-word maps: rows × cols each, row-major, summing to 1. */
+export interface WordMaps {
+  rows: number;
+  cols: number;
+  words: Array<{ token: string; weights: Float32Array }>;
+}
+
 /**
- * One image's word maps as the API returns them: each word's `weights` (rows × cols, row-major,
- * any non-negative scale) normalized to sum to 1 (uniform where a map is all zero), with its
- * overlay on `image`.
+ * Word maps from each word's `weights` (rows × cols, row-major, any non-negative scale),
+ * normalized to sum to 1 (uniform where a map is all zero).
  */
-export async function wordMaps(
-  image: RgbImage,
+export function wordMaps(
   words: Array<{ token: string; weights: ArrayLike<number> }>,
   rows: number,
   cols: number,
-): Promise<AttentionMaps> {
+): WordMaps {
   const normalized = words.map(({ token, weights }) => {
     let sum = 0;
     for (let i = 0; i < weights.length; i++) sum += Math.max(0, weights[i]);
@@ -262,5 +285,5 @@ export async function wordMaps(
     );
     return { token, weights: w };
   });
-  return { rows, cols, words: await attentionWords(image, normalized, rows, cols) };
+  return { rows, cols, words: normalized };
 }

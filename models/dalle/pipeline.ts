@@ -309,9 +309,8 @@ export class DallePipeline implements ImageGenerator {
       images,
       ...(words && sampling.words
         ? {
-          attention: await Promise.all(images.map((image, j) =>
+          maps: images.map((_, j) =>
             wordMaps(
-              image,
               words.tokens.map((token, w) => ({
                 token,
                 weights: sampling.words!.cells[j].map((cell) => cell[w]),
@@ -319,7 +318,7 @@ export class DallePipeline implements ImageGenerator {
               grid,
               grid,
             )
-          )),
+          ),
         }
         : {}),
       seeds: grids.map((_, j) => (o.seed + j) >>> 0),

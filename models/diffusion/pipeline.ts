@@ -515,9 +515,7 @@ export class DiffusionPipeline implements ImageGenerator {
     const images = rgbaImages(rgba, o.n, o.width, o.height);
     return {
       images,
-      ...(words && sums
-        ? { attention: await this.#wordMaps(images, words.tokens, sums, h, w) }
-        : {}),
+      ...(words && sums ? { maps: this.#wordMaps(o.n, words.tokens, sums, h, w) } : {}),
       seeds: Array.from({ length: o.n }, (_, j) => (o.seed + j) >>> 0),
       promptTokens: this.promptTokens(o.prompt),
       outputTokens: 0,
@@ -535,19 +533,17 @@ export class DiffusionPipeline implements ImageGenerator {
   }
 
   /** Each image's word maps from the summed maps [images, words, h, w]. */
-  #wordMaps(images: RgbImage[], tokens: string[], sums: Float32Array, h: number, w: number) {
+  #wordMaps(images: number, tokens: string[], sums: Float32Array, h: number, w: number) {
     const k = tokens.length, px = h * w;
-    return Promise.all(images.map((image, j) =>
+    return Array.from({ length: images }, (_, j) =>
       wordMaps(
-        image,
         tokens.map((token, t) => ({
           token,
           weights: sums.subarray((j * k + t) * px, (j * k + t + 1) * px),
         })),
         h,
         w,
-      )
-    ));
+      ));
   }
 
   #timestep(t: number, batch: number): Tensor {
