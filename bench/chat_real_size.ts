@@ -16,6 +16,7 @@ import { SessionRegistry } from "../core/sessions.ts";
 import { type ChatMessage, ChatPipeline, GREEDY } from "../models/chat/pipeline.ts";
 import { scanModels, withQuantized } from "../models/manifest.ts";
 import { renderScene, sampleScenes } from "../world/world.ts";
+import { ensureRealSize, REAL_SIZE } from "./real_size.ts";
 import { median, spread } from "./stats.ts";
 
 const { values } = parseArgs({
@@ -23,28 +24,11 @@ const { values } = parseArgs({
   options: { rounds: { type: "string", default: "3" } },
 });
 const ROUNDS = Number(values.rounds), TOKENS = 32;
-const ROOT = new URL("../data/real-size/", import.meta.url).pathname;
-const DIR = `${ROOT}smolvlm-256m/`;
-
-try {
-  await Deno.stat(`${DIR}manifest.json`);
-} catch {
-  console.log("making SmolVLM-256M (random weights) in data/real-size ...");
-  const made = await new Deno.Command("/usr/bin/python3", {
-    args: ["make_tiny_random.py", "--real-size-smolvlm", ROOT],
-    cwd: new URL("../training/", import.meta.url).pathname,
-  }).output();
-  if (!made.success) throw new Error(new TextDecoder().decode(made.stderr));
-  const onnx = `${DIR}onnx/`;
-  const quantized = await new Deno.Command("/usr/bin/python3", {
-    args: [
-      "quantize.py",
-      ...["vision_encoder", "embed_tokens", "decoder_model_merged"].map((f) => `${onnx}${f}.onnx`),
-    ],
-    cwd: new URL("../training/", import.meta.url).pathname,
-  }).output();
-  if (!quantized.success) throw new Error(new TextDecoder().decode(quantized.stderr));
-}
+const DIR = await ensureRealSize("SmolVLM-256M", "smolvlm-256m", "--real-size-smolvlm", [
+  "vision_encoder",
+  "embed_tokens",
+  "decoder_model_merged",
+]);
 
 const [scene] = sampleScenes({ split: "test", count: 1, seed: 2, objects: 3 });
 const rgb = { width: 64, height: 64, data: renderScene(scene, 0) };
@@ -64,7 +48,7 @@ interface Runner {
 const runners: Runner[] = [];
 
 // Ours, fp32 and q8.
-const [entry] = await scanModels([ROOT]).then((es) => es.filter((e) => e.dir === DIR));
+const [entry] = await scanModels([REAL_SIZE]).then((es) => es.filter((e) => e.dir === DIR));
 const messages: ChatMessage[] = [{
   role: "user",
   content: [{ type: "image", image: rgb }, { type: "text", text: question }],

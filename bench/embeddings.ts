@@ -31,6 +31,7 @@ import { SessionRegistry } from "../core/sessions.ts";
 import { ClipPipeline } from "../models/clip/pipeline.ts";
 import { scanModels, withQuantized } from "../models/manifest.ts";
 import { canonicalCaption, renderScene, sampleScenes } from "../world/world.ts";
+import { ensureRealSize, REAL_SIZE } from "./real_size.ts";
 import { quantile, spread } from "./stats.ts";
 
 const { values } = parseArgs({
@@ -47,33 +48,15 @@ const { values } = parseArgs({
 const batches = values.batch.split(",").map(Number).filter((b) => b >= 1);
 const ROUNDS = Number(values.rounds), sliceMs = Number(values.slice) * 1000;
 const WARMUP_MS = 1500;
-const REAL_SIZE = new URL("../data/real-size/", import.meta.url).pathname;
-if (values["real-size"] && !await exists(`${REAL_SIZE}clip-vit-base-patch32/manifest.json`)) {
-  console.log("making CLIP ViT-B/32 (random weights) in data/real-size ...");
-  const made = await new Deno.Command("/usr/bin/python3", {
-    args: ["make_tiny_random.py", "--real-size", REAL_SIZE],
-    cwd: new URL("../training/", import.meta.url).pathname,
-  }).output();
-  if (!made.success) throw new Error(new TextDecoder().decode(made.stderr));
-  const onnx = `${REAL_SIZE}clip-vit-base-patch32/onnx/`;
-  const quantized = await new Deno.Command("/usr/bin/python3", {
-    args: ["quantize.py", `${onnx}vision_model.onnx`, `${onnx}text_model.onnx`],
-    cwd: new URL("../training/", import.meta.url).pathname,
-  }).output();
-  if (!quantized.success) throw new Error(new TextDecoder().decode(quantized.stderr));
+if (values["real-size"]) {
+  await ensureRealSize("CLIP ViT-B/32", "clip-vit-base-patch32", "--real-size", [
+    "vision_model",
+    "text_model",
+  ]);
 }
 const entry = values["real-size"]
   ? (await scanModels([REAL_SIZE]))[0]
   : (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === "clip-tiny")!;
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Items per second of `fn` (which handles `batch` items) over `ms` milliseconds. */
 async function rate(fn: () => Promise<unknown>, batch: number, ms: number): Promise<number> {

@@ -4,7 +4,7 @@
  * image, `infer` for the towers). The rest is HTTP handling, validation and JSON.
  *
  *   deno run -A bench/overhead.ts [--requests 300] [--real-size]
- *   (--real-size: CLIP ViT-B/32 at its public size from data/real-size, see bench/embeddings.ts)
+ *   (--real-size: CLIP ViT-B/32 at its public size in data/real-size, made at first use)
  */
 import { parseArgs } from "node:util";
 import sharp from "sharp";
@@ -12,6 +12,7 @@ import { loadConfig } from "../core/config.ts";
 import { createApp } from "../main.ts";
 import { renderScene } from "../world/world.ts";
 import { quantile } from "./stats.ts";
+import { ensureRealSize, REAL_SIZE } from "./real_size.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -20,12 +21,17 @@ const { values } = parseArgs({
     "real-size": { type: "boolean", default: false },
   },
 });
-const realSize = new URL("../data/real-size/", import.meta.url).pathname;
+if (values["real-size"]) {
+  await ensureRealSize("CLIP ViT-B/32", "clip-vit-base-patch32", "--real-size", [
+    "vision_model",
+    "text_model",
+  ]);
+}
 const model = values["real-size"] ? "clip-vit-base-patch32-random" : "clip-tiny";
 const { app, registry } = await createApp(loadConfig({
   MM_BACKEND: "cpu",
   MM_LOG: "0",
-  ...(values["real-size"] ? { MM_MODELS_DIR: realSize } : {}),
+  ...(values["real-size"] ? { MM_MODELS_DIR: REAL_SIZE } : {}),
 }));
 await registry.get("clip", model);
 
