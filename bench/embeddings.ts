@@ -31,7 +31,7 @@ import { SessionRegistry } from "../core/sessions.ts";
 import { ClipPipeline } from "../models/clip/pipeline.ts";
 import { scanModels, withQuantized } from "../models/manifest.ts";
 import { canonicalCaption, renderScene, sampleScenes } from "../world/world.ts";
-import { ensureRealSize, REAL_SIZE } from "./real_size.ts";
+import { ensureRealSize, measureGemmPeak, REAL_SIZE } from "./real_size.ts";
 import { quantile, spread } from "./stats.ts";
 
 const { values } = parseArgs({
@@ -168,27 +168,9 @@ for (const batch of batches) {
 
 if (values["real-size"]) await gemmPeak();
 
-/**
- * The machine's GEMM peak through the runtime our CPU backend uses (one 2048² MatMul, same
- * threads), and the image tower's achieved GFLOP/s at the best batch, as a share of it.
- */
+/** The image tower's achieved GFLOP/s at each batch, as a share of the machine's GEMM peak. */
 async function gemmPeak(): Promise<void> {
-  const sessions = new SessionRegistry(await resolveBackend("cpu"));
-  const session = await sessions.load(`${REAL_SIZE}matmul_2048.onnx`);
-  const n = 2048, a = new Float32Array(n * n).map(() => Math.random());
-  const feeds = {
-    a: sessions.tensor("float32", a, [n, n]),
-    b: sessions.tensor("float32", a, [n, n]),
-  };
-  await session.run(feeds);
-  const times: number[] = [];
-  for (let i = 0; i < 10; i++) {
-    const t0 = performance.now();
-    await session.run(feeds);
-    times.push(performance.now() - t0);
-  }
-  const best = Math.min(...times);
-  const peak = 2 * n ** 3 / (best / 1000) / 1e9;
+  const { best, peak } = await measureGemmPeak();
   const flops = imageFlops(JSON.parse(await Deno.readTextFile(`${entry.dir}config.json`)));
   console.log(
     `\nGEMM peak: a 2048² MatMul on the cpu backend, best of 10: ${best.toFixed(1)} ms = ` +

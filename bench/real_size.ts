@@ -3,6 +3,9 @@
  * weights in data/real-size (not committed), made by training/make_tiny_random.py and quantized
  * by training/quantize.py (Debian's python3).
  */
+import { resolveBackend } from "../core/backend.ts";
+import { SessionRegistry } from "../core/sessions.ts";
+
 export const REAL_SIZE = new URL("../data/real-size/", import.meta.url).pathname;
 
 /**
@@ -19,7 +22,9 @@ export async function ensureRealSize(
   if (await Deno.stat(`${dir}manifest.json`).then(() => true, () => false)) return dir;
   console.log(`making ${what} (random weights) in data/real-size ...`);
   await training("make_tiny_random.py", flag, REAL_SIZE);
-  await training("quantize.py", ...quantize.map((g) => `${dir}onnx/${g}.onnx`));
+  if (quantize.length) {
+    await training("quantize.py", ...quantize.map((g) => `${dir}onnx/${g}.onnx`));
+  }
   return dir;
 }
 
@@ -29,4 +34,27 @@ async function training(...args: string[]): Promise<void> {
     cwd: new URL("../training/", import.meta.url).pathname,
   }).output();
   if (!run.success) throw new Error(new TextDecoder().decode(run.stderr));
+}
+
+/**
+ * The machine's GEMM peak through the runtime our CPU backend uses: one 2048² MatMul
+ * (matmul_2048.onnx, made with the real-size models), same threads, best of 10 after a warm-up.
+ */
+export async function measureGemmPeak(): Promise<{ best: number; peak: number }> {
+  const sessions = new SessionRegistry(await resolveBackend("cpu"));
+  const session = await sessions.load(`${REAL_SIZE}matmul_2048.onnx`);
+  const n = 2048, a = new Float32Array(n * n).map(() => Math.random());
+  const feeds = {
+    a: sessions.tensor("float32", a, [n, n]),
+    b: sessions.tensor("float32", a, [n, n]),
+  };
+  await session.run(feeds);
+  const times: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    times.push(performance.now() - t0);
+  }
+  const best = Math.min(...times);
+  return { best, peak: 2 * n ** 3 / (best / 1000) / 1e9 };
 }

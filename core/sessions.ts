@@ -88,9 +88,23 @@ export class SessionRegistry {
         ? { intraOpNumThreads: this.threads }
         : {}),
     };
+    // A graph past protobuf's 2 GB keeps its weights beside it (ONNX external data, in the file
+    // Optimum names <graph>_data): the native addon reads it from the graph's folder itself, the
+    // web builds are handed its bytes.
+    const external = `${path}_data`;
+    const hasExternal = await Deno.stat(external).then(() => true, () => false);
+    if (hasExternal && this.backend.name !== "cpu") {
+      options.externalData = [{
+        path: external.slice(external.lastIndexOf("/") + 1),
+        data: await Deno.readFile(external),
+      }];
+    }
+    const native = hasExternal && this.backend.name === "cpu";
     // Session creation compiles GPU programs: keep it off other runs' device time too.
     const inner = await this.schedule(() =>
-      this.backend.ort.InferenceSession.create(bytes, options)
+      native
+        ? this.backend.ort.InferenceSession.create(path, options)
+        : this.backend.ort.InferenceSession.create(bytes, options)
     );
     return new Session(path, inner, this);
   }

@@ -47,11 +47,15 @@ def main():
                          "graph into DIR, for the benchmarks")
     ap.add_argument("--real-size-smolvlm", metavar="DIR",
                     help="write only SmolVLM-256M's architecture at its public size (random weights) into DIR")
+    ap.add_argument("--real-size-sd-turbo", metavar="DIR",
+                    help="write only SD-Turbo's architecture at its public size (random weights) into DIR")
     args = ap.parse_args()
     if args.real_size:
         return real_size(args.real_size)
     if args.real_size_smolvlm:
         return smolvlm_real_size(args.real_size_smolvlm)
+    if args.real_size_sd_turbo:
+        return sd_turbo_real_size(args.real_size_sd_turbo)
     torch.manual_seed(0)
     c = ClipConfig(stem="linear", image_size=224, patch_size=32, vision_width=16, vision_layers=2, vision_heads=2,
                    text_width=16, text_layers=2, text_heads=2, max_positions=77, vocab_size=49408,
@@ -62,6 +66,7 @@ def main():
     vit_gpt2(args.out)
     sd_turbo(args.out)
     sd_inpaint("tests/fixtures/sd-inpaint-tiny")
+    external_data("tests/fixtures/external-data")
     smolvlm(args.out)
 
 
@@ -103,9 +108,6 @@ def real_size(out: str) -> None:
     machine's GEMM peak through the same runtime."""
     import shutil
 
-    import onnx
-    from onnx import TensorProto, helper
-
     torch.manual_seed(0)
     c = ClipConfig(stem="linear", image_size=224, patch_size=32, vision_width=768, vision_layers=12,
                    vision_heads=12, text_width=512, text_layers=12, text_heads=8, max_positions=77,
@@ -120,13 +122,21 @@ def real_size(out: str) -> None:
                "capabilities": ["embeddings"], "modalities": {"input": ["text", "image"], "output": ["embedding"]},
                "files": {"text": "onnx/text_model.onnx", "vision": "onnx/vision_model.onnx"}, "license": "MIT"},
               open(f"{clip}/manifest.json", "w"), indent=2)
+    write_matmul(out)
+    print(f"wrote {clip} and {out}/matmul_2048.onnx")
+
+
+def write_matmul(out: str) -> None:
+    """matmul_2048.onnx: one 2048 × 2048 MatMul, the benchmarks' measure of the GEMM peak."""
+    import onnx
+    from onnx import TensorProto, helper
+
     n = 2048
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])
     b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "matmul", [a, b], [y])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), f"{out}/matmul_2048.onnx")
-    print(f"wrote {clip} and {out}/matmul_2048.onnx")
 
 
 def vit_gpt2(root: str) -> None:
@@ -222,6 +232,24 @@ def sd_turbo(root: str) -> None:
     print(f"wrote {out}")
 
 
+def external_data(out: str) -> None:
+    """model.onnx, y = x @ W with W (4 × 3, the numbers 0..11) in model.onnx_data: how an export
+    past protobuf's 2 GB limit stores its weights (ONNX external data), small enough to commit."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+
+    os.makedirs(out, exist_ok=True)
+    w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3), "W")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "external", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save_model(model, f"{out}/model.onnx", save_as_external_data=True, location="model.onnx_data",
+                    size_threshold=0)
+    print(f"wrote {out}")
+
+
 def sd_inpaint(out: str) -> None:
     from clip_model import Clip, ClipConfig
     from export_sd import TextEncoder, VaeDecoder, VaeEncoder
@@ -313,6 +341,74 @@ def smolvlm_real_size(root: str) -> None:
               open(f"{out}/manifest.json", "w"), indent=2)
     print(f"wrote {out} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f} M decoder and connector "
           f"parameters, {sum(p.numel() for p in clip.vision.parameters()) / 1e6:.0f} M vision)")
+
+
+def sd_turbo_real_size(root: str) -> None:
+    """stabilityai/sd-turbo's architecture and sizes (SD 2.1's), random weights, in the public ONNX
+    layout: a 1024-wide, 23-layer CLIP text encoder over 77 tokens of the public vocabulary
+    (OpenCLIP ViT-H's text tower, here in our CLIP blocks), SD 2.x's 866 M-parameter UNet
+    (sd_public.py) and the VAE decoder (49 M), at 512² (64² latents). The UNet's 3.5 GB of fp32
+    weights pass protobuf's 2 GB limit, so they go to unet/model.onnx_data beside the graph (ONNX
+    external data, Optimum's file name). No VAE encoder: the benchmark only generates. Also
+    bench.json (each graph's GFLOP at 512², counted as it runs) and matmul_2048.onnx."""
+    import shutil
+    import tempfile
+
+    import onnx
+
+    from export_sd import TextEncoder
+    from sd_public import UNet2DCondition, VaeDecoder, gflop
+
+    torch.manual_seed(6)
+    out = f"{root}/sd-turbo"
+    clip = Clip(ClipConfig(stem="linear", text_width=1024, text_layers=23, text_heads=16, max_positions=77,
+                           vocab_size=49408, embed_dim=1024, eos_token_id=49407, vision_width=32, vision_layers=1,
+                           vision_heads=2)).eval()
+    ids = torch.full((1, 77), 49407)
+    ids[0, 0] = 49406
+    with torch.no_grad():
+        export(TextEncoder(clip), (ids,), f"{out}/text_encoder/model.onnx", ["input_ids"],
+               ["last_hidden_state", "pooler_output"], {"input_ids": {0: "batch_size", 1: "sequence_length"}})
+        del clip
+        vae = VaeDecoder().eval()
+        flops = {"vae_decoder_gflop": gflop(vae, torch.zeros(1, 4, 64, 64))}
+        export(vae, (torch.zeros(1, 4, 16, 16),), f"{out}/vae_decoder/model.onnx", ["latent_sample"],
+               ["sample"], {"latent_sample": {0: "batch_size", 2: "height_latent", 3: "width_latent"}})
+        with tempfile.TemporaryDirectory(dir=root) as tmp:
+            # torch writes a model past 2 GB as one external file per weight; gathered into one below.
+            unet = UNet2DCondition().eval()
+            flops["unet_gflop"] = gflop(unet, torch.zeros(1, 4, 64, 64), torch.tensor([999.0]), torch.zeros(1, 77, 1024))
+            export(unet, (torch.zeros(1, 4, 16, 16), torch.tensor([999.0]), torch.zeros(1, 77, 1024)),
+                   f"{tmp}/model.onnx", ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
+                   {"sample": {0: "batch_size", 2: "height", 3: "width"}, "timestep": {0: "batch_size"},
+                    "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"}})
+            os.makedirs(f"{out}/unet", exist_ok=True)
+            onnx.save_model(onnx.load(f"{tmp}/model.onnx"), f"{out}/unet/model.onnx", save_as_external_data=True,
+                            all_tensors_to_one_file=True, location="model.onnx_data")
+    shared = os.path.join(os.path.dirname(__file__), "../../shared/assets/clip-tokenizer")
+    os.makedirs(f"{out}/tokenizer", exist_ok=True)
+    for name in os.listdir(shared):
+        shutil.copy(os.path.join(shared, name), f"{out}/tokenizer")
+    write = lambda name, obj: json.dump(obj, open(f"{out}/{name}", "w"), indent=2)
+    write("unet/config.json", {"_class_name": "UNet2DConditionModel", "sample_size": 64, "in_channels": 4,
+                               "out_channels": 4, "cross_attention_dim": 1024,
+                               "block_out_channels": [320, 640, 1280, 1280]})
+    write("vae_decoder/config.json", {"_class_name": "AutoencoderKL", "latent_channels": 4, "scaling_factor": 0.18215,
+                                      "block_out_channels": [128, 256, 512, 512]})
+    os.makedirs(f"{out}/scheduler", exist_ok=True)
+    write("scheduler/scheduler_config.json", {
+        "_class_name": "EulerDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+        "beta_start": 0.00085, "num_train_timesteps": 1000, "prediction_type": "epsilon",
+        "steps_offset": 1, "timestep_spacing": "trailing"})
+    write("manifest.json", {"id": "sd-turbo-random", "family": "diffusion",
+                            "description": "SD-Turbo's architecture with random weights (benchmarks only)",
+                            "capabilities": ["text-to-image"], "modalities": {"input": ["text"], "output": ["image"]},
+                            "files": {"text_encoder": "text_encoder/model.onnx", "unet": "unet/model.onnx",
+                                      "vae_decoder": "vae_decoder/model.onnx"},
+                            "license": "MIT", "settings": {"default_steps": 1, "default_guidance": 0.0}})
+    write("bench.json", {"size": 512, "batch": 1, **flops})
+    write_matmul(root)
+    print(f"wrote {out} and {root}/matmul_2048.onnx")
 
 
 if __name__ == "__main__":
