@@ -13,7 +13,7 @@ import sharp from "sharp";
 import { loadConfig } from "../core/config.ts";
 import { loadTokenizer } from "../core/tokenizers.ts";
 import { createApp } from "../main.ts";
-import { adjustLogprobs } from "../models/chat/pipeline.ts";
+import { stepLogprobs } from "../models/chat/pipeline.ts";
 import { renderScene, type Scene } from "../world/world.ts";
 import { slowRuns } from "./slow_runs.ts";
 
@@ -410,11 +410,11 @@ for (const model of chatModels) {
   });
 }
 
-Deno.test("adjustLogprobs: bias, frequency and presence penalties as OpenAI defines them", () => {
+Deno.test("stepLogprobs: bias, frequency and presence penalties as OpenAI defines them", () => {
   const lp = new Float32Array([Math.log(0.5), Math.log(0.25), Math.log(0.25)]);
-  const none = adjustLogprobs(lp, new Map([[0, 3]]), {});
-  assert.equal(none, lp, "nothing asked: the input unchanged");
-  const out = adjustLogprobs(lp, new Map([[0, 2], [1, 1]]), {
+  const none = stepLogprobs(lp.map((v) => v + 3), new Map([[0, 3]]), {});
+  lp.forEach((v, i) => assert.ok(Math.abs(none[i] - v) < 1e-6, `nothing asked: token ${i}`));
+  const out = stepLogprobs(lp, new Map([[0, 2], [1, 1]]), {
     frequencyPenalty: 0.5,
     presencePenalty: 0.25,
     logitBias: new Map([[2, 1]]),

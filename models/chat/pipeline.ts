@@ -69,7 +69,7 @@ export interface ChatOptions {
   seed: number;
   stop: string[];
   topLogprobs: number;
-  /** OpenAI's sampling-time adjustments (see `adjustLogprobs`); absent: none. */
+  /** OpenAI's sampling-time adjustments (see `stepLogprobs`); absent: none. */
   frequencyPenalty?: number;
   presencePenalty?: number;
   /** Token id → bias added to its logit (-100 bans it, +100 all but forces it). */
@@ -134,7 +134,8 @@ interface State {
 }
 
 /** One decoder call: the last position's log-probabilities and, when asked, its image attention. */
-type Forward = (tokens: number[]) => Promise<{ logprobs: Float32Array; attention?: Float32Array }>;
+/** One decoder run: the last position's logits (and its image attention, where asked). */
+type Forward = (tokens: number[]) => Promise<{ logits: Float32Array; attention?: Float32Array }>;
 
 const now = () => performance.now();
 
@@ -143,20 +144,20 @@ const hostData = async (t: Tensor): Promise<Float32Array> =>
   t.location === "gpu-buffer" ? await t.getData(true) as Float32Array : t.data as Float32Array;
 
 /**
- * OpenAI's penalties and logit bias, applied to one step's log-probabilities (equivalent to
- * adjusting the logits, since log-softmax only shifts them): each token's logit gets its bias,
- * minus `frequency · count` and `presence · (count > 0)` where count is how often the answer
- * already holds it. Returns the renormalized log-probabilities (the input when nothing applies).
+ * One step's log-probabilities from its logits, after OpenAI's penalties and logit bias: each
+ * token's logit gets its bias, minus `frequency · count` and `presence · (count > 0)` where count
+ * is how often the answer already holds it. One log-softmax a token, adjusted or not: over a real
+ * vocabulary (~50,000 tokens) a second one cost a visible part of a decode step.
  */
-export function adjustLogprobs(
-  lp: Float32Array,
+export function stepLogprobs(
+  logits: Float32Array,
   counts: Map<number, number>,
   o: Pick<ChatOptions, "frequencyPenalty" | "presencePenalty" | "logitBias">,
 ): Float32Array {
   const fp = o.frequencyPenalty ?? 0, pp = o.presencePenalty ?? 0;
   const bias = o.logitBias ?? new Map<number, number>();
-  if (!bias.size && ((fp === 0 && pp === 0) || !counts.size)) return lp;
-  const out = lp.slice();
+  if (!bias.size && ((fp === 0 && pp === 0) || !counts.size)) return logSoftmax(logits);
+  const out = logits.slice();
   for (const [id, b] of bias) if (id < out.length) out[id] += b;
   for (const [id, n] of counts) if (id < out.length) out[id] -= n * fp + (n > 0 ? pp : 0);
   return logSoftmax(out);
@@ -506,11 +507,11 @@ export class ChatPipeline implements Pipeline {
       const logitsWanted = o.temperature > 0 || o.topLogprobs > 0 || adjusts(o);
       forward = async (tokens) => {
         const r = await this.sessions.schedule(() => kernels.step(tokens, logitsWanted));
-        if (r.logits) return { logprobs: logSoftmax(r.logits) };
+        if (r.logits) return { logits: r.logits };
         // Greedy without log-probabilities: only the token id came back from the GPU.
         const oneHot = new Float32Array(this.kernelDecoder!.config.vocab).fill(-Infinity);
         oneHot[r.token] = 0;
-        return { logprobs: oneHot };
+        return { logits: oneHot };
       };
     } else {
       let state: State = { past: this.#emptyPast(), length: 0 };
@@ -563,7 +564,7 @@ export class ChatPipeline implements Pipeline {
       step: async (state, tokens) => {
         signal?.throwIfAborted();
         const out = await forward(tokens);
-        last = adjustLogprobs(out.logprobs, counts, o);
+        last = stepLogprobs(out.logits, counts, o);
         lastMap = out.attention;
         return { logprobs: [last], attention: null, state };
       },
@@ -656,7 +657,7 @@ export class ChatPipeline implements Pipeline {
     return this.tokenizer.decode(ids, { skip_special_tokens: true }).trim();
   }
 
-  /** One decoder run over `tokens` after `state`; returns the last position's log-probabilities. */
+  /** One decoder run over `tokens` after `state`; returns the last position's logits. */
   async #forward(
     tokens: number[],
     state: State,
@@ -667,7 +668,7 @@ export class ChatPipeline implements Pipeline {
       slots?: number[];
       signal?: AbortSignal;
     },
-  ): Promise<{ logprobs: Float32Array; attention?: Float32Array; state: State }> {
+  ): Promise<{ logits: Float32Array; attention?: Float32Array; state: State }> {
     const T = tokens.length, total = state.length + T;
     const feeds: Record<string, Tensor> = {
       attention_mask: this.sessions.tensor("int64", new BigInt64Array(total).fill(1n), [1, total]),
@@ -706,6 +707,6 @@ export class ChatPipeline implements Pipeline {
     } else {
       maps?.dispose?.(); // a GPU buffer each step on WebGPU, unread
     }
-    return { logprobs: logSoftmax(last), attention, state: { past, length: total } };
+    return { logits: last, attention, state: { past, length: total } };
   }
 }
