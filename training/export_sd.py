@@ -74,6 +74,9 @@ def parse_args():
     ap.add_argument("--scores", help="the table `deno task eval images` printed, for the model card")
     ap.add_argument("--from-export", action="store_true",
                     help="no training run: re-export the UNet with its attention maps from the files in --out")
+    ap.add_argument("--map-blocks", default="",
+                    help="the cross-attention blocks the word maps average, comma-separated among down1, down2, "
+                         "mid, up2, up1 (default: all)")
     return ap.parse_args()
 
 
@@ -101,7 +104,7 @@ def text_encoder_graph(clip: Clip):
             {"input_ids": {0: "batch_size", 1: "sequence_length"}})
 
 
-def unet_graph(config: SdConfig, unet: UNet, maps: bool = False):
+def unet_graph(config: SdConfig, unet: UNet, maps: bool = False, blocks: tuple = ()):
     """The export() arguments of unet/model.onnx, or with `maps` of unet/model_attention.onnx (the
     same UNet with the word maps as a second output)."""
     g = torch.Generator().manual_seed(0)
@@ -113,7 +116,7 @@ def unet_graph(config: SdConfig, unet: UNet, maps: bool = False):
     if maps:
         outputs.append("attention_maps")
         dynamic["attention_maps"] = {0: "batch_size", 1: "sequence_length", 2: "height", 3: "width"}
-    return (UNetWithMaps(unet) if maps else unet, (lat, torch.tensor([500.0, 20.0]), hid),
+    return (UNetWithMaps(unet, blocks) if maps else unet, (lat, torch.tensor([500.0, 20.0]), hid),
             ["sample", "timestep", "encoder_hidden_states"], outputs, dynamic)
 
 
@@ -122,13 +125,13 @@ def vae_decoder_graph(config: SdConfig, vae: Vae):
             {"latent_sample": {0: "batch_size", 2: "height_latent", 3: "width_latent"}})
 
 
-def export_graphs(config: SdConfig, unet: UNet, vae: Vae, clip: Clip, out: str) -> None:
+def export_graphs(config: SdConfig, unet: UNet, vae: Vae, clip: Clip, out: str, blocks: tuple = ()) -> None:
     """text_encoder/, unet/ (plain and with the word maps), vae_decoder/ and vae_encoder/model.onnx,
     with the public exports' names."""
     module, example, inputs, outputs, dynamic = text_encoder_graph(clip)
     export(module, example, f"{out}/text_encoder/model.onnx", inputs, outputs, dynamic)
     for maps, name in ((False, "model.onnx"), (True, "model_attention.onnx")):
-        module, example, inputs, outputs, dynamic = unet_graph(config, unet, maps)
+        module, example, inputs, outputs, dynamic = unet_graph(config, unet, maps, blocks)
         export(module, example, f"{out}/unet/{name}", inputs, outputs, dynamic)
     module, example, inputs, outputs, dynamic = vae_decoder_graph(config, vae)
     export(module, example, f"{out}/vae_decoder/model.onnx", inputs, outputs, dynamic)
@@ -202,7 +205,7 @@ def write_manifest(sol: torch.Tensor, z: int, out: str) -> None:
     })
 
 
-def write_golden(unet: UNet, vae: Vae, clip: Clip, scale: float, z: int, path: str) -> None:
+def write_golden(unet: UNet, vae: Vae, clip: Clip, scale: float, z: int, path: str, blocks: tuple = ()) -> None:
     """Golden fixture: fixed inputs and PyTorch's outputs, checked against ORT from Deno."""
     g = torch.Generator().manual_seed(0)
     g_lat = torch.randn(1, z, 16, 16, generator=g)
@@ -211,7 +214,7 @@ def write_golden(unet: UNet, vae: Vae, clip: Clip, scale: float, z: int, path: s
     with torch.no_grad():
         g_hid = TextEncoder(clip)(g_ids)[0]
         g_out = unet(g_lat, torch.tensor([321.0]), g_hid)
-        with_maps, g_maps = UNetWithMaps(unet)(g_lat, torch.tensor([321.0]), g_hid)
+        with_maps, g_maps = UNetWithMaps(unet, blocks)(g_lat, torch.tensor([321.0]), g_hid)
         assert torch.equal(with_maps, g_out), "the word maps must not change the UNet's output"
         g_img = vae.decode(g_lat / scale)
     write_fixture(path, {"input_ids": g_ids[0].tolist(), "latents": g_lat.flatten().tolist(), "timestep": 321,
@@ -219,7 +222,7 @@ def write_golden(unet: UNet, vae: Vae, clip: Clip, scale: float, z: int, path: s
                          "decoded": g_img.flatten().tolist(), "attention_maps": golden_values(g_maps)})
 
 
-def from_export(out: str, golden: str) -> None:
+def from_export(out: str, golden: str, blocks: tuple = ()) -> None:
     """--from-export: the text encoder, UNet and VAE decoder loaded back from the shipped graphs
     (load_onnx_weights checks each is the graph its module exports), then unet/model_attention.onnx,
     its manifest entry and the golden fixture."""
@@ -235,14 +238,14 @@ def from_export(out: str, golden: str) -> None:
         load_onnx_weights(module, example, f"{out}/{path}", inputs, outputs, dynamic)
     for m in (unet, vae, clip):
         m.eval()
-    module, example, inputs, outputs, dynamic = unet_graph(config, unet, maps=True)
+    module, example, inputs, outputs, dynamic = unet_graph(config, unet, maps=True, blocks=blocks)
     export(module, example, f"{out}/unet/model_attention.onnx", inputs, outputs, dynamic)
     manifest = read("manifest.json")
     manifest["files"]["unet_attention"] = "unet/model_attention.onnx"
     manifest["capabilities"] = [c for c in manifest["capabilities"] if c != "attention-maps"] + ["attention-maps"]
     write_json(out, "manifest.json", manifest)
     scale = read("vae_decoder/config.json")["scaling_factor"]
-    write_golden(unet, vae, clip, scale, config.latent_channels, golden)
+    write_golden(unet, vae, clip, scale, config.latent_channels, golden, blocks)
 
 
 def model_card(config: SdConfig, clip: Clip, stats: dict, raw: bool, scores: str) -> str:
@@ -310,18 +313,19 @@ It draws the shapes world only, at 64 x 64 (32 to 128 accepted, but it was train
 
 def main():
     args = parse_args()
+    blocks = tuple(b for b in args.map_blocks.split(",") if b)
     if args.from_export:
-        from_export(args.out, args.golden)
+        from_export(args.out, args.golden, blocks)
         print(f"wrote {args.out}/unet/model_attention.onnx and {args.golden} (from {args.out})")
         return
     config, unet, vae, clip, unet_state, vae_state = load_run(args.run, args.clip, args.raw)
     scale = unet_state["scaling_factor"]
     z = config.latent_channels
-    export_graphs(config, unet, vae, clip, args.out)
+    export_graphs(config, unet, vae, clip, args.out, blocks)
     write_configs(config, clip, scale, args.clip_dir, args.out)
     vae_scores = measure_vae(vae, scale, z, args.data)
     write_manifest(vae_scores["latent_rgb"], z, args.out)
-    write_golden(unet, vae, clip, scale, z, args.golden)
+    write_golden(unet, vae, clip, scale, z, args.golden, blocks)
     stats = {"unet_steps": unet_state["step"], "unet_weights": "final" if args.raw else "ema",
              "vae_steps": vae_state["step"], "scaling_factor": scale,
              "vae_roundtrip_mean_abs": vae_scores["roundtrip_mean_abs"],

@@ -120,6 +120,7 @@ class CrossAttention(nn.Module):
         self.heads = heads
         self.self_attention = self_attention
         self.downscale = 1  # how much coarser than the UNet's finest level (set by the UNet)
+        self.name = ""  # where in the UNet (set by the UNet): down1, down2, mid, up2, up1
         self.norm_in = nn.GroupNorm(8, ch)
         if self_attention:
             self.ln1 = nn.LayerNorm(ch)
@@ -143,7 +144,7 @@ class CrossAttention(nn.Module):
     def forward(self, x, context, maps: list = None):
         """`maps`, when given, gets this block's cross-attention probabilities [B, heads, H*W,
         text tokens], the level's H and W and its downscale from the finest level appended (the
-        word maps of return_attention)."""
+        word maps of return_attention) and the block's name."""
         B, C, H, W = x.shape
         h = self.norm_in(x).flatten(2).transpose(1, 2)  # [B, HW, C]
         if self.self_attention:
@@ -152,7 +153,7 @@ class CrossAttention(nn.Module):
         k, v = self.kv(context).chunk(2, -1)
         y, att = self.attend(self.q(self.ln2(h)), k, v)
         if maps is not None:
-            maps.append((att, H, W, self.downscale))
+            maps.append((att, H, W, self.downscale, self.name))
         h = h + self.cross_out(y)
         h = h + self.ff(self.ln3(h))
         return x + h.transpose(1, 2).reshape(B, C, H, W)
@@ -187,6 +188,9 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(a, z, 3, padding=1)
         for block, f in ((self.att2, 2), (self.att_mid, 4), (self.att_up2, 2)):
             block.downscale = f
+        for block, name in ((self.att1, "down1"), (self.att2, "down2"), (self.att_mid, "mid"), (self.att_up2, "up2"),
+                            (self.att_up1, "up1")):
+            block.name = name
 
     def forward(self, sample, timestep, encoder_hidden_states, maps: list = None):
         """`maps`: a list to collect every cross-attention block's probabilities in (see
@@ -203,13 +207,15 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(u1)))
 
 
-def word_maps(maps: list) -> torch.Tensor:
+def word_maps(maps: list, blocks: tuple = ()) -> torch.Tensor:
     """DAAM's aggregation within one UNet pass (Tang et al. 2022): each cross-attention block's
     probabilities averaged over its heads, laid out as [B, text tokens, h, w], upsampled
-    (bilinear) to the finest level and averaged over the blocks -> [B, tokens, H, W].
-    The sum over the denoising steps is the service's (kernels/word_maps.ts)."""
+    (bilinear) to the finest level and averaged over the blocks (those named in `blocks`, or
+    all) -> [B, tokens, H, W]. The sum over the denoising steps is the service's
+    (kernels/word_maps.ts)."""
+    maps = [m for m in maps if not blocks or m[4] in blocks]
     total = None
-    for att, h, w, downscale in maps:
+    for att, h, w, downscale, _ in maps:
         B, _, _, T = att.shape
         m = att.mean(1).transpose(1, 2).reshape(B, T, h, w)
         if downscale != 1:
@@ -221,11 +227,12 @@ def word_maps(maps: list) -> torch.Tensor:
 class UNetWithMaps(nn.Module):
     """unet/model_attention.onnx: the same UNet, and its word maps as a second output."""
 
-    def __init__(self, unet: UNet):
+    def __init__(self, unet: UNet, blocks: tuple = ()):
         super().__init__()
         self.unet = unet
+        self.blocks = blocks
 
     def forward(self, sample, timestep, encoder_hidden_states):
         maps = []
         out = self.unet(sample, timestep, encoder_hidden_states, maps)
-        return out, word_maps(maps)
+        return out, word_maps(maps, self.blocks)
