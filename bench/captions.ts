@@ -1,5 +1,6 @@
 /**
- * Captions per second by model, backend and decoding (greedy vs beam 3), in one run.
+ * Captions per second by model, backend and decoding (greedy vs beam 3), in one run; models that
+ * ship int8 files (training/quantize.py) get a second row on them, as `MM_DTYPE=q8` serves them.
  *
  *   deno run -A bench/captions.ts [--seconds 3] [--webgpu]
  */
@@ -8,7 +9,7 @@ import { type BackendName, resolveBackend } from "../core/backend.ts";
 import { EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
 import { type CaptionOptions, CaptionPipeline, GREEDY } from "../models/captioning/pipeline.ts";
-import { scanModels } from "../models/manifest.ts";
+import { type ModelEntry, scanModels, withQuantized } from "../models/manifest.ts";
 import { renderScene, sampleScenes } from "../world/world.ts";
 
 const { values } = parseArgs({
@@ -24,9 +25,12 @@ const images = sampleScenes({ split: "test", count: 16, seed: 4 }).map((s, i) =>
   height: 64,
   data: renderScene(s, i),
 }));
-const entries = (await scanModels([EMBEDDED_MODELS_DIR])).filter((e) =>
-  e.manifest.family === "captioning"
-);
+const entries: ModelEntry[] = [];
+for (const e of await scanModels([EMBEDDED_MODELS_DIR])) {
+  if (e.manifest.family !== "captioning") continue;
+  const q8 = await withQuantized(e);
+  entries.push(e, ...(q8 === e ? [] : [q8]));
+}
 
 async function rate(model: CaptionPipeline, o: CaptionOptions): Promise<number> {
   await model.caption(images[0], o);
@@ -55,8 +59,8 @@ for (const entry of entries) {
     cells.push(await rate(model, GREEDY), await rate(model, { ...GREEDY, strategy: "beam" }));
   }
   console.log(
-    `| ${entry.manifest.id} | ${cells.map((c) => c.toFixed(1)).join(" | ")} | ${
-      (cells[1] / cells[0]).toFixed(2)
-    } |`,
+    `| ${entry.manifest.id}${entry.manifest.settings.dtype === "q8" ? " q8" : ""} | ${
+      cells.map((c) => c.toFixed(1)).join(" | ")
+    } | ${(cells[1] / cells[0]).toFixed(2)} |`,
   );
 }

@@ -13,7 +13,7 @@ import { type BackendName, resolveBackend } from "../core/backend.ts";
 import { EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
 import { type ChatMessage, ChatPipeline, GREEDY } from "../models/chat/pipeline.ts";
-import { scanModels } from "../models/manifest.ts";
+import { scanModels, withQuantized } from "../models/manifest.ts";
 import { renderScene, sampleScenes } from "../world/world.ts";
 import { median } from "./stats.ts";
 
@@ -49,25 +49,30 @@ for (
     e.manifest.family === "chat"
   )
 ) {
+  // Where the model ships int8 files, the CPU backend runs them too (MM_DTYPE=q8).
+  const q8 = await withQuantized(entry);
+  const dtypes = (b: BackendName) => b === "cpu" && q8 !== entry ? [entry, q8] : [entry];
   for (const b of backends) {
-    const model = await ChatPipeline.load(entry, {
-      sessions: new SessionRegistry(await resolveBackend(b)),
-    });
-    const variants = b === "webgpu" && entry.manifest.files.weights ? [true, false] : [undefined];
-    for (const kernels of variants) {
-      const run = async () => {
-        const r = await model.chat(messages, { ...options, kernels });
-        const prompt = r.promptTokens - 1;
-        return {
-          prefill: prompt / (r.timings.prefill_ms / 1000),
-          decode: r.timings.tokens_per_second,
+    for (const e of dtypes(b)) {
+      const model = await ChatPipeline.load(e, {
+        sessions: new SessionRegistry(await resolveBackend(b)),
+      });
+      const variants = b === "webgpu" && entry.manifest.files.weights ? [true, false] : [undefined];
+      for (const kernels of variants) {
+        const run = async () => {
+          const r = await model.chat(messages, { ...options, kernels });
+          const prompt = r.promptTokens - 1;
+          return {
+            prefill: prompt / (r.timings.prefill_ms / 1000),
+            decode: r.timings.tokens_per_second,
+          };
         };
-      };
-      await run(); // warm-up
-      const name = `${entry.manifest.id} | ${b}${
-        kernels === undefined ? "" : kernels ? " (our kernels)" : " (onnxruntime)"
-      }`;
-      runners.push({ name, run, prefill: [], decode: [] });
+        await run(); // warm-up
+        const name = `${entry.manifest.id} | ${b}${e === q8 && q8 !== entry ? " q8" : ""}${
+          kernels === undefined ? "" : kernels ? " (our kernels)" : " (onnxruntime)"
+        }`;
+        runners.push({ name, run, prefill: [], decode: [] });
+      }
     }
   }
 }

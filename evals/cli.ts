@@ -1,6 +1,7 @@
 /**
  * `deno task eval <family>`: prints a family's quality table on the shapes world, measured
- * through the same pipelines and sessions the service uses.
+ * through the same pipelines and sessions the service uses; `--dtype q8` evaluates the int8 files
+ * of the models that ship them (training/quantize.py), as `MM_DTYPE=q8` serves them.
  *
  *   deno task eval clip [--backend cpu] [--count 500]
  *   deno task eval captions [--backend cpu] [--count 300] [--strategy greedy|beam]
@@ -27,7 +28,7 @@ import { promptSets, scoreGenerator } from "./generators.ts";
 import { DiffusionPipeline } from "../models/diffusion/pipeline.ts";
 import { DallePipeline } from "../models/dalle/pipeline.ts";
 import { encodePng, type RgbImage } from "../core/image.ts";
-import { scanModels } from "../models/manifest.ts";
+import { scanModels, withQuantized } from "../models/manifest.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -43,6 +44,7 @@ const { values, positionals } = parseArgs({
     temperature: { type: "string" },
     "top-k": { type: "string" },
     grid: { type: "string" },
+    dtype: { type: "string", default: "fp32" },
   },
 });
 const family = positionals[0];
@@ -53,10 +55,18 @@ if (!BACKENDS.includes(values.backend as BackendChoice)) {
   console.error(`--backend must be one of ${BACKENDS.join(", ")}`);
   Deno.exit(2);
 }
-const entries = await scanModels([
+if (values.dtype !== "fp32" && values.dtype !== "q8") {
+  console.error("--dtype must be fp32 or q8");
+  Deno.exit(2);
+}
+const scanned = await scanModels([
   EMBEDDED_MODELS_DIR,
   ...(Deno.env.get("MM_MODELS_DIR") ? [Deno.env.get("MM_MODELS_DIR")!] : []),
 ]);
+// --dtype q8: the models' int8 files where they ship them (as MM_DTYPE=q8 serves them).
+const entries = values.dtype === "q8" ? await Promise.all(scanned.map(withQuantized)) : scanned;
+/** The models --model names (all when it is not given). */
+const chosen = (id: string) => !values.model || id === values.model;
 const backend = await resolveBackend(values.backend as BackendChoice);
 const sessions = new SessionRegistry(backend);
 const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
@@ -94,7 +104,11 @@ if (family === "clip") {
   console.log("| Dataset | Model | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | METEOR | exact match |");
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const split of ["test", "heldout"] as const) {
-    for (const entry of entries.filter((e) => e.manifest.family === "captioning")) {
+    for (
+      const entry of entries.filter((e) =>
+        e.manifest.family === "captioning" && chosen(e.manifest.id)
+      )
+    ) {
       const model = await CaptionPipeline.load(entry, { sessions });
       const s = await evaluateCaptions(model, split, count, { strategy, beamSize: 3 });
       const f = (v: number) => (v * 100).toFixed(1);
@@ -116,7 +130,7 @@ if (family === "clip") {
     "| model | split | words scored | served map | step before | step after | random cell |",
   );
   console.log("| --- | --- | --- | --- | --- | --- | --- |");
-  for (const entry of entries.filter((e) => !values.model || e.manifest.id === values.model)) {
+  for (const entry of entries.filter((e) => chosen(e.manifest.id))) {
     let explain: Explain | null = null;
     if (entry.manifest.family === "captioning") {
       const model = await CaptionPipeline.load(entry, { sessions });
@@ -135,8 +149,7 @@ if (family === "clip") {
       );
     }
   }
-  const chosen = entries.filter((e) => !values.model || e.manifest.id === values.model);
-  await printGeneratorPointing(chosen, sessions, count);
+  await printGeneratorPointing(entries.filter((e) => chosen(e.manifest.id)), sessions, count);
 } else if (family === "images") {
   // Both generator families on the same prompts, each with and without CLIP reranking (the best
   // of `candidates` samples by clip-tiny's similarity to the prompt, as DALL-E did).
@@ -147,7 +160,7 @@ if (family === "clip") {
   const generators: Array<
     { name: string; generate: (p: string, seed: number, n: number) => Promise<RgbImage[]> }
   > = [];
-  for (const entry of entries.filter((e) => !values.model || e.manifest.id === values.model)) {
+  for (const entry of entries.filter((e) => chosen(e.manifest.id))) {
     if (entry.manifest.family === "diffusion") {
       const model = await DiffusionPipeline.load(entry, { sessions });
       const s = model.settings;
@@ -251,7 +264,6 @@ if (family === "clip") {
   );
   console.log(`| model | split | ${QUESTION_TYPES.join(" | ")} | all |`);
   console.log(`| --- | --- | ${QUESTION_TYPES.map(() => "---").join(" | ")} | --- |`);
-  const chosen = (id: string) => !values.model || id === values.model;
   for (
     const entry of entries.filter((e) => e.manifest.family === "chat" && chosen(e.manifest.id))
   ) {

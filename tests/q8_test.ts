@@ -59,3 +59,41 @@ Deno.test("MM_DTYPE=q8 serves clip-tiny's quantized files, and they classify and
   assert.ok(cosine > 0.98, `q8 text embedding's cosine to fp32's: ${cosine}`);
   assert.ok(e32.some((v, i) => v !== e8[i]), "the q8 answer came from other weights");
 });
+
+Deno.test("MM_DTYPE=q8 serves vit-gpt2-tiny's and vlm-tiny's quantized files: the same captions and answers as fp32", async () => {
+  const models = await (await apps.q8.app.request("/v1/models")).json();
+  for (const id of ["vit-gpt2-tiny", "vlm-tiny"]) {
+    assert.equal(models.data.find((m: { id: string }) => m.id === id).dtype, "q8", id);
+  }
+  for (const [colour, shape] of [["red", "circle"], ["blue", "square"]] as const) {
+    const image = await png(colour, shape);
+    const [c32, c8] = await Promise.all(
+      [apps.fp32, apps.q8].map(async ({ app }) =>
+        (await (await post(app, "/v1/captions", { model: "vit-gpt2-tiny", image })).json())
+          .captions[0]
+      ),
+    );
+    assert.match(c8.text, new RegExp(`^a large ${colour} `), "caption");
+    assert.equal(c8.text, c32.text, "caption");
+    assert.ok(c8.logprob !== c32.logprob, "the q8 caption came from other weights");
+    const chat = {
+      model: "vlm-tiny",
+      messages: [{
+        role: "user",
+        content: [
+          { type: "image_url", image_url: { url: image } },
+          { type: "text", text: "what colour is the shape?" },
+        ],
+      }],
+      max_tokens: 8,
+      temperature: 0,
+    };
+    const [a32, a8] = await Promise.all(
+      [apps.fp32, apps.q8].map(async ({ app }) =>
+        (await (await post(app, "/v1/chat/completions", chat)).json()).choices[0].message.content
+      ),
+    );
+    assert.equal(a8, a32, "answer");
+    assert.match(a8, new RegExp(colour));
+  }
+});
