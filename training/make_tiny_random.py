@@ -38,6 +38,12 @@ import torch
 from clip_model import Clip, ClipConfig, TextExport, VisionExport
 from onnx_export import export
 
+# stabilityai/sd-turbo's scheduler_config.json.
+SD_TURBO_SCHEDULER = {
+    "_class_name": "EulerDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085, "num_train_timesteps": 1000, "prediction_type": "epsilon",
+    "steps_offset": 1, "timestep_spacing": "trailing"}
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -218,10 +224,7 @@ def sd_turbo(root: str) -> None:
                    ["latent_sample"], {"sample": {0: "batch_size", 2: "height", 3: "width"}})
     os.makedirs(f"{out}/scheduler", exist_ok=True)
     write = lambda name, obj: json.dump(obj, open(f"{out}/{name}", "w"), indent=2)
-    write("scheduler/scheduler_config.json", {
-        "_class_name": "EulerDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
-        "beta_start": 0.00085, "num_train_timesteps": 1000, "prediction_type": "epsilon",
-        "steps_offset": 1, "timestep_spacing": "trailing"})
+    write("scheduler/scheduler_config.json", SD_TURBO_SCHEDULER)
     write("model_index.json", {"_class_name": "OnnxStableDiffusionPipeline",
                                "scheduler": ["diffusers", "EulerDiscreteScheduler"],
                                "text_encoder": ["diffusers", "OnnxRuntimeModel"],
@@ -396,10 +399,7 @@ def sd_turbo_real_size(root: str) -> None:
     write("vae_decoder/config.json", {"_class_name": "AutoencoderKL", "latent_channels": 4, "scaling_factor": 0.18215,
                                       "block_out_channels": [128, 256, 512, 512]})
     os.makedirs(f"{out}/scheduler", exist_ok=True)
-    write("scheduler/scheduler_config.json", {
-        "_class_name": "EulerDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
-        "beta_start": 0.00085, "num_train_timesteps": 1000, "prediction_type": "epsilon",
-        "steps_offset": 1, "timestep_spacing": "trailing"})
+    write("scheduler/scheduler_config.json", SD_TURBO_SCHEDULER)
     write("manifest.json", {"id": "sd-turbo-random", "family": "diffusion",
                             "description": "SD-Turbo's architecture with random weights (benchmarks only)",
                             "capabilities": ["text-to-image"], "modalities": {"input": ["text"], "output": ["image"]},
