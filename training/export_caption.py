@@ -51,14 +51,14 @@ def parse_args():
     ap.add_argument("--out", default=None)
     ap.add_argument("--golden", default=None)
     ap.add_argument("--default", action="store_true", help="the captioning default (the best captioner)")
-    ap.add_argument("--attention-offset", type=int, default=0,
-                    help="serve each word the map of this step relative to its own (-1: the step before), "
-                         "as `deno task eval pointing` measured it")
+    ap.add_argument("--attention-steps", default="0",
+                    help="serve each word the mean of these steps' maps, relative to its own (-1,0: the step "
+                         "before and its own), as `deno task eval pointing` measured it")
     ap.add_argument("--training-note", default="", help="how this run differed from the defaults, for the card")
     return ap.parse_args()
 
 
-def write_configs(c: CaptionConfig, tok: WordTokenizer, default: bool, out: str, attention_offset: int = 0) -> None:
+def write_configs(c: CaptionConfig, tok: WordTokenizer, default: bool, out: str, attention_steps: str = "0") -> None:
     """manifest.json, config.json, generation_config.json, preprocessor_config.json and the tokenizer files."""
     attention = ATTENTION[c.kind]
     write_json(out, "manifest.json", {
@@ -69,7 +69,8 @@ def write_configs(c: CaptionConfig, tok: WordTokenizer, default: bool, out: str,
         "files": {"encoder": "onnx/encoder_model.onnx", "decoder": "onnx/decoder_step.onnx"},
         "license": "MIT", "preload": True,
         "settings": {"architecture": "lstm", "attention": attention, "grid": c.grid,
-                     **({"attention_offset": attention_offset} if attention_offset else {})},
+                     **({"attention_steps": [int(d) for d in attention_steps.split(",")]}
+                        if attention_steps != "0" else {})},
         "default": default,
     })
     write_json(out, "config.json", {"model_type": "lstm-captioner", **c.to_dict()})
@@ -133,7 +134,7 @@ def main():
     model.load_state_dict(state["model"])
     tok = WordTokenizer(vocabulary(args.data), max_length=c.max_length)
     os.makedirs(f"{out}/onnx", exist_ok=True)
-    write_configs(c, tok, args.default, out, args.attention_offset)
+    write_configs(c, tok, args.default, out, args.attention_steps)
     export_graphs(model, out)
 
     test = World(args.data, "test")

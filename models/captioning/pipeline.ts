@@ -255,11 +255,11 @@ export class CaptionPipeline implements Pipeline {
     readonly grid: number,
     readonly hasAttention: boolean,
     /**
-     * Which step's map explains a word: its own (0) or the one before (-1), where the model
-     * looks at an object a step before it names it (settings.attention_offset, as measured by
+     * Which steps' maps explain a word, relative to its own (0), averaged: where the model looks
+     * at an object a step before it names it, [-1, 0] (settings.attention_steps, as measured by
      * `deno task eval pointing`).
      */
-    private attentionOffset = 0,
+    private attentionSteps: number[] = [0],
   ) {}
 
   /** Explainable where the model attends: each word's attention map comes with it. */
@@ -331,7 +331,10 @@ export class CaptionPipeline implements Pipeline {
     } else {
       throw new Error(`Captioning architecture "${m.settings.architecture}" is not supported`);
     }
-    const offset = Number(m.settings.attention_offset ?? 0);
+    const steps = m.settings.attention_steps ?? [0];
+    if (!Array.isArray(steps) || !steps.length || !steps.every(Number.isInteger)) {
+      throw new Error(`${m.id}: settings.attention_steps must be a list of step offsets`);
+    }
     return new CaptionPipeline(
       m.id,
       tokenizer,
@@ -340,7 +343,7 @@ export class CaptionPipeline implements Pipeline {
       begin,
       grid,
       attention,
-      offset,
+      steps,
     );
   }
 
@@ -409,16 +412,26 @@ export class CaptionPipeline implements Pipeline {
         cols: side,
         words: await attentionWords(
           image,
-          h.attention.map((_, i) => {
-            const step = Math.min(Math.max(i + this.attentionOffset, 0), h.attention.length - 1);
-            return { token: word(h.ids[i]), weights: h.attention[step] };
-          }),
+          h.attention.map((_, i) => ({
+            token: word(h.ids[i]),
+            weights: this.#wordMap(h.attention, i),
+          })),
           side,
           side,
         ),
       };
     }
     return caption;
+  }
+
+  /** Word i's map: the mean of its steps' maps (clamped to the caption's steps). */
+  #wordMap(maps: Float32Array[], i: number): Float32Array {
+    const out = new Float32Array(maps[i].length);
+    for (const d of this.attentionSteps) {
+      const m = maps[Math.min(Math.max(i + d, 0), maps.length - 1)];
+      for (let k = 0; k < out.length; k++) out[k] += m[k] / this.attentionSteps.length;
+    }
+    return out;
   }
 }
 

@@ -135,6 +135,38 @@ for (const entry of entries) {
     });
   }
 
+  if (Array.isArray(entry.manifest.settings.attention_steps)) {
+    Deno.test(`${id}: each word's map is the mean of its attention_steps' maps`, async () => {
+      const steps = entry.manifest.settings.attention_steps as number[];
+      const withSteps = (s: number[]) =>
+        CaptionPipeline.load(
+          {
+            ...entry,
+            manifest: {
+              ...entry.manifest,
+              settings: { ...entry.manifest.settings, attention_steps: s },
+            },
+          },
+          { sessions: cpu },
+        );
+      const maps = async (m: CaptionPipeline) =>
+        (await m.caption(images[0], { ...GREEDY, returnAttention: true })).captions[0].attention!
+          .words.map((w) => w.weights);
+      const served = await maps(model);
+      const each = await Promise.all(steps.map(async (d) => maps(await withSteps([d]))));
+      assert.ok(served.length > 2);
+      served.forEach((w, i) => {
+        const mean = w.map((_, k) => each.reduce((a, m) => a + m[i][k], 0) / steps.length);
+        // Served weights are rounded to 4 decimals.
+        w.forEach((v, k) => assert.ok(Math.abs(v - mean[k]) < 1.5e-4, `word ${i} cell ${k}`));
+      });
+      // The steps differ: a word's map is not the same as its own step's alone.
+      assert.ok(
+        served.some((w, i) => w.some((v, k) => Math.abs(v - each[steps.indexOf(0)][i][k]) > 1e-3)),
+      );
+    });
+  }
+
   const backends: BackendName[] = ["wasm", ...(adapter ? ["webgpu" as const] : [])];
   Deno.test({
     name: `${id}: greedy decoding gives the same caption on cpu, ${backends.join(" and ")}`,
