@@ -68,7 +68,7 @@ for (
           };
         };
         await run(); // warm-up
-        const name = `${entry.manifest.id} | ${b}${e === q8 && q8 !== entry ? " q8" : ""}${
+        const name = `${entry.manifest.id} | ${b}${e !== entry ? " q8" : ""}${
           kernels === undefined ? "" : kernels ? " (our kernels)" : " (onnxruntime)"
         }`;
         runners.push({ name, run, prefill: [], decode: [] });
