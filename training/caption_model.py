@@ -22,6 +22,16 @@ import torch.nn.functional as F
 MEAN, STD = 0.5, 0.5
 
 
+def load_encoder(m: "Captioner", path: str) -> None:
+    """Loads a trained captioner's encoder (its ONNX export) into m and freezes it: the paper gave
+    soft and hard attention the same pretrained CNN, used without fine-tuning."""
+    import onnx
+    from onnx import numpy_helper
+    w = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in onnx.load(path).graph.initializer}
+    m.encoder.load_state_dict({k[len("m.encoder."):]: v for k, v in w.items() if k.startswith("m.encoder.")})
+    m.encoder.requires_grad_(False)
+
+
 def pixels(images: np.ndarray) -> torch.Tensor:
     """uint8 [B, 64, 64, 3] -> [B, 3, 64, 64] in [-1, 1], as preprocessor_config.json says."""
     return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - MEAN) / STD
@@ -172,12 +182,17 @@ class Captioner(nn.Module):
         if self.c.kind == "sat-hard":
             lp = torch.stack(logps, 1) * mask[:, 1:]
             ent = (torch.stack(entropies, 1) * mask[:, 1:]).sum() / mask[:, 1:].sum()
-            reward = -nll.detach()  # log-likelihood of the caption under the sampled locations
-            b = reward.mean() if baseline is None else baseline
+            # Reward: the caption's log-likelihood under the sampled locations. The baseline is
+            # the moving average over sampled sequences only: the expected-context half scores
+            # higher, and mixing it in made every sample's advantage negative.
+            n = max(use_sample.sum().item(), 1)
+            reward = -nll.detach()
+            sampled = (reward * use_sample.float()).sum() / n
+            b = sampled if baseline is None else baseline
             advantage = ((reward - b) * use_sample.float())[:, None]
-            reinforce = -(advantage * lp).sum() / max(use_sample.sum().item(), 1) / T
+            reinforce = -(advantage * lp).sum() / n / T
             loss = loss + reinforce - 0.01 * ent
-            stats["reward"] = reward.mean().item()
+            stats["reward"] = sampled.item()
             stats["entropy"] = ent.item()
         return loss, stats
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-from caption_model import Captioner, CaptionConfig, pixels
+from caption_model import Captioner, CaptionConfig, load_encoder, pixels
 from vit_gpt2_model import VitGpt2, VitGpt2Config
 import world
 from common import Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, use_all_cores, vocabulary
@@ -27,6 +27,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--fresh", type=float, default=1.0,
                     help="share of each batch drawn fresh by training/world.py (the rest: data/world)")
+    ap.add_argument("--init-encoder", default=None,
+                    help="an exported captioner's encoder_model.onnx to start from, frozen (LSTM kinds)")
     args = ap.parse_args()
     out = args.out or f"data/runs/{args.kind}-tiny"
 
@@ -39,7 +41,9 @@ def main():
     else:
         config, args.lr = CaptionConfig(kind=args.kind, vocab_size=len(tok.tokens)), args.lr or 2e-3
         model = Captioner(config)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        if args.init_encoder:
+            load_encoder(model, args.init_encoder)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
     ckpt = Checkpointer(f"{out}/last.pt")
     first = step = ckpt.load(model, opt)
     train = World(args.data, "train")
