@@ -376,8 +376,13 @@ def model_card(model_id: str, c: VlmConfig, kind: str, state: dict, tower: dict,
   16 `<image>` tokens the processor writes into the prompt. The decoder reads one sequence.""" if kind == "unified" else
               f"""- Method B, cross-modality attention (Llama 3.2 Vision design): clip-tiny's vision tower ({how})
   gives 8 x 8 patch features, projected to the decoder's width with learned positions; the prompt
-  keeps one `<image>` marker. After every {c.cross_every}nd decoder layer a gated cross-attention layer
-  (tanh gates from 0) lets the text's queries attend to the image's keys and values.""")
+  keeps one `<image>` marker. After every {"" if c.cross_every == 1 else f"{c.cross_every}nd "}decoder layer a gated cross-attention layer
+  (tanh gates from {c.gate_init:g}) lets the text's queries attend to the image's keys and values.""")
+    schedule = state.get("steps", state["step"])  # the cosine schedule's length
+    stopped = f" (stopped at step {state['step']} of a {schedule}-step schedule)" if schedule > state["step"] else ""
+    options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (("tune_tower", state.get("tune_tower")),
+                      ("cross_every", c.cross_every if kind != "unified" and c.cross_every != 2 else None),
+                      ("gate_init", c.gate_init or None)) if v)
     return f"""# {model_id}
 
 A multimodal chat model trained by this project on the shapes world (`../../../shared/WORLD.md`)
@@ -394,9 +399,9 @@ to answer its questions about an image.
   pairs), one question per scene with its type drawn uniformly (colour, shape, count, position,
   existence, background, describe); the tower is clip-tiny's (`{clip_path}`).
 - Loss on the answer tokens and the closing `<end_of_utterance>` only. AdamW, lr 2e-3 with
-  warm-up and cosine decay, batch 64, {state['step']} steps on 2 CPU cores. Log: `training/runs/{model_id}.md`.
+  warm-up and cosine decay, batch 64, {state['step']} steps on 2 CPU cores{stopped}. Log: `training/runs/{model_id}.md`.
 - Reproduce: `deno task world` (the vocabulary), `/usr/bin/python3 training/train_vlm.py --kind {kind}
-  --out data/runs/{model_id} --clip {clip_path} --steps {state['step']}{f" --tune-tower {state['tune_tower']}" if state.get("tune_tower") else ""}`, then
+  --out data/runs/{model_id} --clip {clip_path} --steps {schedule}{options}`, then
   `training/export_vlm.py --run data/runs/{model_id} --out models/embedded/{model_id} --clip {clip_path}`.
 
 ## Question answering (`deno task eval chat`, greedy, through the service's pipeline)

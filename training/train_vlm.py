@@ -130,12 +130,14 @@ def main():
     ap.add_argument("--tune-tower", type=float, default=0.0,
                     help="train clip-tiny's vision tower too, at this fraction of --lr (0: frozen); "
                          "the tuned tower is saved with the model and exported as its vision encoder")
+    ap.add_argument("--cross-every", type=int, default=2, help="method B: a cross-attention layer after every k-th layer")
+    ap.add_argument("--gate-init", type=float, default=0.0, help="method B: the tanh gates at initialisation")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     tok = ChatTokenizer(vocabulary(args.data))
-    config = VlmConfig(vocab_size=len(tok.tokens))
+    config = VlmConfig(vocab_size=len(tok.tokens), cross_every=args.cross_every, gate_init=args.gate_init)
     clip = frozen_tower(args.clip)
     model = Vlm(config, args.kind, tok.ids["<image>"])
     for p in model.parameters():
@@ -175,9 +177,9 @@ def main():
             model.train()
             print(f"eval step={step} " + " ".join(f"{k}={v:.3f}" for k, v in sorted(scores.items())), flush=True)
         ckpt.maybe_save(model, opt, step, config=config.to_dict(), kind=args.kind, vocab=tok.tokens,
-                       tune_tower=args.tune_tower)
+                       tune_tower=args.tune_tower, steps=args.steps)
     ckpt.maybe_save(model, opt, step, force=True, config=config.to_dict(), kind=args.kind, vocab=tok.tokens,
-                       tune_tower=args.tune_tower)
+                       tune_tower=args.tune_tower, steps=args.steps)
     print("done", flush=True)
 
 

@@ -77,6 +77,7 @@ class VlmConfig:
     image_grid: int = 8
     scale_factor: int = 2           # pixel shuffle (method A)
     cross_every: int = 2            # a cross-attention layer after every k-th layer (method B)
+    gate_init: float = 0.0          # the cross-attention layers' tanh gates at initialisation
 
     def to_dict(self):
         return asdict(self)
@@ -169,7 +170,8 @@ class DecoderLayer(nn.Module):
 
 class CrossLayer(nn.Module):
     """Gated cross-attention to the image (Llama 3.2 Vision): tanh gates start at 0, so the
-    layer begins as the identity and learns how much of the image to let in."""
+    layer begins as the identity and learns how much of the image to let in (a decoder trained
+    from scratch with the image has no language model to protect: `gate_init` opens them)."""
 
     def __init__(self, c: VlmConfig):
         super().__init__()
@@ -179,10 +181,10 @@ class CrossLayer(nn.Module):
         self.k = nn.Linear(c.hidden, c.kv_heads * c.head_dim, bias=False)
         self.v = nn.Linear(c.hidden, c.kv_heads * c.head_dim, bias=False)
         self.o = nn.Linear(c.heads * c.head_dim, c.hidden, bias=False)
-        self.attn_gate = nn.Parameter(torch.zeros(1))
+        self.attn_gate = nn.Parameter(torch.full((1,), c.gate_init))
         self.ln2 = RMSNorm(c.hidden)
         self.mlp = Mlp(c)
-        self.mlp_gate = nn.Parameter(torch.zeros(1))
+        self.mlp_gate = nn.Parameter(torch.full((1,), c.gate_init))
 
     def image_kv(self, image):
         c = self.c
