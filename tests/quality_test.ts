@@ -124,7 +124,7 @@ const CHAT_THRESHOLDS: Record<
   { background: number; count: number; shape?: number; all: number }
 > = {
   "vlm-tiny": { background: 0.9, count: 0.9, shape: 0.85, all: 0.7 }, // card: 100%, 100%, 100%, 83%
-  "vlm-xattn-tiny": { background: 0.9, count: 0.65, all: 0.38 }, // card: 100%, 85%, 48%
+  "vlm-xattn-tiny": { background: 0.9, count: 0.9, shape: 0.7, all: 0.5 }, // card: 100%, 100%, 86%, 61%
 };
 
 for (const [id, min] of Object.entries(CHAT_THRESHOLDS)) {
@@ -158,7 +158,7 @@ const POINTING_THRESHOLDS: Record<string, number> = {
   "sat-hard-tiny": 0.42, // 56.3%
   "vit-gpt2-tiny": 0.6, // 73.1%
   "vlm-tiny": 0.7, // 82.4%
-  "vlm-xattn-tiny": 0.3, // 47.1%
+  "vlm-xattn-tiny": 0.65, // 82.2%
 };
 
 for (const [id, min] of Object.entries(POINTING_THRESHOLDS)) {
