@@ -8,7 +8,7 @@
  *   deno task eval images [--backend cpu] [--count 100] [--steps 20] [--candidates 4]
  *                         [--temperature 1] [--top-k 32] [--grid docs/generators.png]
  *   deno task eval chat [--backend cpu] [--count 100] [--model vlm-tiny]
- *   deno task eval pointing [--backend cpu] [--count 200] [--model id]   (attention maps: the
+ *   deno task eval pointing [--backend cpu] [--count 200] [--model id] [--seed 0]   (attention maps: the
  *                           pointing game, for every explainable captioner, chat model and
  *                           image generator; the generators' boxes from the pixel judge)
  */
@@ -45,6 +45,7 @@ const { values, positionals } = parseArgs({
     "top-k": { type: "string" },
     grid: { type: "string" },
     dtype: { type: "string", default: "fp32" },
+    seed: { type: "string", default: "0" },
   },
 });
 const family = positionals[0];
@@ -121,6 +122,7 @@ if (family === "clip") {
   }
 } else if (family === "pointing") {
   const count = Number(values.count ?? 200);
+  const seed = Number(values.seed); // another seed: other scenes, to choose settings on
   console.log(
     `attention maps on ${backend.name}: colour and shape words whose map's peak cell overlaps ` +
       `the object they name; ${count} scenes per split, greedy captions and chat answers to ` +
@@ -141,7 +143,7 @@ if (family === "clip") {
     }
     if (!explain) continue;
     for (const split of ["test", "heldout"] as const) {
-      const s = await pointing(explain, split, count);
+      const s = await pointing(explain, split, count, seed);
       console.log(
         `| ${entry.manifest.id} | ${split} | ${s.words} | ${pct(s.byOffset["0"])} | ${
           pct(s.byOffset["-1"])
@@ -149,7 +151,7 @@ if (family === "clip") {
       );
     }
   }
-  await printGeneratorPointing(entries.filter((e) => chosen(e.manifest.id)), sessions, count);
+  await printGeneratorPointing(entries.filter((e) => chosen(e.manifest.id)), sessions, count, seed);
 } else if (family === "images") {
   // Both generator families on the same prompts, each with and without CLIP reranking (the best
   // of `candidates` samples by clip-tiny's similarity to the prompt, as DALL-E did).

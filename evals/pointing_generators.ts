@@ -105,7 +105,7 @@ export async function generatorPointing(
   const prompts = sampleScenes({ split, count, seed }).map(canonicalCaption);
   let words = 0, exact = 0, hits = 0, chance = 0;
   for (const [i, prompt] of prompts.entries()) {
-    const { image, maps } = await draw(prompt, i);
+    const { image, maps } = await draw(prompt, seed * count + i);
     const found = readImage(image.data, image.width).objects;
     const tokens = maps.words.map((w) => w.token.toLowerCase());
     for (const phrase of promptObjects(tokens)) {
@@ -143,6 +143,7 @@ export async function printGeneratorPointing(
   entries: ModelEntry[],
   sessions: SessionRegistry,
   count: number,
+  seed = 0,
 ): Promise<void> {
   const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
   const generators = entries.filter((e) => ["diffusion", "dalle"].includes(e.manifest.family));
@@ -162,7 +163,7 @@ export async function printGeneratorPointing(
       : await DallePipeline.load(entry, { sessions });
     if (!g.capabilities.explainable) continue;
     for (const split of ["test", "heldout"] as const) {
-      const s = await generatorPointing(generatorMaps(g), split, count);
+      const s = await generatorPointing(generatorMaps(g), split, count, seed);
       console.log(
         `| ${entry.manifest.id} | ${split} | ${s.images} | ${s.words} | ${pct(s.exact)} | ${
           pct(s.hits)
