@@ -78,6 +78,9 @@ export interface DalleSettings {
   defaultTemperature: number;
   defaultTopK: number;
   size: number;
+  /** The decoder heads, as [layer, head] pairs, whose attention makes the word maps (all when
+   * absent): some heads ground words in the image, others attend by position (`attention_heads`). */
+  attentionHeads?: Array<[number, number]>;
 }
 
 interface Layout {
@@ -155,12 +158,19 @@ export class DallePipeline implements ImageGenerator {
     });
     const text = config.text_config;
     const s = entry.manifest.settings as Record<string, number>;
+    const heads = entry.manifest.settings.attention_heads;
+    if (
+      heads !== undefined && !isHeadList(heads, text.num_hidden_layers, text.num_attention_heads)
+    ) {
+      throw new Error(`${entry.manifest.id}: settings.attention_heads must be [layer, head] pairs`);
+    }
     return new DallePipeline(
       entry.manifest.id,
       {
         defaultTemperature: s.default_temperature ?? 1,
         defaultTopK: s.default_top_k ?? 0,
         size: config.image_size,
+        attentionHeads: heads,
       },
       sessions,
       scorer,
@@ -438,7 +448,8 @@ export class DallePipeline implements ImageGenerator {
         { length: n },
         (_, j) => all.subarray(((j + 1) * T - 1) * V, (j + 1) * T * V),
       ),
-      words: words && lastQueryToWords(out.attentions, words.first, words.count),
+      words: words &&
+        lastQueryToWords(out.attentions, words.first, words.count, this.settings.attentionHeads),
       past: Array.from(
         { length: 2 * this.layout.layers },
         (_, k) => out[`present.${k >> 1}.${k % 2 ? "value" : "key"}`],
@@ -449,17 +460,33 @@ export class DallePipeline implements ImageGenerator {
 
 /**
  * Attention probabilities [n, layers, heads, T, S] at the last query position: per row, the
- * mean over layers and heads of its weights on keys first … first + count − 1.
+ * mean over `heads` ([layer, head] pairs; every head when absent) of its weights on keys
+ * first … first + count − 1.
  */
-export function lastQueryToWords(maps: Tensor, first: number, count: number): Float32Array[] {
+export function lastQueryToWords(
+  maps: Tensor,
+  first: number,
+  count: number,
+  heads?: Array<[number, number]>,
+): Float32Array[] {
   const [n, L, H, T, S] = maps.dims as number[];
   const data = maps.data as Float32Array;
+  const chosen = heads ?? Array.from({ length: L * H }, (_, k) => [Math.floor(k / H), k % H]);
   return Array.from({ length: n }, (_, j) => {
     const out = new Float32Array(count);
-    for (let lh = 0; lh < L * H; lh++) {
-      const row = ((j * L * H + lh) * T + T - 1) * S + first;
-      for (let w = 0; w < count; w++) out[w] += data[row + w] / (L * H);
+    for (const [l, h] of chosen) {
+      const row = (((j * L + l) * H + h) * T + T - 1) * S + first;
+      for (let w = 0; w < count; w++) out[w] += data[row + w] / chosen.length;
     }
     return out;
   });
+}
+
+/** Whether `v` is a non-empty list of [layer, head] pairs inside an L-layer, H-head decoder. */
+function isHeadList(v: unknown, L: number, H: number): v is Array<[number, number]> {
+  return Array.isArray(v) && v.length > 0 &&
+    v.every((p) =>
+      Array.isArray(p) && p.length === 2 && Number.isInteger(p[0]) && Number.isInteger(p[1]) &&
+      p[0] >= 0 && p[0] < L && p[1] >= 0 && p[1] < H
+    );
 }
