@@ -8,7 +8,7 @@
  *   deno task eval images [--backend cpu] [--count 100] [--steps 20] [--candidates 4]
  *                         [--temperature 1] [--top-k 32] [--grid docs/generators.png]
  *   deno task eval chat [--backend cpu] [--count 100] [--model vlm-tiny]
- *   deno task eval pointing [--backend cpu] [--count 200] [--model id] [--seed 0]   (attention maps: the
+ *   deno task eval pointing [--backend cpu] [--count 200] [--model id[,id…]] [--seed 0]   (attention maps: the
  *                           pointing game, for every explainable captioner, chat model and
  *                           image generator; the generators' boxes from the pixel judge)
  */
@@ -67,7 +67,7 @@ const scanned = await scanModels([
 // --dtype q8: the models' int8 files where they ship them (as MM_DTYPE=q8 serves them).
 const entries = values.dtype === "q8" ? await Promise.all(scanned.map(withQuantized)) : scanned;
 /** The models --model names (all when it is not given). */
-const chosen = (id: string) => !values.model || id === values.model;
+const chosen = (id: string) => !values.model || values.model.split(",").includes(id); // one id or several
 const backend = await resolveBackend(values.backend as BackendChoice);
 const sessions = new SessionRegistry(backend);
 const pct = (v: number) => `${(v * 100).toFixed(1)}%`;

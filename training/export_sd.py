@@ -6,8 +6,8 @@
       tokenizer/               (tokenizer.json and its config: clip-tiny's)
       unet/model.onnx          (sample, timestep, encoder_hidden_states -> out_sample)
       unet/model_attention.onnx  the same UNet, also -> attention_maps [B, text tokens, h, w]:
-                               its cross-attention to each token, averaged over heads and
-                               blocks at latent resolution (DAAM; run only for return_attention)
+                               its cross-attention to each token, averaged over the chosen
+                               heads at latent resolution (DAAM; run only for return_attention)
       vae_decoder/model.onnx   (latent_sample -> sample)
       vae_encoder/model.onnx   (sample -> latent_sample; here the posterior mean, deterministic)
       scheduler/scheduler_config.json
@@ -74,9 +74,9 @@ def parse_args():
     ap.add_argument("--scores", help="the table `deno task eval images` printed, for the model card")
     ap.add_argument("--from-export", action="store_true",
                     help="no training run: re-export the UNet with its attention maps from the files in --out")
-    ap.add_argument("--map-blocks", default="",
+    ap.add_argument("--map-blocks", default="down1:0,up2:3",
                     help="the cross-attention blocks the word maps average, comma-separated among down1, down2, "
-                         "mid, up2, up1 (default: all)")
+                         "mid, up2, up1, each with all its heads, or one head as block:k ('': every head of every block)")
     return ap.parse_args()
 
 
@@ -269,10 +269,12 @@ input and output names, so that a public SD-Turbo or SD 1.5 export runs through 
   cross-attention to the text (queries from the image, keys and values from the text), with
   self-attention too except at 16 x 16; skip connections from the down to the up path.
   `unet/model_attention.onnx` is the same UNet with a second output, `attention_maps`
-  [batch, text tokens, 16, 16]: each cross-attention block's probabilities averaged over its
-  heads, upsampled bilinearly to 16 x 16 and averaged over the five blocks (DAAM's word maps,
-  Tang et al. 2022); the service runs it instead of `unet/model.onnx` only for
-  `return_attention` and sums the maps over the steps.
+  [batch, text tokens, 16, 16]: DAAM's word maps (Tang et al. 2022: cross-attention
+  probabilities upsampled bilinearly to 16 x 16 and averaged) from the two heads that attend by
+  word, down1's head 0 and up2's head 3 (`--map-blocks down1:0,up2:3`, chosen with the pointing
+  game on other scenes: 54.1% / 66.1% against 50.0% / 48.7% for every head of every block,
+  README); the service runs it instead of `unet/model.onnx` only for `return_attention` and
+  sums the maps over the steps.
 - Scheduler: SD's scaled-linear betas ({config.beta_start} to {config.beta_end}, {config.num_train_timesteps} steps), epsilon prediction;
   the service runs DDIM (default), DDPM, Euler or Euler ancestral over it.
 
@@ -313,7 +315,7 @@ It draws the shapes world only, at 64 x 64 (32 to 128 accepted, but it was train
 
 def main():
     args = parse_args()
-    blocks = tuple(b for b in args.map_blocks.split(",") if b)
+    blocks = tuple(b for b in args.map_blocks.split(",") if b)  # empty: every block
     if args.from_export:
         from_export(args.out, args.golden, blocks)
         print(f"wrote {args.out}/unet/model_attention.onnx and {args.golden} (from {args.out})")

@@ -210,14 +210,19 @@ class UNet(nn.Module):
 def word_maps(maps: list, blocks: tuple = ()) -> torch.Tensor:
     """DAAM's aggregation within one UNet pass (Tang et al. 2022): each cross-attention block's
     probabilities averaged over its heads, laid out as [B, text tokens, h, w], upsampled
-    (bilinear) to the finest level and averaged over the blocks (those named in `blocks`, or
-    all) -> [B, tokens, H, W]. The sum over the denoising steps is the service's
-    (kernels/word_maps.ts)."""
-    maps = [m for m in maps if not blocks or m[4] in blocks]
+    (bilinear) to the finest level and averaged over the blocks -> [B, tokens, H, W]. `blocks`
+    narrows it: a block's name keeps all its heads, "name:k" its head k alone; empty: all. The
+    sum over the denoising steps is the service's (kernels/word_maps.ts)."""
+    def heads(name, n):
+        if not blocks or name in blocks:
+            return list(range(n))
+        return [int(b.split(":")[1]) for b in blocks if b.split(":")[0] == name]
+    maps = [(m, heads(m[4], m[0].shape[1])) for m in maps]
+    maps = [(m, hs) for m, hs in maps if hs]
     total = None
-    for att, h, w, downscale, _ in maps:
+    for (att, h, w, downscale, _), hs in maps:
         B, _, _, T = att.shape
-        m = att.mean(1).transpose(1, 2).reshape(B, T, h, w)
+        m = att[:, hs].mean(1).transpose(1, 2).reshape(B, T, h, w)
         if downscale != 1:
             m = F.interpolate(m, scale_factor=float(downscale), mode="bilinear", align_corners=False)
         total = m if total is None else total + m
