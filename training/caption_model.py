@@ -25,9 +25,8 @@ MEAN, STD = 0.5, 0.5
 def load_encoder(m: "Captioner", path: str) -> None:
     """Loads a trained captioner's encoder (its ONNX export) into m and freezes it: the paper gave
     soft and hard attention the same pretrained CNN, used without fine-tuning."""
-    import onnx
-    from onnx import numpy_helper
-    w = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in onnx.load(path).graph.initializer}
+    from onnx_export import onnx_initializers
+    w = onnx_initializers(path)
     m.encoder.load_state_dict({k[len("m.encoder."):]: v for k, v in w.items() if k.startswith("m.encoder.")})
     m.encoder.requires_grad_(False)
 

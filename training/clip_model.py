@@ -118,9 +118,8 @@ def init_stem_from_onnx(tower: "VisionTower", path: str, mean, std) -> None:
     """Loads sat-soft-tiny's encoder convolutions from its ONNX export into a "sat" stem. That CNN
     was trained on pixels scaled to [-1, 1]; this tower gets CLIP-normalized ones, so the first
     convolution takes the per-channel affine map between the two: x_sat = 2 std x + 2 mean - 1."""
-    import onnx
-    from onnx import numpy_helper
-    w = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in onnx.load(path).graph.initializer}
+    from onnx_export import onnx_initializers
+    w = onnx_initializers(path)
     with torch.no_grad():
         for k in (0, 2, 4, 7):
             tower.patch[k].weight.copy_(w[f"m.encoder.net.{k}.weight"])

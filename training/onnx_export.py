@@ -73,6 +73,13 @@ def load_safetensors(path: str) -> dict:
     return out
 
 
+def onnx_initializers(path: str) -> dict:
+    """A graph's initializers by name, as tensors: the weights of an ONNX export."""
+    import onnx
+    from onnx import numpy_helper
+    return {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in onnx.load(path).graph.initializer}
+
+
 def load_onnx_weights(module, args, path, inputs, outputs, dynamic) -> None:
     """Loads a shipped ONNX graph's weights back into `module`, the wrapper it was exported from
     with export(module, args, path, inputs, outputs, dynamic): for the golden fixture of a model
