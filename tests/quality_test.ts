@@ -155,7 +155,7 @@ for (const [id, min] of Object.entries(CHAT_THRESHOLDS)) {
  */
 const POINTING_THRESHOLDS: Record<string, number> = {
   "sat-soft-tiny": 0.75, // 87.8% (the mean of the step before and its own: attention_steps [-1, 0])
-  "sat-hard-tiny": 0.42, // 56.3%
+  "sat-hard-tiny": 0.45, // 59.5%
   "vit-gpt2-tiny": 0.6, // 73.1%
   "vlm-tiny": 0.7, // 82.4%
   "vlm-xattn-tiny": 0.65, // 82.2%
