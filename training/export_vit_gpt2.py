@@ -103,6 +103,14 @@ def write_configs(c: VitGpt2Config, tok: WordTokenizer, out: str) -> None:
 def model_card(model: VitGpt2, state: dict, exact: float) -> str:
     c = model.c
     grid, n_params = c.image_size // c.patch_size, n_parameters(model)
+    sat = c.stem == "sat"
+    stem = ("- Encoder: the ViT paper's hybrid: sat-soft-tiny's encoder CNN (four convolutions, its trained\n"
+            "  weights, frozen: the public model's ViT came pretrained) gives one token per 8 × 8 cell; then\n"
+            f"  {c.enc_layers} transformer layers of width {c.enc_width}." if sat else
+            f"- Encoder: linear {c.patch_size} px patches, {c.enc_layers} transformer layers of width {c.enc_width}.")
+    data = ("canonical captions of fresh scenes, every batch drawn by `training/world.py` (held-out\n  pairs never)"
+            if sat else "canonical captions of 20,000 training scenes")
+    init = " --init-encoder models/embedded/sat-soft-tiny/onnx/encoder_model.onnx" if sat else ""
     return f"""# vit-gpt2-tiny — ViT encoder + GPT-2-style decoder
 
 The modern captioning design: a ViT reads {grid} × {grid} patches ({c.patch_size} px) of the 64 × 64 image; a
@@ -114,10 +122,11 @@ past_key_values / present and use_cache_branch), plus a `cross_attentions` outpu
 mean over heads) that explains each word.
 
 - Parameters: {n_params / 1e6:.2f} M; word-level vocabulary of {c.vocab_size} tokens.
-- Training: canonical captions of 20,000 training scenes, Adam, lr 1e-3 with warm-up and cosine
-  decay, batch {state.get('batch', 32)}, {state['step']} steps on 2 CPU cores.
+{stem}
+- Training: {data}, Adam, lr 1e-3 with warm-up and cosine decay, batch {state.get('batch', 32)},
+  {state['step']} steps on 2 CPU cores.
 - Exact-match greedy captions on 200 test images at export: {exact:.1%}.
-- Reproduce: `/usr/bin/python3 training/train_caption.py --kind vit-gpt2 && /usr/bin/python3 training/export_vit_gpt2.py`.
+- Reproduce: `/usr/bin/python3 training/train_caption.py --kind vit-gpt2{init} && /usr/bin/python3 training/export_vit_gpt2.py`.
 """
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from caption_model import Captioner, CaptionConfig, load_encoder, pixels
+from clip_model import init_stem_from_onnx
 from vit_gpt2_model import VitGpt2, VitGpt2Config
 import world
 from common import Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, use_all_cores, vocabulary
@@ -28,7 +29,7 @@ def main():
     ap.add_argument("--fresh", type=float, default=1.0,
                     help="share of each batch drawn fresh by training/world.py (the rest: data/world)")
     ap.add_argument("--init-encoder", default=None,
-                    help="an exported captioner's encoder_model.onnx to start from, frozen (LSTM kinds)")
+                    help="sat-soft-tiny's encoder_model.onnx: the LSTM kinds' encoder, vit-gpt2's hybrid stem; frozen")
     args = ap.parse_args()
     out = args.out or f"data/runs/{args.kind}-tiny"
 
@@ -36,8 +37,11 @@ def main():
     seed_everything(args.seed)
     tok = WordTokenizer(vocabulary(args.data), max_length=32)
     if args.kind == "vit-gpt2":
-        config, args.lr = VitGpt2Config(vocab_size=len(tok.tokens)), args.lr or 1e-3
-        model = VitGpt2(config)
+        config = VitGpt2Config(vocab_size=len(tok.tokens), stem="sat" if args.init_encoder else "linear")
+        model, args.lr = VitGpt2(config), args.lr or 1e-3
+        if args.init_encoder:  # its inputs are in [-1, 1], as the sat CNN's were: no affine fold
+            init_stem_from_onnx(model.encoder, args.init_encoder, mean=torch.tensor(0.5), std=torch.tensor(0.5))
+            model.encoder.patch.requires_grad_(False)
     else:
         config, args.lr = CaptionConfig(kind=args.kind, vocab_size=len(tok.tokens)), args.lr or 2e-3
         model = Captioner(config)

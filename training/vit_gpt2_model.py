@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clip_model import Block
+from clip_model import Block, sat_cnn
 
 
 @dataclass
@@ -33,6 +33,9 @@ class VitGpt2Config:
     vocab_size: int = 64
     bos_token_id: int = 0
     eos_token_id: int = 1
+    # "sat": the ViT paper's hybrid, sat-soft-tiny's encoder CNN as the patch embedding (started
+    # from its weights and frozen: the public model's ViT came pretrained); "linear": plain patches.
+    stem: str = "linear"
 
     def to_dict(self):
         return asdict(self)
@@ -42,7 +45,7 @@ class ViT(nn.Module):
     def __init__(self, c: VitGpt2Config):
         super().__init__()
         grid = c.image_size // c.patch_size
-        self.patch = nn.Conv2d(3, c.enc_width, c.patch_size, c.patch_size)
+        self.patch = sat_cnn() if c.stem == "sat" else nn.Conv2d(3, c.enc_width, c.patch_size, c.patch_size)
         self.cls = nn.Parameter(torch.randn(c.enc_width) * 0.02)
         self.pos = nn.Parameter(torch.randn(grid * grid + 1, c.enc_width) * 0.02)
         self.blocks = nn.ModuleList(Block(c.enc_width, c.enc_heads) for _ in range(c.enc_layers))
