@@ -52,18 +52,27 @@ class CaptionConfig:
         return asdict(self)
 
 
+def shape_cnn(channels: int = 128) -> nn.Sequential:
+    """The CNN that reads shape in this world: 64 -> 32 -> 16 -> 8, ending in a linear conv.
+
+    Strided convolutions keep it cheap on a CPU. Its layer indices (0, 2, 4, 7) are the
+    state-dict keys of every export built on it: the captioners' encoder (with a ReLU after) and
+    the hybrid stems of clip-tiny and vit-gpt2-tiny, which start from sat-soft-tiny's weights.
+    """
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(64, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(channels, channels, 3, padding=1),
+    )
+
+
 class Encoder(nn.Module):
     """64 × 64 RGB -> [B, L = 64, D] annotations (conv features + position embedding)."""
 
     def __init__(self, c: CaptionConfig):
         super().__init__()
-        # Strided convolutions keep it cheap on a CPU: 64 -> 32 -> 16 -> 8.
-        self.net = nn.Sequential(
-            nn.Conv2d(3, 32, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(64, c.channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c.channels, c.channels, 3, padding=1), nn.ReLU(),
-        )
+        self.net = nn.Sequential(*shape_cnn(c.channels), nn.ReLU())
         self.pos = nn.Parameter(torch.randn(c.grid * c.grid, c.channels) * 0.02)
 
     def forward(self, pixel_values):

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from caption_model import shape_cnn
+
 # CLIP's pixel statistics: the trainer, the exported preprocessor configs and the chat models' tower use them.
 MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
 STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
@@ -72,16 +74,6 @@ class Block(nn.Module):
         return x + self.fc2(h * torch.sigmoid(1.702 * h))
 
 
-def sat_cnn() -> nn.Sequential:
-    """sat-soft-tiny's encoder CNN (64 -> 32 -> 16 -> 8, 128 channels), as a hybrid ViT's stem."""
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(128, 128, 3, padding=1),
-    )
-
-
 class VisionTower(nn.Module):
     def __init__(self, c: ClipConfig):
         super().__init__()
@@ -90,7 +82,7 @@ class VisionTower(nn.Module):
             # sat-soft-tiny's encoder CNN (64 -> 32 -> 16 -> 8), which reads shape well, as the
             # hybrid's backbone; see init_stem_from_onnx.
             assert c.patch_size == 8 and c.vision_width == 128, "the sat CNN gives 8 x 8 x 128"
-            self.patch = sat_cnn()
+            self.patch = shape_cnn()
         elif c.stem == "conv":
             assert c.patch_size == 8, "the conv stem downsamples by 8"
             w = c.vision_width

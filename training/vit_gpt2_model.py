@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clip_model import Block, sat_cnn
+from caption_model import shape_cnn
+from clip_model import Block
 
 
 @dataclass
@@ -45,7 +46,7 @@ class ViT(nn.Module):
     def __init__(self, c: VitGpt2Config):
         super().__init__()
         grid = c.image_size // c.patch_size
-        self.patch = sat_cnn() if c.stem == "sat" else nn.Conv2d(3, c.enc_width, c.patch_size, c.patch_size)
+        self.patch = shape_cnn() if c.stem == "sat" else nn.Conv2d(3, c.enc_width, c.patch_size, c.patch_size)
         self.cls = nn.Parameter(torch.randn(c.enc_width) * 0.02)
         self.pos = nn.Parameter(torch.randn(grid * grid + 1, c.enc_width) * 0.02)
         self.blocks = nn.ModuleList(Block(c.enc_width, c.enc_heads) for _ in range(c.enc_layers))
