@@ -118,15 +118,16 @@ GPT-2-style decoder ({c.n_layer} layers, width {c.n_embd}, {c.n_head} heads) wri
 the patch states through cross-attention in every layer. Trained by this project on the shapes
 world; in the file layout, config and ONNX input/output names of the public
 `Xenova/vit-gpt2-image-captioning` export (encoder_model.onnx, decoder_model_merged.onnx with
-past_key_values / present and use_cache_branch), plus a `cross_attentions` output (last layer,
-mean over heads) that explains each word.
+past_key_values / present and use_cache_branch), plus a `cross_attentions` output (the mean over
+layers and heads) that explains each word.
 
 - Parameters: {n_params / 1e6:.2f} M; word-level vocabulary of {c.vocab_size} tokens.
 {stem}
 - Training: {data}, Adam, lr 1e-3 with warm-up and cosine decay, batch {state.get('batch', 32)},
   {state['step']} steps on 2 CPU cores.
 - Exact-match greedy captions on 200 test images at export: {exact:.1%}.
-- Reproduce: `/usr/bin/python3 training/train_caption.py --kind vit-gpt2{init} && /usr/bin/python3 training/export_vit_gpt2.py`.
+- Reproduce: `/usr/bin/python3 training/train_caption.py --kind vit-gpt2 --steps {state['step']}{init} && /usr/bin/python3 training/export_vit_gpt2.py`
+  (the log of every run: `training/runs/vit-gpt2-tiny.md`).
 """
 
 

@@ -5,7 +5,7 @@ pipeline serves both:
   onnx/encoder_model.onnx         pixel_values -> last_hidden_state
   onnx/decoder_model_merged.onnx  input_ids, encoder_hidden_states, past_key_values.{i}.key/value,
                                   use_cache_branch -> logits, present.{i}.key/value
-                                  (+ cross_attentions [B, T, S]: last layer, mean over heads; ours only)
+                                  (+ cross_attentions [B, T, S]: mean over layers and heads; ours only)
 The past holds self-attention keys and values only (GPT-2 recomputes cross-attention from the
 encoder states), and may have length 0 on the first step, so one graph serves both branches.
 """
@@ -111,16 +111,20 @@ class VitGpt2(nn.Module):
         return [torch.zeros(B, self.c.n_head, 0, hd) for _ in range(2 * self.c.n_layer)]
 
     def decode(self, input_ids, enc, past):
-        """-> logits [B, T, V], presents (2 per layer), cross-attention of the last layer [B, T, S]."""
+        """-> logits [B, T, V], presents (2 per layer), cross-attention [B, T, S] over layers and heads.
+
+        The mean over every layer and head is the map that points at the named object (89% of
+        colour and shape words on run 2, teacher-forced; the last layer alone, 55%)."""
         P = past[0].shape[2]
         pos = torch.arange(input_ids.shape[1]) + P
         x = self.wte(input_ids) + self.wpe(pos)
-        presents, cross = [], None
+        presents, cross = [], 0
         for n, b in enumerate(self.blocks):
-            x, k, v, cross = b(x, enc, past[2 * n], past[2 * n + 1])
+            x, k, v, layer_cross = b(x, enc, past[2 * n], past[2 * n + 1])
             presents += [k, v]
+            cross = cross + layer_cross.mean(1) / len(self.blocks)
         logits = self.ln_f(x) @ self.wte.weight.T  # tied output embedding, as in GPT-2
-        return logits, presents, cross.mean(1)
+        return logits, presents, cross
 
     def loss(self, pixel_values, ids, mask, baseline=None):
         enc = self.encoder(pixel_values)
