@@ -132,17 +132,27 @@ def main():
                          "the tuned tower is saved with the model and exported as its vision encoder")
     ap.add_argument("--cross-every", type=int, default=2, help="method B: a cross-attention layer after every k-th layer")
     ap.add_argument("--gate-init", type=float, default=0.0, help="method B: the tanh gates at initialisation")
+    ap.add_argument("--init-from", default=None,
+                    help="an exported model folder (models/embedded/vlm-tiny): go on training its weights, "
+                         "tower included, instead of starting from random ones and --clip")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     tok = ChatTokenizer(vocabulary(args.data))
-    config = VlmConfig(vocab_size=len(tok.tokens), cross_every=args.cross_every, gate_init=args.gate_init)
-    clip = frozen_tower(args.clip)
-    model = Vlm(config, args.kind, tok.ids["<image>"])
-    for p in model.parameters():
-        if p.dim() >= 2:
-            nn.init.normal_(p, std=0.02)
+    if args.init_from:  # the shipped model is the start; data/ does not survive a new machine, exports do
+        from export_vlm import load_export
+        model, clip, config, kind, shipped = load_export(args.init_from)
+        assert kind == args.kind and shipped.ids == tok.ids, f"{args.init_from} is not a {args.kind} model of this world"
+        for p in clip.parameters():
+            p.requires_grad_(False)
+    else:
+        config = VlmConfig(vocab_size=len(tok.tokens), cross_every=args.cross_every, gate_init=args.gate_init)
+        clip = frozen_tower(args.clip)
+        model = Vlm(config, args.kind, tok.ids["<image>"])
+        for p in model.parameters():
+            if p.dim() >= 2:
+                nn.init.normal_(p, std=0.02)
     groups = [{"params": list(model.parameters()), "scale": 1.0}]
     if args.tune_tower > 0:
         model.tower = clip.vision  # a submodule now: trained, checkpointed and exported with it
