@@ -383,6 +383,12 @@ def model_card(model_id: str, c: VlmConfig, kind: str, state: dict, tower: dict,
     options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (("tune_tower", state.get("tune_tower")),
                       ("cross_every", c.cross_every if kind != "unified" and c.cross_every != 2 else None),
                       ("gate_init", c.gate_init or None)) if v)
+    lr = state.get("lr", 2e-3)
+    # A run that went on from an export (train_vlm.py --init-from) says which, and how to redo it.
+    init = state.get("init_from")
+    start = f", going on from the model `{init}` held before this export (every run of the chain: the log)" if init else ""
+    options += f" --lr {lr:g}" if lr != 2e-3 else ""
+    options += f" --init-from {init}" if init else ""
     return f"""# {model_id}
 
 A multimodal chat model trained by this project on the shapes world (`../../../shared/WORLD.md`)
@@ -398,8 +404,8 @@ to answer its questions about an image.
 - Fresh scenes for every batch from `training/world.py` (the second renderer; never the held-out
   pairs), one question per scene with its type drawn uniformly (colour, shape, count, position,
   existence, background, describe); the tower is clip-tiny's (`{clip_path}`).
-- Loss on the answer tokens and the closing `<end_of_utterance>` only. AdamW, lr 2e-3 with
-  warm-up and cosine decay, batch 64, {state['step']} steps on 2 CPU cores{stopped}. Log: `training/runs/{model_id}.md`.
+- Loss on the answer tokens and the closing `<end_of_utterance>` only. AdamW, lr {lr:g} with
+  warm-up and cosine decay, batch 64, {state['step']} steps on 2 CPU cores{stopped}{start}. Log: `training/runs/{model_id}.md`.
 - Reproduce: `deno task world` (the vocabulary), `/usr/bin/python3 training/train_vlm.py --kind {kind}
   --out data/runs/{model_id} --clip {clip_path} --steps {schedule}{options}`, then
   `training/export_vlm.py --run data/runs/{model_id} --out models/embedded/{model_id} --clip {clip_path}`.

@@ -187,9 +187,9 @@ def main():
             model.train()
             print(f"eval step={step} " + " ".join(f"{k}={v:.3f}" for k, v in sorted(scores.items())), flush=True)
         ckpt.maybe_save(model, opt, step, config=config.to_dict(), kind=args.kind, vocab=tok.tokens,
-                       tune_tower=args.tune_tower, steps=args.steps)
+                       tune_tower=args.tune_tower, steps=args.steps, lr=args.lr, init_from=args.init_from)
     ckpt.maybe_save(model, opt, step, force=True, config=config.to_dict(), kind=args.kind, vocab=tok.tokens,
-                       tune_tower=args.tune_tower, steps=args.steps)
+                       tune_tower=args.tune_tower, steps=args.steps, lr=args.lr, init_from=args.init_from)
     print("done", flush=True)
 
 
