@@ -167,6 +167,9 @@ def main():
     schedule = dict(total=args.steps, lr=args.lr, warmup=200, floor=0.05)
     lr_at = lambda s: warmup_cosine(s, **schedule)
     print(f"{args.kind}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, vocab {len(tok.tokens)}, from step {step}", flush=True)
+    # What the export's card reads back: the schedule, the learning rate and where the run started.
+    record = dict(config=config.to_dict(), kind=args.kind, vocab=tok.tokens, tune_tower=args.tune_tower,
+                  steps=args.steps, lr=args.lr, init_from=args.init_from)
     start = time.time()
     model.train()
     while step < args.steps:
@@ -186,10 +189,8 @@ def main():
             scores = answer_accuracy(model, vision, tok, args.kind, config.image_tokens)
             model.train()
             print(f"eval step={step} " + " ".join(f"{k}={v:.3f}" for k, v in sorted(scores.items())), flush=True)
-        ckpt.maybe_save(model, opt, step, config=config.to_dict(), kind=args.kind, vocab=tok.tokens,
-                       tune_tower=args.tune_tower, steps=args.steps, lr=args.lr, init_from=args.init_from)
-    ckpt.maybe_save(model, opt, step, force=True, config=config.to_dict(), kind=args.kind, vocab=tok.tokens,
-                       tune_tower=args.tune_tower, steps=args.steps, lr=args.lr, init_from=args.init_from)
+        ckpt.maybe_save(model, opt, step, **record)
+    ckpt.maybe_save(model, opt, step, force=True, **record)
     print("done", flush=True)
 
 
