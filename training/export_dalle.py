@@ -92,8 +92,14 @@ def vqvae_decoder_graph(vq: VqVae, vae: Vae, scale: float, c: DalleConfig):
             ["image_tokens"], ["sample"], {"image_tokens": {0: "batch_size"}, "sample": {0: "batch_size"}})
 
 
-def load_export(out: str):
-    """The transformer, dVAE and VAE (decoder halves) and scale from an exported folder."""
+def vqvae_encoder_graph(vq: VqVae, vae: Vae, scale: float):
+    return (ImageToTokens(vq, vae, scale), (torch.zeros(2, 3, 64, 64),), ["pixel_values"], ["image_tokens"],
+            {"pixel_values": {0: "batch_size"}, "image_tokens": {0: "batch_size"}})
+
+
+def load_export(out: str, encoder: bool = False):
+    """The transformer, dVAE and VAE (decoder halves; with `encoder` the encoding halves too) and
+    scale from an exported folder."""
     cfg = json.load(open(f"{out}/config.json"))
     t = cfg["text_config"]
     c = DalleConfig(codebook=cfg["codebook_size"], grid=cfg["image_grid"], text_vocab=cfg["text_vocab_size"],
@@ -106,6 +112,9 @@ def load_export(out: str):
     scale = graph_constant(path, "Div")  # sd-tiny's scaling_factor, baked into the graph
     module, example, inputs, outputs, dynamic = vqvae_decoder_graph(vq, vae, scale, c)
     load_onnx_weights(module, example, path, inputs, outputs, dynamic)
+    if encoder:
+        module, example, inputs, outputs, dynamic = vqvae_encoder_graph(vq, vae, scale)
+        load_onnx_weights(module, example, f"{out}/onnx/vqvae_encoder.onnx", inputs, outputs, dynamic)
     for m in (vq, model, vae):
         m.eval()
     return c, model, vq, vae, scale
@@ -189,8 +198,8 @@ def export_graphs(c: DalleConfig, model, vq: VqVae, vae: Vae, scale: float, out:
     os.makedirs(f"{out}/onnx", exist_ok=True)
     module, example, inputs, outputs, dynamic = vqvae_decoder_graph(vq, vae, scale, c)
     export(module, example, f"{out}/onnx/vqvae_decoder.onnx", inputs, outputs, dynamic)
-    export(ImageToTokens(vq, vae, scale), (torch.zeros(2, 3, 64, 64),), f"{out}/onnx/vqvae_encoder.onnx",
-           ["pixel_values"], ["image_tokens"], {"pixel_values": {0: "batch_size"}, "image_tokens": {0: "batch_size"}})
+    module, example, inputs, outputs, dynamic = vqvae_encoder_graph(vq, vae, scale)
+    export(module, example, f"{out}/onnx/vqvae_encoder.onnx", inputs, outputs, dynamic)
     module, example, inputs, outputs, dynamic = decoder_graph(model)
     export(module, example, f"{out}/onnx/decoder_model_merged.onnx", inputs, outputs, dynamic)
     save_safetensors(model.state_dict(), f"{out}/model.safetensors")
