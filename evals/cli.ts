@@ -24,7 +24,9 @@ import { printGeneratorPointing } from "./pointing_generators.ts";
 import { CaptionPipeline } from "../models/captioning/pipeline.ts";
 import { evaluateQa, QUESTION_TYPES } from "./chat.ts";
 import { ChatPipeline } from "../models/chat/pipeline.ts";
-import { promptSets, scoreGenerator } from "./generators.ts";
+import { type ImageScores, promptSets, scoreGenerator } from "./generators.ts";
+import { autoencoderRoundTrip, type RoundTrip } from "./roundtrip.ts";
+import { CANVAS, renderScene } from "../world/world.ts";
 import { DiffusionPipeline } from "../models/diffusion/pipeline.ts";
 import { DallePipeline } from "../models/dalle/pipeline.ts";
 import { encodePng, type RgbImage } from "../core/image.ts";
@@ -160,7 +162,11 @@ if (family === "clip") {
   const clipEntry = entries.find((e) => e.manifest.family === "clip");
   const clip = clipEntry ? await ClipPipeline.load(clipEntry, { sessions }) : null;
   const generators: Array<
-    { name: string; generate: (p: string, seed: number, n: number) => Promise<RgbImage[]> }
+    {
+      name: string;
+      generate: (p: string, seed: number, n: number) => Promise<RgbImage[]>;
+      roundTrip: RoundTrip | null;
+    }
   > = [];
   for (const entry of entries.filter((e) => chosen(e.manifest.id))) {
     if (entry.manifest.family === "diffusion") {
@@ -170,6 +176,7 @@ if (family === "clip") {
       const guidance = Number(values.guidance ?? s.defaultGuidance);
       generators.push({
         name: `${entry.manifest.id} (diffusion, ${steps} steps, guidance ${guidance})`,
+        roundTrip: await autoencoderRoundTrip(entry, sessions),
         generate: async (prompt, seed, n) =>
           (await model.generate({
             prompt,
@@ -189,6 +196,7 @@ if (family === "clip") {
       const topK = Number(values["top-k"] ?? s.defaultTopK);
       generators.push({
         name: `${entry.manifest.id} (DALL-E, temperature ${temperature}, top-k ${topK})`,
+        roundTrip: await autoencoderRoundTrip(entry, sessions),
         generate: async (prompt, seed, n) =>
           (await model.generate({ prompt, n, seed, temperature, topK, topP: 1 })).images,
       });
@@ -244,18 +252,28 @@ if (family === "clip") {
     "| generator | CLIP rerank | prompts | background | count | colour | shape | size | layout | all correct | s/image |",
   );
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+  const row = (name: string, rerank: string, set: string, r: ImageScores) =>
+    console.log(
+      `| ${name} | ${rerank} | ${set} | ${
+        [r.background, r.count, r.colour, r.shape, r.size, r.layout, r.all].map(pct).join(" | ")
+      } | ${r.secondsPerImage.toFixed(2)} |`,
+    );
   for (const g of generators) {
+    // First the ceiling: each prompt's own scene through the generator's autoencoder and back.
+    for (const set of g.roundTrip ? promptSets(count) : []) {
+      const r = await scoreGenerator(set.prompts, async (_, i) => {
+        const scene = { width: CANVAS, height: CANVAS, data: renderScene(set.scenes[i]) };
+        return (await g.roundTrip!(scene)).data;
+      });
+      row(`${g.name}: its autoencoder's round trip of the scene (the ceiling)`, "—", set.name, r);
+    }
     for (const rerank of variants) {
       for (const set of promptSets(count)) {
         const r = await scoreGenerator(
           set.prompts,
           async (prompt, seed) => (await draw(g, prompt, seed, rerank)).data,
         );
-        console.log(
-          `| ${g.name} | ${rerank ? `best of ${candidates}` : "no"} | ${set.name} | ${
-            [r.background, r.count, r.colour, r.shape, r.size, r.layout, r.all].map(pct).join(" | ")
-          } | ${r.secondsPerImage.toFixed(2)} |`,
-        );
+        row(g.name, rerank ? `best of ${candidates}` : "no", set.name, r);
       }
     }
   }

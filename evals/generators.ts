@@ -4,21 +4,25 @@
  * judge (world/judge.ts) and scored attribute by attribute.
  */
 import { judge, type Verdict } from "../world/judge.ts";
-import { canonicalCaption, sampleScenes, type Split } from "../world/world.ts";
+import { canonicalCaption, sampleScenes, type Scene, type Split } from "../world/world.ts";
 
 export interface PromptSet {
   name: string;
   prompts: string[];
+  /** The scenes the prompts describe. */
+  scenes: Scene[];
 }
 
 /** The three prompt sets of the README's table, `count` prompts each. */
 export function promptSets(count: number, seed = 0): PromptSet[] {
-  const captions = (split: Split, objects?: number) =>
-    sampleScenes({ split, count, seed, objects }).map(canonicalCaption);
+  const set = (name: string, split: Split, objects?: number) => {
+    const scenes = sampleScenes({ split, count, seed, objects });
+    return { name, scenes, prompts: scenes.map(canonicalCaption) };
+  };
   return [
-    { name: "single object", prompts: captions("test", 1) },
-    { name: "two objects", prompts: captions("test", 2) },
-    { name: "held-out pairs", prompts: captions("heldout", 1) },
+    set("single object", "test", 1),
+    set("two objects", "test", 2),
+    set("held-out pairs", "heldout", 1),
   ];
 }
 

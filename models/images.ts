@@ -149,6 +149,15 @@ export function previewSteps(total: number, count: number): Set<number> {
 }
 
 /** `n` RGBA images, one after the other in `rgba`, as RGB images. */
+/** An RGB image as planar floats [3, H, W] in [-1, 1], what the autoencoders read. */
+export function toPlanar(img: RgbImage): Float32Array {
+  const n = img.width * img.height, out = new Float32Array(3 * n);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 3; c++) out[c * n + i] = img.data[i * 3 + c] / 127.5 - 1;
+  }
+  return out;
+}
+
 export function rgbaImages(rgba: Uint8Array, n: number, width: number, height: number): RgbImage[] {
   const px = width * height;
   return Array.from({ length: n }, (_, j) => {

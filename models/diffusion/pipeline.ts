@@ -41,6 +41,7 @@ import {
   reranked,
   rgbaImages,
   seedOf,
+  toPlanar,
   wordMaps,
 } from "../images.ts";
 import type { ModelEntry } from "../manifest.ts";
@@ -120,14 +121,6 @@ export interface DiffusionSettings {
 }
 
 const now = () => performance.now();
-
-function toPlanar(img: RgbImage): Float32Array {
-  const n = img.width * img.height, out = new Float32Array(3 * n);
-  for (let i = 0; i < n; i++) {
-    for (let c = 0; c < 3; c++) out[c * n + i] = img.data[i * 3 + c] / 127.5 - 1;
-  }
-  return out;
-}
 
 export class DiffusionPipeline implements ImageGenerator {
   readonly family = "diffusion";
