@@ -49,19 +49,24 @@ class DalleConfig:
 
 
 class VqVae(nn.Module):
-    """Latents [B, 4, 16, 16] <-> token ids [B, 8, 8]."""
+    """Latents [B, 4, 16, 16] <-> token ids [B, grid, grid]: grid 8 halves the latent grid once
+    (the shipped model), grid 16 gives every latent pixel its own token (a plain convolution where
+    the 8 x 8 one strides)."""
 
     def __init__(self, c: DalleConfig, decay: float = 0.99):
         super().__init__()
         z, d = c.latent_channels, c.vq_channels
+        assert c.grid in (8, 16), "sd-tiny's 16 x 16 latents, halved or not"
+        down = nn.Conv2d(d, d, 4, 2, 1) if c.grid == 8 else nn.Conv2d(d, d, 3, padding=1)
+        up = nn.ConvTranspose2d(d, d, 4, 2, 1) if c.grid == 8 else nn.Conv2d(d, d, 3, padding=1)
         self.encoder = nn.Sequential(
             nn.Conv2d(z, d, 3, padding=1), Res(d, d, norm=False),
-            nn.Conv2d(d, d, 4, 2, 1), Res(d, d, norm=False), Res(d, d, norm=False),
+            down, Res(d, d, norm=False), Res(d, d, norm=False),
             nn.SiLU(), nn.Conv2d(d, c.code_dim, 1),
         )
         self.decoder = nn.Sequential(
             nn.Conv2d(c.code_dim, d, 3, padding=1), Res(d, d, norm=False), Res(d, d, norm=False),
-            nn.ConvTranspose2d(d, d, 4, 2, 1), Res(d, d, norm=False),
+            up, Res(d, d, norm=False),
             nn.SiLU(), nn.Conv2d(d, z, 3, padding=1),
         )
         self.decay = decay

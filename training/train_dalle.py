@@ -4,12 +4,14 @@
     /usr/bin/python3 training/train_dalle.py --stage transformer --steps 3000 --threads 2
 
 (the shipped model's runs). Stage 1 trains the VQ-VAE on sd-tiny's latents of the training images
-(data/runs/sd-tiny/latents.pt, written by `train_sd.py --stage unet`; MSE + 0.25 commitment).
-Stage 2 encodes them to 8 x 8 token grids once (cached) and trains the transformer on [caption ;
+(data/runs/sd-tiny/latents.pt, written by `train_sd.py --stage unet`, or encoded from the export
+with `--sd models/embedded/sd-tiny`; MSE + 0.25 commitment).
+Stage 2 encodes them to token grids (8 x 8; `--grid 16` in stage 1 for 16 x 16) once (cached) and trains the transformer on [caption ;
 image tokens] with next-token prediction, the caption drawn from the scene's reference set; as in
 the paper, the text positions weigh 1/8 of the loss and the image positions 7/8.
 """
 import argparse
+import json
 import os
 import random
 import time
@@ -20,13 +22,19 @@ import torch.nn.functional as F
 
 from common import EOS, Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, vocabulary
 from dalle_model import DalleConfig, VqVae, transformer
+from export_sd import VaeEncoder
+from onnx_export import load_onnx_weights
+from sd_model import SdConfig, Vae
+from train_sd import world_latents
 
 
 def parse_args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--stage", choices=["vae", "transformer"], required=True)
     ap.add_argument("--data", default="data/world")
-    ap.add_argument("--sd", default="data/runs/sd-tiny", help="run with latents.pt (sd-tiny's first stage)")
+    ap.add_argument("--sd", default="data/runs/sd-tiny",
+                    help="sd-tiny's run (with latents.pt) or its export (models/embedded/sd-tiny)")
+    ap.add_argument("--grid", type=int, default=8, choices=[8, 16], help="the dVAE's token grid (stage vae)")
     ap.add_argument("--out", default="data/runs/dalle-tiny")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
@@ -36,11 +44,25 @@ def parse_args():
     return ap.parse_args()
 
 
-def sd_latents(sd: str, n: int) -> torch.Tensor:
-    """sd-tiny's latents of the n training images, [N, 4, 16, 16] at unit variance."""
-    cached = torch.load(f"{sd}/latents.pt")
+def sd_latents(sd: str, train: World, out: str) -> torch.Tensor:
+    """sd-tiny's latents of the training images, [N, 4, 16, 16] at unit variance: from its run's
+    latents.pt, or (when `sd` is the exported model) encoded once by its vae_encoder/model.onnx
+    into {out}/latents.pt."""
+    cache = f"{sd}/latents.pt"
+    if not os.path.exists(cache) and os.path.exists(f"{sd}/vae_encoder/model.onnx"):
+        cache = f"{out}/latents.pt"
+        if not os.path.exists(cache):
+            vae = Vae(SdConfig())
+            load_onnx_weights(VaeEncoder(vae), (torch.zeros(2, 3, 64, 64),), f"{sd}/vae_encoder/model.onnx",
+                              ["sample"], ["latent_sample"], {"sample": {0: "batch_size", 2: "height", 3: "width"}})
+            with torch.no_grad():
+                latents = world_latents(vae.eval(), train)
+            scale = json.load(open(f"{sd}/vae_decoder/config.json"))["scaling_factor"]
+            os.makedirs(out, exist_ok=True)
+            torch.save({"latents": latents, "scaling_factor": scale}, cache)
+    cached = torch.load(cache)
     latents = cached["latents"] * cached["scaling_factor"]
-    assert len(latents) == n, "latents.pt was written for another dataset"
+    assert len(latents) == len(train), "latents.pt was written for another dataset"
     return latents
 
 
@@ -65,7 +87,7 @@ def vae_stage(args, config: DalleConfig, vae: VqVae, latents: torch.Tensor, sche
 
 
 def image_codes(vae: VqVae, latents: torch.Tensor, out: str) -> torch.Tensor:
-    """The trained VQ-VAE's token grids of the latents, [N, 64], encoded once into {out}/codes.pt."""
+    """The trained VQ-VAE's token grids of the latents, [N, grid²], encoded once into {out}/codes.pt."""
     vae.load_state_dict(torch.load(f"{out}/vqvae.pt", map_location="cpu")["model"])
     vae.eval()
     cache = f"{out}/codes.pt"
@@ -114,10 +136,12 @@ def main():
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     tok = WordTokenizer(vocabulary(args.data), max_length=24)
-    config = DalleConfig(text_vocab=len(tok.tokens))
+    # The transformer's image tokens are its dVAE's grid.
+    grid = args.grid if args.stage == "vae" else torch.load(f"{args.out}/vqvae.pt")["config"]["grid"]
+    config = DalleConfig(text_vocab=len(tok.tokens), grid=grid)
     train = World(args.data, "train")
     vae = VqVae(config)
-    latents = sd_latents(args.sd, len(train))
+    latents = sd_latents(args.sd, train, args.out)
     schedule = dict(total=args.steps, lr=args.lr, warmup=200, floor=0.05)
     if args.stage == "vae":
         vae_stage(args, config, vae, latents, schedule)
