@@ -33,6 +33,7 @@ from common import EOS, World, WordTokenizer, vocabulary
 from dalle_model import DalleConfig, VqVae, transformer
 from onnx_export import (card_scores, export, golden_values, graph_constant, load_onnx_weights, load_safetensors,
                          n_parameters, save_safetensors, write_fixture, write_json)
+from export_sd import vae_from_export
 from sd_model import SdConfig, Vae, to_unit
 
 
@@ -152,7 +153,8 @@ def write_golden(c: DalleConfig, model, vq: VqVae, vae: Vae, scale: float, tok: 
 def parse_args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="data/runs/dalle-tiny")
-    ap.add_argument("--sd", default="data/runs/sd-tiny")
+    ap.add_argument("--sd", default="data/runs/sd-tiny", help="sd-tiny's run or its export (models/embedded/sd-tiny)")
+    ap.add_argument("--id", default="dalle-tiny", help="the manifest's model id")
     ap.add_argument("--data", default="data/world")
     ap.add_argument("--out", default="models/embedded/dalle-tiny")
     ap.add_argument("--scores", help="the table `deno task eval images` printed, for the model card")
@@ -177,16 +179,19 @@ def golden_from_export(out: str, golden: str) -> None:
 
 def load_run(run: str, sd: str):
     """The dVAE and transformer from their training run, sd-tiny's VAE and scaling_factor from its
-    run (all in eval mode), and the steps each stage trained for."""
+    run or its export (all in eval mode), and the steps each stage trained for."""
     vq_state = torch.load(f"{run}/vqvae.pt", map_location="cpu")
     tf_state = torch.load(f"{run}/transformer.pt", map_location="cpu")
     c = DalleConfig(**tf_state["config"])
     vq, model = VqVae(c), transformer(c)
     vq.load_state_dict(vq_state["model"])
     model.load_state_dict(tf_state["model"])
-    vae = Vae(SdConfig())
-    vae.load_state_dict(torch.load(f"{sd}/vae.pt", map_location="cpu")["model"])
-    scale = torch.load(f"{sd}/latents.pt")["scaling_factor"]
+    if os.path.exists(f"{sd}/vae.pt"):
+        vae = Vae(SdConfig())
+        vae.load_state_dict(torch.load(f"{sd}/vae.pt", map_location="cpu")["model"])
+        scale = torch.load(f"{sd}/latents.pt")["scaling_factor"]
+    else:
+        vae, scale = vae_from_export(sd)
     for m in (vq, model, vae):
         m.eval()
     return c, model, vq, vae, scale, {"vqvae_steps": vq_state["step"], "transformer_steps": tf_state["step"]}
@@ -205,7 +210,8 @@ def export_graphs(c: DalleConfig, model, vq: VqVae, vae: Vae, scale: float, out:
     save_safetensors(model.state_dict(), f"{out}/model.safetensors")
 
 
-def write_configs(c: DalleConfig, model, tok: WordTokenizer, out: str, attention_heads: str = "all") -> None:
+def write_configs(c: DalleConfig, model, tok: WordTokenizer, out: str, attention_heads: str = "all",
+                  model_id: str = "dalle-tiny") -> None:
     """config.json, the tokenizer files and manifest.json."""
     vc = model.c
     write_json(out, "config.json", {
@@ -222,9 +228,10 @@ def write_configs(c: DalleConfig, model, tok: WordTokenizer, out: str, attention
     write_json(out, "tokenizer.json", tok.tokenizer_json())
     write_json(out, "tokenizer_config.json", tok.tokenizer_config())
     write_json(out, "manifest.json", {
-        "id": "dalle-tiny", "family": "dalle",
+        "id": model_id, "family": "dalle",
         "description": "DALL-E's design trained by this project on the shapes world: a discrete VAE "
-                       "(8 x 8 tokens, 512 codes) and a transformer over caption + image tokens, reranked by CLIP",
+                       f"({c.grid} x {c.grid} tokens, {c.codebook} codes) and a transformer over caption + image "
+                       "tokens, reranked by CLIP",
         "capabilities": ["text-to-image", "clip-rerank", "attention-maps"],
         "modalities": {"input": ["text"], "output": ["image"]},
         "files": {"decoder": "onnx/decoder_model_merged.onnx", "vqvae_decoder": "onnx/vqvae_decoder.onnx",
@@ -336,7 +343,7 @@ def main():
     assert len(tok.tokens) == c.text_vocab
     export_graphs(c, model, vq, vae, scale, args.out)
     write_golden(c, model, vq, vae, scale, tok, args.golden)
-    write_configs(c, model, tok, args.out, args.attention_heads)
+    write_configs(c, model, tok, args.out, args.attention_heads, args.id)
     scores = validation_scores(c, model, vq, vae, scale, tok, args.data)
     n = scores.pop("images")
     stats = {**steps, "vq_parameters": n_parameters(vq), "transformer_parameters": n_parameters(model), **scores}

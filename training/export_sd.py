@@ -125,6 +125,20 @@ def vae_decoder_graph(config: SdConfig, vae: Vae):
             {"latent_sample": {0: "batch_size", 2: "height_latent", 3: "width_latent"}})
 
 
+def vae_encoder_graph(vae: Vae):
+    return (VaeEncoder(vae), (torch.zeros(2, 3, 64, 64),), ["sample"], ["latent_sample"],
+            {"sample": {0: "batch_size", 2: "height", 3: "width"}})
+
+
+def vae_from_export(out: str) -> tuple[Vae, float]:
+    """sd-tiny's VAE, both halves in eval mode, and its scaling_factor, from the exported folder."""
+    config, vae = SdConfig(), Vae(SdConfig())
+    for (module, example, inputs, outputs, dynamic), path in ((vae_decoder_graph(config, vae), "vae_decoder"),
+                                                              (vae_encoder_graph(vae), "vae_encoder")):
+        load_onnx_weights(module, example, f"{out}/{path}/model.onnx", inputs, outputs, dynamic)
+    return vae.eval(), json.load(open(f"{out}/vae_decoder/config.json"))["scaling_factor"]
+
+
 def export_graphs(config: SdConfig, unet: UNet, vae: Vae, clip: Clip, out: str, blocks: tuple = ()) -> None:
     """text_encoder/, unet/ (plain and with the word maps), vae_decoder/ and vae_encoder/model.onnx,
     with the public exports' names."""
@@ -135,8 +149,8 @@ def export_graphs(config: SdConfig, unet: UNet, vae: Vae, clip: Clip, out: str, 
         export(module, example, f"{out}/unet/{name}", inputs, outputs, dynamic)
     module, example, inputs, outputs, dynamic = vae_decoder_graph(config, vae)
     export(module, example, f"{out}/vae_decoder/model.onnx", inputs, outputs, dynamic)
-    export(VaeEncoder(vae), (torch.zeros(2, 3, 64, 64),), f"{out}/vae_encoder/model.onnx", ["sample"],
-           ["latent_sample"], {"sample": {0: "batch_size", 2: "height", 3: "width"}})
+    module, example, inputs, outputs, dynamic = vae_encoder_graph(vae)
+    export(module, example, f"{out}/vae_encoder/model.onnx", inputs, outputs, dynamic)
 
 
 def write_configs(config: SdConfig, clip: Clip, scale: float, clip_dir: str, out: str) -> None:

@@ -11,7 +11,6 @@ image tokens] with next-token prediction, the caption drawn from the scene's ref
 the paper, the text positions weigh 1/8 of the loss and the image positions 7/8.
 """
 import argparse
-import json
 import os
 import random
 import time
@@ -22,9 +21,7 @@ import torch.nn.functional as F
 
 from common import EOS, Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, vocabulary
 from dalle_model import DalleConfig, VqVae, transformer
-from export_sd import VaeEncoder
-from onnx_export import load_onnx_weights
-from sd_model import SdConfig, Vae
+from export_sd import vae_from_export
 from train_sd import world_latents
 
 
@@ -52,12 +49,9 @@ def sd_latents(sd: str, train: World, out: str) -> torch.Tensor:
     if not os.path.exists(cache) and os.path.exists(f"{sd}/vae_encoder/model.onnx"):
         cache = f"{out}/latents.pt"
         if not os.path.exists(cache):
-            vae = Vae(SdConfig())
-            load_onnx_weights(VaeEncoder(vae), (torch.zeros(2, 3, 64, 64),), f"{sd}/vae_encoder/model.onnx",
-                              ["sample"], ["latent_sample"], {"sample": {0: "batch_size", 2: "height", 3: "width"}})
+            vae, scale = vae_from_export(sd)
             with torch.no_grad():
-                latents = world_latents(vae.eval(), train)
-            scale = json.load(open(f"{sd}/vae_decoder/config.json"))["scaling_factor"]
+                latents = world_latents(vae, train)
             os.makedirs(out, exist_ok=True)
             torch.save({"latents": latents, "scaling_factor": scale}, cache)
     cached = torch.load(cache)
