@@ -148,7 +148,6 @@ export function previewSteps(total: number, count: number): Set<number> {
   );
 }
 
-/** `n` RGBA images, one after the other in `rgba`, as RGB images. */
 /** An RGB image as planar floats [3, H, W] in [-1, 1], what the autoencoders read. */
 export function toPlanar(img: RgbImage): Float32Array {
   const n = img.width * img.height, out = new Float32Array(3 * n);
@@ -158,6 +157,7 @@ export function toPlanar(img: RgbImage): Float32Array {
   return out;
 }
 
+/** `n` RGBA images, one after the other in `rgba`, as RGB images. */
 export function rgbaImages(rgba: Uint8Array, n: number, width: number, height: number): RgbImage[] {
   const px = width * height;
   return Array.from({ length: n }, (_, j) => {

@@ -132,7 +132,8 @@ def vae_encoder_graph(vae: Vae):
 
 def vae_from_export(out: str) -> tuple[Vae, float]:
     """sd-tiny's VAE, both halves in eval mode, and its scaling_factor, from the exported folder."""
-    config, vae = SdConfig(), Vae(SdConfig())
+    config = SdConfig()
+    vae = Vae(config)
     for (module, example, inputs, outputs, dynamic), path in ((vae_decoder_graph(config, vae), "vae_decoder"),
                                                               (vae_encoder_graph(vae), "vae_encoder")):
         load_onnx_weights(module, example, f"{out}/{path}/model.onnx", inputs, outputs, dynamic)

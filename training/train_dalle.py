@@ -6,9 +6,10 @@
 (the shipped model's runs). Stage 1 trains the VQ-VAE on sd-tiny's latents of the training images
 (data/runs/sd-tiny/latents.pt, written by `train_sd.py --stage unet`, or encoded from the export
 with `--sd models/embedded/sd-tiny`; MSE + 0.25 commitment).
-Stage 2 encodes them to token grids (8 x 8; `--grid 16` in stage 1 for 16 x 16) once (cached) and trains the transformer on [caption ;
-image tokens] with next-token prediction, the caption drawn from the scene's reference set; as in
-the paper, the text positions weigh 1/8 of the loss and the image positions 7/8.
+Stage 2 encodes them to token grids once (8 x 8, or 16 x 16 after `--grid 16` in stage 1; cached)
+and trains the transformer on [caption ; image tokens] with next-token prediction, the caption
+drawn from the scene's reference set; as in the paper, the text positions weigh 1/8 of the loss and
+the image positions 7/8.
 """
 import argparse
 import os
