@@ -70,6 +70,9 @@ def parse_args():
     ap.add_argument("--data", default="data/world")
     ap.add_argument("--out", default="models/embedded/sd-tiny")
     ap.add_argument("--golden", default="tests/fixtures/sd-tiny.golden.json")
+    ap.add_argument("--id", default="sd-tiny", help="the manifest's model id")
+    ap.add_argument("--vae", default="models/embedded/sd-tiny",
+                    help="the export whose VAE ships when the run has no vae.pt (read before --out is written)")
     ap.add_argument("--raw", action="store_true", help="export the trained weights, not their EMA")
     ap.add_argument("--scores", help="the table `deno task eval images` printed, for the model card")
     ap.add_argument("--from-export", action="store_true",
@@ -80,15 +83,20 @@ def parse_args():
     return ap.parse_args()
 
 
-def load_run(run: str, clip_path: str, raw: bool):
-    """The UNet (its EMA unless `raw`), the VAE and the clip-tiny text tower, in eval mode, and the
-    UNet's and VAE's checkpoints (steps, scaling_factor)."""
+def load_run(run: str, clip_path: str, raw: bool, vae_export: str):
+    """The UNet (its EMA unless `raw`), the VAE (the run's, else `vae_export`'s) and the clip-tiny
+    text tower, in eval mode, and the UNet's and VAE's checkpoints (steps, scaling_factor)."""
     unet_state = torch.load(f"{run}/unet.pt", map_location="cpu")
-    vae_state = torch.load(f"{run}/vae.pt", map_location="cpu")
-    config = SdConfig()
-    unet, vae = UNet(config), Vae(config)
+    config = SdConfig(**{**unet_state["config"], "unet_channels": tuple(unet_state["config"]["unet_channels"])})
+    unet = UNet(config)
     unet.load_state_dict(unet_state["model" if raw else "ema"])
-    vae.load_state_dict(vae_state["model"])
+    if os.path.exists(f"{run}/vae.pt"):
+        vae_state = torch.load(f"{run}/vae.pt", map_location="cpu")
+        vae = Vae(config)
+        vae.load_state_dict(vae_state["model"])
+    else:
+        vae, _ = vae_from_export(vae_export)
+        vae_state = {"step": json.load(open(f"{vae_export}/training.json"))["vae_steps"]}
     clip, _ = load_clip(clip_path)
     for m in (unet, vae, clip):
         m.eval()
@@ -202,9 +210,9 @@ def measure_vae(vae: Vae, scale: float, z: int, data: str) -> dict:
             "roundtrip_max_abs_mean": ((recon.clamp(-1, 1) - x).abs().amax(dim=(1, 2, 3)).mean() * 127.5).item()}
 
 
-def write_manifest(sol: torch.Tensor, z: int, out: str) -> None:
+def write_manifest(sol: torch.Tensor, z: int, out: str, model_id: str = "sd-tiny") -> None:
     write_json(out, "manifest.json", {
-        "id": "sd-tiny", "family": "diffusion",
+        "id": model_id, "family": "diffusion",
         "description": "Latent diffusion trained by this project on the shapes world (VAE, UNet with cross-attention, clip-tiny's text tower)",
         "capabilities": ["text-to-image", "image-to-image", "inpainting", "attention-maps"],
         "modalities": {"input": ["text", "image"], "output": ["image"]},
@@ -241,8 +249,8 @@ def from_export(out: str, golden: str, blocks: tuple = ()) -> None:
     """--from-export: the text encoder, UNet and VAE decoder loaded back from the shipped graphs
     (load_onnx_weights checks each is the graph its module exports), then unet/model_attention.onnx,
     its manifest entry and the golden fixture."""
-    config = SdConfig()
     read = lambda name: json.load(open(f"{out}/{name}"))
+    config = SdConfig(unet_channels=tuple(read("unet/config.json")["block_out_channels"]))
     t = read("text_encoder/config.json")
     clip = Clip(ClipConfig(text_width=t["hidden_size"], max_positions=t["max_position_embeddings"],
                            vocab_size=t["vocab_size"]))
@@ -335,13 +343,13 @@ def main():
         from_export(args.out, args.golden, blocks)
         print(f"wrote {args.out}/unet/model_attention.onnx and {args.golden} (from {args.out})")
         return
-    config, unet, vae, clip, unet_state, vae_state = load_run(args.run, args.clip, args.raw)
+    config, unet, vae, clip, unet_state, vae_state = load_run(args.run, args.clip, args.raw, args.vae)
     scale = unet_state["scaling_factor"]
     z = config.latent_channels
     export_graphs(config, unet, vae, clip, args.out, blocks)
     write_configs(config, clip, scale, args.clip_dir, args.out)
     vae_scores = measure_vae(vae, scale, z, args.data)
-    write_manifest(vae_scores["latent_rgb"], z, args.out)
+    write_manifest(vae_scores["latent_rgb"], z, args.out, args.id)
     write_golden(unet, vae, clip, scale, z, args.golden, blocks)
     stats = {"unet_steps": unet_state["step"], "unet_weights": "final" if args.raw else "ema",
              "vae_steps": vae_state["step"], "scaling_factor": scale,

@@ -22,8 +22,7 @@ import torch.nn.functional as F
 
 from common import EOS, Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, vocabulary
 from dalle_model import DalleConfig, VqVae, transformer
-from export_sd import vae_from_export
-from train_sd import world_latents
+from train_sd import sd_latents
 
 
 def parse_args():
@@ -40,25 +39,6 @@ def parse_args():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args()
-
-
-def sd_latents(sd: str, train: World, out: str) -> torch.Tensor:
-    """sd-tiny's latents of the training images, [N, 4, 16, 16] at unit variance: from its run's
-    latents.pt, or (when `sd` is the exported model) encoded once by its vae_encoder/model.onnx
-    into {out}/latents.pt."""
-    cache = f"{sd}/latents.pt"
-    if not os.path.exists(cache) and os.path.exists(f"{sd}/vae_encoder/model.onnx"):
-        cache = f"{out}/latents.pt"
-        if not os.path.exists(cache):
-            vae, scale = vae_from_export(sd)
-            with torch.no_grad():
-                latents = world_latents(vae, train)
-            os.makedirs(out, exist_ok=True)
-            torch.save({"latents": latents, "scaling_factor": scale}, cache)
-    cached = torch.load(cache)
-    latents = cached["latents"] * cached["scaling_factor"]
-    assert len(latents) == len(train), "latents.pt was written for another dataset"
-    return latents
 
 
 def vae_stage(args, config: DalleConfig, vae: VqVae, latents: torch.Tensor, schedule: dict) -> None:
@@ -136,7 +116,7 @@ def main():
     config = DalleConfig(text_vocab=len(tok.tokens), grid=grid)
     train = World(args.data, "train")
     vae = VqVae(config)
-    latents = sd_latents(args.sd, train, args.out)
+    latents, _ = sd_latents(args.sd, train, args.out)
     schedule = dict(total=args.steps, lr=args.lr, warmup=200, floor=0.05)
     if args.stage == "vae":
         vae_stage(args, config, vae, latents, schedule)

@@ -10,7 +10,11 @@ smaller image, at a quarter of the cost), the rest whole 64x64 images.
 Stage 2 encodes the training images with that VAE once (latents.pt, cached; dalle-tiny trains on
 it too) and trains the UNet (unet.pt) to predict the noise added to the latents, conditioned on
 the frozen clip-tiny text tower; the prompt is dropped 10% of the time so that classifier-free
-guidance works. Keeps an EMA of the weights (what is exported).
+guidance works. Keeps an EMA of the weights (what is exported). `--vae models/embedded/sd-tiny`
+trains a new UNet on the shipped VAE instead of a run's:
+
+    /usr/bin/python3 training/train_sd.py --stage unet --vae models/embedded/sd-tiny \
+      --clip data/runs/clip-tiny-600.pt --unet-channels 64,128,128 --out data/runs/sd-tiny-v2
 """
 import argparse
 import os
@@ -22,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from clip_model import load_clip
+from export_sd import vae_from_export
 from common import Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, vocabulary, warmup_cosine
 from sd_model import MAX_LENGTH, SdConfig, UNet, Vae, alphas_cumprod, to_unit
 
@@ -46,6 +51,29 @@ def encode_prompts(text, tok: WordTokenizer, prompts: list) -> torch.Tensor:
 def world_latents(vae: Vae, world: World, batch: int = 250) -> torch.Tensor:
     out = [vae.encode(to_unit(world.images[i:i + batch]))[0] for i in range(0, len(world), batch)]
     return torch.cat(out)
+
+
+def sd_latents(sd: str, train: World, out: str) -> tuple[torch.Tensor, float]:
+    """The training images' latents at unit variance [N, 4, 16, 16] and their scaling_factor: from
+    {sd}/latents.pt, else encoded once into {out}/latents.pt by the VAE of the run {sd} (vae.pt;
+    scaling_factor 1 / the latents' std) or of the export {sd} (vae_encoder/; its scaling_factor)."""
+    cache = f"{sd}/latents.pt"
+    if not os.path.exists(cache):
+        cache = f"{out}/latents.pt"
+    if not os.path.exists(cache):
+        if os.path.exists(f"{sd}/vae.pt"):
+            vae = Vae(SdConfig())
+            vae.load_state_dict(torch.load(f"{sd}/vae.pt", map_location="cpu")["model"])
+            latents = world_latents(vae.eval(), train)
+            scale = float(1.0 / latents.std())
+        else:
+            vae, scale = vae_from_export(sd)
+            latents = world_latents(vae, train)
+        os.makedirs(out, exist_ok=True)
+        torch.save({"latents": latents, "scaling_factor": scale}, cache)
+    cached = torch.load(cache)
+    assert len(cached["latents"]) == len(train), f"{cache} was written for another dataset"
+    return cached["latents"] * cached["scaling_factor"], cached["scaling_factor"]
 
 
 def vae_stage(args, config: SdConfig) -> None:
@@ -81,15 +109,7 @@ def unet_stage(args, config: SdConfig) -> None:
     text = load_text_tower(args.clip)
     train = World(args.data, "train")
 
-    cache = f"{args.out}/latents.pt"
-    if not os.path.exists(cache):
-        vae = Vae(config)
-        vae.load_state_dict(torch.load(f"{args.out}/vae.pt", map_location="cpu")["model"])
-        vae.eval()
-        lat = world_latents(vae, train)
-        torch.save({"latents": lat, "scaling_factor": float(1.0 / lat.std())}, cache)
-    cached = torch.load(cache)
-    latents, scale = cached["latents"] * cached["scaling_factor"], cached["scaling_factor"]
+    latents, scale = sd_latents(args.vae or args.out, train, args.out)
     print(f"latents {tuple(latents.shape)}, scaling_factor {scale:.4f}", flush=True)
 
     unet = UNet(config)
@@ -143,6 +163,9 @@ def main():
     ap.add_argument("--lr", type=float, default=None, help="default: 1e-3 (vae), 5e-4 (unet)")
     ap.add_argument("--kl", type=float, default=1e-5, help="vae: weight of the KL term")
     ap.add_argument("--clip", default="data/runs/clip-tiny/last.pt", help="unet: the run whose text tower conditions it")
+    ap.add_argument("--vae", help="unet: the run (vae.pt) or export (vae_encoder/) whose VAE makes the latents; "
+                                   "default: this run's")
+    ap.add_argument("--unet-channels", default="32,64,64", help="unet: channels at 16 x 16, 8 x 8 and 4 x 4")
     ap.add_argument("--drop", type=float, default=0.1, help="unet: share of prompts replaced by the empty one")
     ap.add_argument("--ema", type=float, default=0.999, help="unet: decay of the weights' EMA")
     ap.add_argument("--offset-noise", type=float, default=0.0,
@@ -156,7 +179,8 @@ def main():
 
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    (vae_stage if args.stage == "vae" else unet_stage)(args, SdConfig())
+    config = SdConfig(unet_channels=tuple(int(c) for c in args.unet_channels.split(",")))
+    (vae_stage if args.stage == "vae" else unet_stage)(args, config)
     print("done", flush=True)
 
 
