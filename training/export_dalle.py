@@ -194,7 +194,8 @@ def load_run(run: str, sd: str):
         vae, scale = vae_from_export(sd)
     for m in (vq, model, vae):
         m.eval()
-    return c, model, vq, vae, scale, {"vqvae_steps": vq_state["step"], "transformer_steps": tf_state["step"]}
+    return c, model, vq, vae, scale, {"vqvae_steps": vq_state["step"], "transformer_steps": tf_state["step"],
+                                      "transformer_batch": tf_state.get("batch", 32)}
 
 
 def export_graphs(c: DalleConfig, model, vq: VqVae, vae: Vae, scale: float, out: str) -> None:
@@ -272,15 +273,19 @@ def validation_scores(c: DalleConfig, model, vq: VqVae, vae: Vae, scale: float, 
             "val_image_token_ce": image_ce, "val_image_token_perplexity": math.exp(image_ce)}
 
 
-def model_card(c: DalleConfig, model, stats: dict, n: int, scores: str) -> str:
+def model_card(c: DalleConfig, model, stats: dict, n: int, scores: str, attention_heads: str) -> str:
     vc, L = model.c, model.c.layers
+    g = f"{c.grid} x {c.grid}"
+    vq_grid = ("keep that grid (one token per latent pixel)" if c.grid == 16 else f"halve that grid to {g}")
+    heads = ("the mean of every layer's heads" if attention_heads == "all" else
+             "those of " + ", ".join(f"layer {h.split(':')[0]} head {h.split(':')[1]}" for h in attention_heads.split(",")))
     rec_err, used, image_ce = stats["val_reconstruction_mean_abs"], stats["val_codes_used"], stats["val_image_token_ce"]
     return f"""# dalle-tiny
 
 DALL-E's design (Ramesh et al. 2021) trained by this project on the shapes world
-(`../../../shared/WORLD.md`): a discrete VAE turns a 64 x 64 image into an 8 x 8 grid of codebook
+(`../../../shared/WORLD.md`): a discrete VAE turns a 64 x 64 image into a {g} grid of codebook
 tokens and back; a transformer learns [caption tokens ; image tokens] as one sequence, so that
-generation samples the 64 image tokens after the caption; the service samples n candidates and,
+generation samples the {c.grid ** 2} image tokens after the caption; the service samples n candidates and,
 with `rerank`, returns the k that clip-tiny scores highest against the prompt, as the paper did.
 
 - dVAE: a VQ-VAE (van den Oord et al. 2017), not the paper's Gumbel-softmax relaxation: nearest
@@ -289,7 +294,7 @@ with `rerank`, returns the k that clip-tiny scores highest against the prompt, a
   two CPU cores it gives a usable codebook in minutes, without a temperature schedule or a KL
   weight to tune; the transformer only needs the token grid, which both give. Its outer layers
   are sd-tiny's frozen convolutional autoencoder (64 x 64 x 3 <-> 4 x 16 x 16); the VQ encoder
-  and decoder trained here ({stats['vq_parameters'] / 1e6:.2f} M parameters) halve that grid to 8 x 8 x {c.code_dim} and quantize
+  and decoder trained here ({stats['vq_parameters'] / 1e6:.2f} M parameters) {vq_grid}, {c.code_dim} channels, and quantize
   it against {c.codebook} codes. Exported end to end: `vqvae_encoder` (pixels -> tokens) and
   `vqvae_decoder` (tokens -> pixels).
 - Transformer: the chat models' decoder (RMSNorm, rotary positions, grouped-query attention with
@@ -300,15 +305,15 @@ with `rerank`, returns the k that clip-tiny scores highest against the prompt, a
   `decoder_model_merged.onnx` also returns `attentions` [batch, layers, heads, T, total] (the
   self-attention probabilities, the chat models' layout): the prompt words' maps of
   `return_attention`, read at the query that samples each image token (on ONNX Runtime; the WGSL
-  kernels have no such output). The maps are one head's, layer 1 head 1 (`settings.attention_heads`,
-  `--attention-heads`): the head that attends by word; the mean of all 16 pointed at the named
-  object for 32% of words, that head for 51% (README, `deno task eval pointing`).
+  kernels have no such output). The maps are {heads} (`settings.attention_heads`,
+  `--attention-heads`), chosen with the pointing game on other scenes: most heads attend by
+  position, a few by word (README, `deno task eval pointing`).
 
 ## Training
 - `deno task world` (seed 0), 20,000 training scenes; never the held-out pairs.
 - dVAE: {stats['vqvae_steps']} steps, batch 32, Adam lr 1e-3 with warm-up and cosine decay, MSE on sd-tiny's
   (unit-variance) latents of the training images.
-- Transformer: {stats['transformer_steps']} steps, batch 32, AdamW lr 1e-3, next-token cross-entropy over the whole
+- Transformer: {stats['transformer_steps']} steps, batch {stats['transformer_batch']}, AdamW lr 1e-3, next-token cross-entropy over the whole
   sequence with the paper's weights (text positions 1/8 of the loss, image positions 7/8); the
   caption is a random one of the scene's reference captions and paraphrases. 2 CPU cores.
 - Reproduce: `/usr/bin/python3 training/train_dalle.py --stage vae --steps {stats['vqvae_steps']}`, then
@@ -349,7 +354,7 @@ def main():
     stats = {**steps, "vq_parameters": n_parameters(vq), "transformer_parameters": n_parameters(model), **scores}
     write_json(args.out, "training.json", stats)
     print(json.dumps(stats, indent=2))
-    card = model_card(c, model, stats, n, card_scores(args.scores, "images"))
+    card = model_card(c, model, stats, n, card_scores(args.scores, "images"), args.attention_heads)
     open(f"{args.out}/README.md", "w").write(card)
 
 

@@ -102,8 +102,8 @@ def transformer_stage(args, config: DalleConfig, tok: WordTokenizer, train: Worl
         if step % 20 == 0:
             image_loss = loss_each.view(args.batch, -1)[:, L - 1:].mean().item()
             progress(step, args.steps, start, first, loss=loss.item(), image_ce=image_loss)
-        ckpt.maybe_save(model, opt, step, config=config.to_dict())
-    ckpt.maybe_save(model, opt, step, force=True, config=config.to_dict())
+        ckpt.maybe_save(model, opt, step, config=config.to_dict(), batch=args.batch)
+    ckpt.maybe_save(model, opt, step, force=True, config=config.to_dict(), batch=args.batch)
 
 
 def main():
