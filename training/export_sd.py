@@ -271,8 +271,10 @@ def from_export(out: str, golden: str, blocks: tuple = ()) -> None:
     write_golden(unet, vae, clip, scale, config.latent_channels, golden, blocks)
 
 
-def model_card(config: SdConfig, clip: Clip, stats: dict, raw: bool, scores: str) -> str:
-    z, scale = config.latent_channels, stats["scaling_factor"]
+def model_card(config: SdConfig, clip: Clip, stats: dict, raw: bool, scores: str, recipe: dict, blocks: tuple) -> str:
+    z, scale, r = config.latent_channels, stats["scaling_factor"], recipe
+    heads = ("every head of every cross-attention block" if not blocks else
+             " and ".join(f"{b.split(':')[0]}'s head {b.split(':')[1]}" if ":" in b else f"every head of {b}" for b in blocks))
     rt_err, preview_err = stats["vae_roundtrip_mean_abs"], stats["preview_mean_abs"]
     return f"""# sd-tiny
 
@@ -281,7 +283,7 @@ the shapes world (`../../../shared/WORLD.md`), in the ONNX layout of the public 
 (`text_encoder/`, `tokenizer/`, `unet/`, `vae_decoder/`, `vae_encoder/`, `scheduler/`) with their
 input and output names, so that a public SD-Turbo or SD 1.5 export runs through the same pipeline.
 
-- Text encoder: clip-tiny's text tower, frozen (width {clip.config.text_width}, {clip.config.max_positions} positions); the UNet
+- Text encoder: the shipped clip-tiny's text tower, frozen (width {clip.config.text_width}, {clip.config.max_positions} positions); the UNet
   reads its last hidden states, padded to {MAX_LENGTH} tokens as SD pads to 77.
 - VAE: convolutional KL autoencoder, 64 x 64 x 3 <-> {z} x 16 x 16 (factor 4, not SD's 8: the
   world's small objects are 10-13 px), {stats['vae_parameters'] / 1e6:.2f} M parameters; `scaling_factor` {scale:.4f}
@@ -293,11 +295,10 @@ input and output names, so that a public SD-Turbo or SD 1.5 export runs through 
   self-attention too except at 16 x 16; skip connections from the down to the up path.
   `unet/model_attention.onnx` is the same UNet with a second output, `attention_maps`
   [batch, text tokens, 16, 16]: DAAM's word maps (Tang et al. 2022: cross-attention
-  probabilities upsampled bilinearly to 16 x 16 and averaged) from the two heads that attend by
-  word, down1's head 0 and up2's head 3 (`--map-blocks down1:0,up2:3`, chosen with the pointing
-  game on other scenes: 54.1% / 66.1% against 50.0% / 48.7% for every head of every block,
-  README); the service runs it instead of `unet/model.onnx` only for `return_attention` and
-  sums the maps over the steps.
+  probabilities upsampled bilinearly to 16 x 16 and averaged) from {heads}
+  (`--map-blocks {",".join(blocks)}`, chosen with the pointing game on other scenes:
+  `training/sweep_map_heads.py`, README); the service runs it instead of `unet/model.onnx` only
+  for `return_attention` and sums the maps over the steps.
 - Scheduler: SD's scaled-linear betas ({config.beta_start} to {config.beta_end}, {config.num_train_timesteps} steps), epsilon prediction;
   the service runs DDIM (default), DDPM, Euler or Euler ancestral over it.
 
@@ -306,22 +307,22 @@ input and output names, so that a public SD-Turbo or SD 1.5 export runs through 
 - VAE: {stats['vae_steps']} steps, batch 32, MSE + 0.5 L1 + 1e-5 KL, random 32 x 32 crops for 90% of the steps
   (no normalization layers, so a crop is just a smaller image), whole images for the rest.
   Round trip on 500 validation images: mean |error| {rt_err:.2f} / 255 per channel.
-- UNet: {stats['unet_steps']} steps, batch 32, AdamW lr 6e-4 with warm-up and cosine decay, noise-prediction
-  MSE at uniform timesteps, the prompt (a random caption or paraphrase of the scene) replaced by
-  the empty prompt 10% of the time so that classifier-free guidance works. Exported:
-  {"the final weights (their EMA still carried much of the pre-fine-tune model)" if raw else "an EMA (0.999) of the weights"}. 2 CPU cores, shared with other training.
-- Steps 0-5,000 used plain Gaussian noise, and the model then drew mid-grey backgrounds for
-  "black" and "white" prompts (judge: background right 43% of the time). SD's schedule leaves
-  sqrt(alpha_bar_T) = 0.07 of the signal at t = T, enough for the UNet to read an image's mean
-  brightness off 1,024 noisy latent values, and pure noise at inference has none (Lin et al.
-  2023). Steps 5,000-6,500 fine-tuned with offset noise 0.1 (a per-image, per-channel constant
-  added to the noise; Guttenberg 2023), which lets the model set the mean itself.
-  `train_sd.py --stage unet --offset-noise 0.1 --steps 6500` resumes the run that way.
+- UNet: {stats['unet_steps']} steps, batch {r['batch']}, AdamW lr {r['lr']:g} with warm-up and cosine decay,
+  noise-prediction MSE at uniform timesteps, the prompt (a random caption or paraphrase of the
+  scene) replaced by the empty prompt {r['drop'] * 100:.0f}% of the time so that classifier-free guidance works.
+  Offset noise {r['offset_noise']:g} throughout (a per-image, per-channel constant added to the noise;
+  Guttenberg 2023): SD's schedule leaves sqrt(alpha_bar_T) = 0.07 of the signal at t = T, enough
+  for a UNet to read an image's mean brightness off the noise, which pure noise at inference does
+  not have (Lin et al. 2023); the first sd-tiny, trained 5,000 steps without it, drew mid-grey
+  backgrounds. Exported: {"the final weights" if raw else f"an EMA ({r['ema']}) of the weights"}. One CPU thread, beside other training
+  (`training/runs/sd-tiny.md`: every run, its curve and scores).
 - A 3 x {z} linear map from latents to RGB (least squares on validation images, mean |error|
   {preview_err:.1f} / 255 at latent resolution) gives the streamed previews without running the VAE.
-- Reproduce: `deno task world`, then `/usr/bin/python3 training/train_sd.py --stage vae --steps 2500`,
-  `training/train_sd.py --stage unet --batch 32 --steps 5000`, the same with
-  `--offset-noise 0.1 --steps 6500`, then `training/export_sd.py`.
+- Reproduce: `deno task world`, `/usr/bin/python3 training/clip_from_onnx.py --out data/runs/clip-tiny-600.pt`
+  (the text tower, from clip-tiny's export), then `training/train_sd.py --stage unet --vae
+  models/embedded/sd-tiny --clip data/runs/clip-tiny-600.pt --unet-channels {",".join(str(c) for c in config.unet_channels)}
+  --steps {stats['unet_steps']} --batch {r['batch']} --offset-noise {r['offset_noise']:g}` (the VAE is this export's; `--stage vae
+  --steps 2500` trains one), then `training/export_sd.py --run ... --clip data/runs/clip-tiny-600.pt`.
 
 ## Judge scores
 Generated images are read by the pixel judge (`world/judge.ts`: background, object count, and for
@@ -358,7 +359,8 @@ def main():
              "preview_mean_abs": vae_scores["preview_mean_abs"],
              "unet_parameters": n_parameters(unet), "vae_parameters": n_parameters(vae)}
     write_json(args.out, "training.json", stats)
-    card = model_card(config, clip, stats, args.raw, card_scores(args.scores, "images"))
+    card = model_card(config, clip, stats, args.raw, card_scores(args.scores, "images"), unet_state["recipe"],
+                      blocks)
     open(f"{args.out}/README.md", "w").write(card)
     print(json.dumps(stats, indent=2))
 

@@ -125,6 +125,9 @@ def unet_stage(args, config: SdConfig) -> None:
     schedule = dict(total=args.steps, lr=args.lr, warmup=200, floor=0.1)
     lr_at = lambda s: warmup_cosine(s, **schedule)
     print(f"sd-tiny unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, from step {step}", flush=True)
+    # What the model card says about the training (export_sd.model_card).
+    recipe = {"batch": args.batch, "lr": args.lr, "offset_noise": args.offset_noise, "drop": args.drop, "ema": args.ema,
+              "clip": args.clip}
     start = time.time()
     while step < args.steps:
         idx = np.random.randint(0, len(train), args.batch)
@@ -149,8 +152,9 @@ def unet_stage(args, config: SdConfig) -> None:
         step += 1
         if step % 20 == 0:
             progress(step, args.steps, start, first, loss=loss.item(), lr=lr_at(step))
-        ckpt.maybe_save(unet, opt, step, ema=ema.state_dict(), config=config.to_dict(), scaling_factor=scale)
-    ckpt.maybe_save(unet, opt, step, force=True, ema=ema.state_dict(), config=config.to_dict(), scaling_factor=scale)
+        ckpt.maybe_save(unet, opt, step, ema=ema.state_dict(), config=config.to_dict(), scaling_factor=scale, recipe=recipe)
+    ckpt.maybe_save(unet, opt, step, force=True, ema=ema.state_dict(), config=config.to_dict(), scaling_factor=scale,
+                    recipe=recipe)
 
 
 def main():
