@@ -63,8 +63,7 @@ export class GpuDecoder {
   #vCache: GPUBuffer[] = [];
   #imageK = new Map<number, GPUBuffer>();
   #imageV = new Map<number, GPUBuffer>();
-  /** Keys per cross-attention layer: the image tokens, and the null key where there is one. */
-  #imageKeys = 0;
+  #imageTokens = 0;
   #s: Record<string, GPUBuffer> = {};
   #uniforms: GPUBuffer[] = [];
   #length = 0;
@@ -140,38 +139,30 @@ export class GpuDecoder {
     );
   }
 
-  /** A new conversation: the image's keys and values for every cross-attention layer. A layer
-   * trained with a null key (`cross.i.null_k`, one learnt key per key/value head whose value is
-   * zero) gets it after the image's keys, as its export computes them. */
+  /** A new conversation: the image's keys and values for every cross-attention layer. */
   reset(image: Float32Array<ArrayBuffer>, imageTokens: number): void {
     const { hidden: H, kvHeads, headDim: D } = this.c;
     for (const b of [...this.#imageK.values(), ...this.#imageV.values()]) b.destroy();
     this.#imageK.clear(), this.#imageV.clear();
     this.#length = 0;
+    this.#imageTokens = imageTokens;
     const states = storageBuffer(this.device, image);
     const tmp = storageBuffer(this.device, imageTokens * kvHeads * D * 4);
     for (const i of this.c.crossLayers) {
-      const nullKey = this.#w.get(`cross.${i}.null_k`);
-      const keys = this.#imageKeys = imageTokens + (nullKey ? 1 : 0);
       for (const [which, map] of [["k", this.#imageK], ["v", this.#imageV]] as const) {
         const e = this.device.createCommandEncoder();
         this.#linear(e, states, `cross.${i}.${which}.weight`, tmp, imageTokens, H, kvHeads * D);
-        const out = storageBuffer(this.device, kvHeads * keys * D * 4); // zeros: the null key's value
-        // [S, kvHeads, D] → [kvHeads, keys, D], the attention kernel's cache layout
+        const out = storageBuffer(this.device, kvHeads * imageTokens * D * 4);
+        // [S, kvHeads, D] → [kvHeads, S, D], the attention kernel's cache layout
         this.#run(
           e,
           "append",
-          { n: [imageTokens, kvHeads, D, 0], f: [0, keys] },
+          { n: [imageTokens, kvHeads, D, 0], f: [0, imageTokens] },
           tmp,
           null,
           out,
           imageTokens * kvHeads * D,
         );
-        if (nullKey && which === "k") {
-          for (let h = 0; h < kvHeads; h++) {
-            e.copyBufferToBuffer(nullKey, h * D * 4, out, (h * keys + imageTokens) * D * 4, D * 4);
-          }
-        }
         this.device.queue.submit([e.finish()]);
         map.set(i, out);
       }
@@ -285,8 +276,8 @@ export class GpuDecoder {
       kvHeads,
       headDim: D,
       past: 0,
-      keys: this.#imageKeys,
-      capacity: this.#imageKeys,
+      keys: this.#imageTokens,
+      capacity: this.#imageTokens,
       causal: false,
     }, { q: s.q, kCache: this.#imageK.get(i)!, vCache: this.#imageV.get(i)!, out: s.att }));
     const gate = this.#gates.get(`${x}.attn_gate`)!;

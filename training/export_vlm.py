@@ -196,8 +196,7 @@ def export_model(model: Vlm, clip: Clip, c: VlmConfig, kind: str, tok: ChatToken
         cross = [i for i in range(c.layers) if (i + 1) % c.cross_every == 0]
         write("config.json", {"architectures": ["MmXattnForConditionalGeneration"], "model_type": "mm_xattn",
                               "image_token_id": image, "image_tokens_per_image": c.image_grid ** 2,
-                              "text_config": {**text_config, "cross_attention_layers": cross,
-                                              **({"cross_attention_null_key": True} if c.null_key else {})},
+                              "text_config": {**text_config, "cross_attention_layers": cross},
                               "vision_config": vision_config})
     write("preprocessor_config.json", {
         "image_processor_type": "Idefics3ImageProcessor", "processor_class": "Idefics3Processor",
@@ -255,8 +254,7 @@ def load_export(out: str):
                   intermediate=t["intermediate_size"], max_positions=read("tokenizer_config.json")["model_max_length"],
                   rope_theta=t["rope_theta"], vision_width=v["hidden_size"], image_grid=S // patch,
                   **({"scale_factor": config["scale_factor"]} if kind == "unified" else
-                     {"cross_every": t["cross_attention_layers"][0] + 1,
-                      "null_key": t.get("cross_attention_null_key", False)}))
+                     {"cross_every": t["cross_attention_layers"][0] + 1}))
     # The shipped word -> id map is all that encoding needs (a word listed twice in training's
     # vocabulary has its later id there, as ChatTokenizer.ids has).
     tok = ChatTokenizer([])
@@ -372,10 +370,6 @@ def model_card(model_id: str, c: VlmConfig, kind: str, state: dict, tower: dict,
                scores: str) -> str:
     """README.md: the design (method A or B), the training and how to reproduce it, the QA scores."""
     how = "tuned with the decoder" if tower else "frozen"
-    null = (""", and to one more
-  key, learnt, whose value is zero: where the object a question names is not in view, the query
-  can put its weight there and read nothing (softmax over the image's keys alone always reads some
-  object); its column is left out of the attention maps""" if c.null_key else "")
     design = (f"""- Method A, unified embedding decoder (SmolVLM / Idefics3 design and ONNX layout): clip-tiny's
   vision tower ({how}) gives 8 x 8 patch features; a 2 x 2 pixel shuffle makes 16 tokens of 4x
   the width, a linear connector projects them to the LM's width, and they take the places of the
@@ -383,13 +377,12 @@ def model_card(model_id: str, c: VlmConfig, kind: str, state: dict, tower: dict,
               f"""- Method B, cross-modality attention (Llama 3.2 Vision design): clip-tiny's vision tower ({how})
   gives 8 x 8 patch features, projected to the decoder's width with learned positions; the prompt
   keeps one `<image>` marker. After every {"" if c.cross_every == 1 else f"{c.cross_every}nd "}decoder layer a gated cross-attention layer
-  (tanh gates from {c.gate_init:g}) lets the text's queries attend to the image's keys and values{null}.""")
+  (tanh gates from {c.gate_init:g}) lets the text's queries attend to the image's keys and values.""")
     schedule = state.get("steps", state["step"])  # the cosine schedule's length
     stopped = f" (stopped at step {state['step']} of a {schedule}-step schedule)" if schedule > state["step"] else ""
     options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (("tune_tower", state.get("tune_tower")),
                       ("cross_every", c.cross_every if kind != "unified" and c.cross_every != 2 else None),
                       ("gate_init", c.gate_init or None)) if v)
-    options += " --null-key" if c.null_key else ""
     lr = state.get("lr", 2e-3)
     # A run that went on from an export (train_vlm.py --init-from) says which, and how to redo it.
     init = state.get("init_from")

@@ -132,8 +132,6 @@ def main():
                          "the tuned tower is saved with the model and exported as its vision encoder")
     ap.add_argument("--cross-every", type=int, default=2, help="method B: a cross-attention layer after every k-th layer")
     ap.add_argument("--gate-init", type=float, default=0.0, help="method B: the tanh gates at initialisation")
-    ap.add_argument("--null-key", action="store_true",
-                    help="method B: a learnt key with a zero value beside the image's (added to an --init-from model)")
     ap.add_argument("--init-from", default=None,
                     help="an exported model folder (models/embedded/vlm-tiny): go on training its weights, "
                          "tower included, instead of starting from random ones and --clip")
@@ -148,14 +146,8 @@ def main():
         assert kind == args.kind and shipped.ids == tok.ids, f"{args.init_from} is not a {args.kind} model of this world"
         for p in clip.parameters():
             p.requires_grad_(False)
-        if args.null_key and not config.null_key:
-            config, shipped_model = VlmConfig(**{**config.to_dict(), "null_key": True}), model
-            model = Vlm(config, args.kind, tok.ids["<image>"])
-            missing, unexpected = model.load_state_dict(shipped_model.state_dict(), strict=False)
-            assert not unexpected and all(k.endswith(".null_k") for k in missing), (missing, unexpected)
     else:
-        config = VlmConfig(vocab_size=len(tok.tokens), cross_every=args.cross_every, gate_init=args.gate_init,
-                           null_key=args.null_key)
+        config = VlmConfig(vocab_size=len(tok.tokens), cross_every=args.cross_every, gate_init=args.gate_init)
         clip = frozen_tower(args.clip)
         model = Vlm(config, args.kind, tok.ids["<image>"])
         for p in model.parameters():

@@ -78,7 +78,6 @@ class VlmConfig:
     scale_factor: int = 2           # pixel shuffle (method A)
     cross_every: int = 2            # a cross-attention layer after every k-th layer (method B)
     gate_init: float = 0.0          # the cross-attention layers' tanh gates at initialisation
-    null_key: bool = False          # method B: one more key, learnt, with a zero value (see CrossLayer)
 
     def to_dict(self):
         return asdict(self)
@@ -172,12 +171,7 @@ class DecoderLayer(nn.Module):
 class CrossLayer(nn.Module):
     """Gated cross-attention to the image (Llama 3.2 Vision): tanh gates start at 0, so the
     layer begins as the identity and learns how much of the image to let in (a decoder trained
-    from scratch with the image has no language model to protect: `gate_init` opens them).
-
-    `null_key`: softmax attention always reads a mixture of the image's values, so "is there a red
-    circle?" with no red circle in view still reads some object; a learnt key with a zero value
-    after the image's keys gives the query somewhere to put its weight when nothing matches, and
-    reading nothing is then the answer. Its column is left out of the attention maps."""
+    from scratch with the image has no language model to protect: `gate_init` opens them)."""
 
     def __init__(self, c: VlmConfig):
         super().__init__()
@@ -191,17 +185,12 @@ class CrossLayer(nn.Module):
         self.ln2 = RMSNorm(c.hidden)
         self.mlp = Mlp(c)
         self.mlp_gate = nn.Parameter(torch.full((1,), c.gate_init))
-        if c.null_key:
-            self.null_k = nn.Parameter(torch.zeros(c.kv_heads, c.head_dim))
 
     def image_kv(self, image):
         c = self.c
         B, S, _ = image.shape
         k = self.k(image).view(B, S, c.kv_heads, c.head_dim).transpose(1, 2)
         v = self.v(image).view(B, S, c.kv_heads, c.head_dim).transpose(1, 2)
-        if c.null_key:
-            k = torch.cat([k, self.null_k[None, :, None, :].expand(B, -1, -1, -1)], 2)
-            v = torch.cat([v, torch.zeros_like(v[:, :, :1])], 2)
         return k, v
 
     def forward(self, x, kv):
@@ -212,7 +201,7 @@ class CrossLayer(nn.Module):
         att = ((q @ k.transpose(-1, -2)) / math.sqrt(c.head_dim)).softmax(-1)
         y = (att @ v).transpose(1, 2).reshape(B, T, -1)
         x = x + torch.tanh(self.attn_gate) * self.o(y)
-        return x + torch.tanh(self.mlp_gate) * self.mlp(self.ln2(x)), att[..., :-1] if c.null_key else att
+        return x + torch.tanh(self.mlp_gate) * self.mlp(self.ln2(x)), att
 
 
 def causal_mask(attention_mask, past_length: int, T: int):
