@@ -6,7 +6,8 @@ Makes one copy of the export per head under --out (its files linked, not copied)
 its maps from that head alone — dalle: `settings.attention_heads` in the manifest; sd: its
 `unet/model_attention.onnx` re-exported with `--map-blocks block:k` (export_sd.from_export) — and
 scores them all in one `deno task eval pointing` on other scenes than the eval's own (--seed 1),
-then prints the heads best first (by the mean of both splits). Most heads attend by position, a few by word; the maps of the
+then prints the heads best first (by the mean of both splits); `--sets` scores sets of heads
+instead (the maps' mean over them). Most heads attend by position, a few by word; the maps of the
 best one or two are what the shipped manifest or graph should name.
 """
 import argparse
@@ -33,8 +34,8 @@ def linked_copy(src: str, dst: str, skip: set) -> None:
                 os.symlink(os.path.abspath(os.path.join(src, path)), target)
 
 
-def make_copies(model: str, out: str) -> list[tuple[str, str]]:
-    """(model id, head) of each copy made."""
+def make_copies(model: str, out: str, sets: list[str]) -> list[tuple[str, str]]:
+    """(model id, heads) of each copy made: one per head, or one per set in `sets` ("block:k,block:k")."""
     manifest = json.load(open(f"{model}/manifest.json"))
     family, base = manifest["family"], manifest["id"]
     if family == "dalle":
@@ -46,18 +47,19 @@ def make_copies(model: str, out: str) -> list[tuple[str, str]]:
         names = [f"{b}:{h}" for b in SD_BLOCKS for h in range(n_heads)]
     else:
         raise SystemExit(f"{model}: a {family} model has no word maps to sweep")
+    names = sets or names
     copies = []
     for name in names:
-        model_id = f"{base}-head-{name.replace(':', '-')}"
+        model_id = f"{base}-heads-{name.replace(':', '-').replace(',', '_')}"
         dst = f"{out}/{model_id}"
         linked_copy(model, dst, {"manifest.json", "unet/model_attention.onnx"})
         m = json.loads(json.dumps(manifest))
         m["id"], m["preload"] = model_id, False
         if family == "dalle":
-            m.setdefault("settings", {})["attention_heads"] = [[int(v) for v in name.split(":")]]
+            m.setdefault("settings", {})["attention_heads"] = [[int(v) for v in h.split(":")] for h in name.split(",")]
         write_json(dst, "manifest.json", m)
         if family == "diffusion" and not os.path.exists(f"{dst}/unet/model_attention.onnx"):
-            from_export(dst, f"{out}/{model_id}.golden.json", (name,))
+            from_export(dst, f"{out}/{model_id}.golden.json", tuple(name.split(",")))
         copies.append((model_id, name))
     return copies
 
@@ -68,8 +70,10 @@ def main():
     ap.add_argument("--out", default="/tmp/map-heads")
     ap.add_argument("--count", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1, help="scenes other than the eval's own (seed 0)")
+    ap.add_argument("--sets", default="", help="head sets to score instead of every head alone, ';'-separated "
+                                               "(e.g. 'up2:3,down2:0;up2:3')")
     args = ap.parse_args()
-    copies = make_copies(args.model, args.out)
+    copies = make_copies(args.model, args.out, [h for h in args.sets.split(";") if h])
     ids = ",".join(i for i, _ in copies)
     cmd = ["deno", "task", "eval", "pointing", "--model", ids, "--count", str(args.count), "--seed", str(args.seed)]
     print(f"MM_MODELS_DIR={args.out} {' '.join(cmd)}", flush=True)
