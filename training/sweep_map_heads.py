@@ -18,6 +18,7 @@ import subprocess
 
 from export_sd import from_export
 from onnx_export import write_json
+from sd_model import SdConfig
 
 SD_BLOCKS = ("down1", "down2", "mid", "up2", "up1")
 
@@ -43,8 +44,7 @@ def make_copies(model: str, out: str, sets: list[str]) -> list[tuple[str, str]]:
         heads = [(layer, h) for layer in range(t["num_hidden_layers"]) for h in range(t["num_attention_heads"])]
         names = [f"{layer}:{h}" for layer, h in heads]
     elif family == "diffusion":
-        n_heads = 4  # SdConfig.heads: every cross-attention block has as many
-        names = [f"{b}:{h}" for b in SD_BLOCKS for h in range(n_heads)]
+        names = [f"{b}:{h}" for b in SD_BLOCKS for h in range(SdConfig().heads)]  # every block has as many
     else:
         raise SystemExit(f"{model}: a {family} model has no word maps to sweep")
     names = sets or names
