@@ -3,8 +3,10 @@
  * request at a time, total time against the route's own Server-Timing stages (`decode` for the
  * image, `infer` for the towers). The rest is HTTP handling, validation and JSON.
  *
- *   deno run -A bench/overhead.ts [--requests 300] [--real-size]
- *   (--real-size: CLIP ViT-B/32 at its public size in data/real-size, made at first use)
+ *   deno run -A bench/overhead.ts [--requests 300] [--real-size] [--gap-ms 15]
+ *   (--real-size: CLIP ViT-B/32 at its public size in data/real-size, made at first use;
+ *   --gap-ms: idle time before each request, as between a real client's calls — the same code
+ *   runs slower on a core that was idle or busy in ORT just before than back to back)
  */
 import { parseArgs } from "node:util";
 import sharp from "sharp";
@@ -19,6 +21,7 @@ const { values } = parseArgs({
   options: {
     requests: { type: "string", default: "300" },
     "real-size": { type: "boolean", default: false },
+    "gap-ms": { type: "string", default: "0" },
   },
 });
 if (values["real-size"]) {
@@ -60,7 +63,10 @@ const stages = (header: string | null) =>
     }),
   );
 
-console.log(`${model}: ${values.requests} requests of each kind, one at a time, in-process\n`);
+const gap = Number(values["gap-ms"]);
+console.log(
+  `${model}: ${values.requests} requests of each kind, one at a time, in-process, ${gap} ms apart\n`,
+);
 console.log(
   "| input | total ms (median) | model ms (infer) | decode ms | rest ms | rest ÷ model |",
 );
@@ -69,6 +75,7 @@ for (const [kind, body] of Object.entries(bodies)) {
   const rows: Array<{ total: number; infer: number; decode: number }> = [];
   const n = Number(values.requests);
   for (let i = 0; i < n + 20; i++) {
+    if (gap > 0) await new Promise((r) => setTimeout(r, gap));
     const t0 = performance.now();
     const res = await app.request("/v1/embeddings", {
       method: "POST",
