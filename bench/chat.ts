@@ -1,10 +1,8 @@
 /**
  * Chat speed: prefill and decode tokens per second by model and backend, and on WebGPU the
  * cross-attention decoder on our WGSL kernels against the same model through ONNX Runtime, as a
- * ratio. Rounds alternate between runners; medians. Then continuous batching on the CPU backend:
- * `--concurrency` different conversations at once, their decode steps sharing runs, against the
- * same conversations with every step alone (maxBatch 1, the unbatched pipeline), in aggregate
- * tokens per second, beside one conversation at a time.
+ * ratio. Rounds alternate between runners; medians. Then continuous batching on the CPU backend
+ * (bench/chat_batching.ts): `--concurrency` different conversations at once.
  *
  *   deno run -A bench/chat.ts [--rounds 3] [--webgpu] [--concurrency 16]
  */
@@ -16,6 +14,7 @@ import { type ChatMessage, ChatPipeline, GREEDY } from "../models/chat/pipeline.
 import { scanModels, withQuantized } from "../models/manifest.ts";
 import { renderScene, sampleScenes } from "../world/world.ts";
 import { median } from "./stats.ts";
+import { BATCHING_HEADER, batchingRow, conversations } from "./chat_batching.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -103,62 +102,17 @@ if (ours && ort) {
 // ---------------------------------------------------------------- continuous batching
 
 const concurrency = Number(values.concurrency);
-const conversations: ChatMessage[][] = sampleScenes({
-  split: "test",
-  count: concurrency,
-  seed: 9,
-}).map((scene, i) => [{
-  role: "user",
-  content: [
-    { type: "image", image: { width: 64, height: 64, data: renderScene(scene, i) } },
-    { type: "text", text: i % 2 ? "describe the image." : "where is the red circle?" },
-  ],
-}]);
+const chats = conversations(concurrency);
 console.log(
   `\nchat, ${concurrency} different conversations (32 tokens at most, greedy) on cpu: aggregate ` +
     `decode tokens/s, one at a time and all at once, with every step alone (maxBatch 1) and with ` +
     `steps shared (maxBatch 32); medians of ${rounds}\n`,
 );
-console.log(
-  "| model | one at a time | all at once, unbatched | all at once, batched | batched ÷ one at a time | batched ÷ unbatched |",
-);
-console.log("| --- | --- | --- | --- | --- | --- |");
+console.log(BATCHING_HEADER);
 for (
   const entry of (await scanModels([EMBEDDED_MODELS_DIR])).filter((e) =>
     e.manifest.family === "chat"
   )
 ) {
-  const sessions = new SessionRegistry(await resolveBackend("cpu"));
-  const [alone, shared] = await Promise.all(
-    [1, 32].map((maxBatch) => ChatPipeline.load(entry, { sessions, maxBatch })),
-  );
-  const tokens = async (model: ChatPipeline, together: boolean) => {
-    const t0 = performance.now();
-    const answers = together
-      ? await Promise.all(conversations.map((m) => model.chat(m, options)))
-      : await (async () => {
-        const out = [];
-        for (const m of conversations) out.push(await model.chat(m, options));
-        return out;
-      })();
-    const n = answers.reduce((a, r) => a + r.completionTokens, 0);
-    return n / ((performance.now() - t0) / 1000);
-  };
-  await tokens(shared, true); // warm-up
-  const runs = { one: [] as number[], unbatched: [] as number[], batched: [] as number[] };
-  for (let r = 0; r < rounds; r++) {
-    runs.one.push(await tokens(alone, false));
-    runs.unbatched.push(await tokens(alone, true));
-    runs.batched.push(await tokens(shared, true));
-  }
-  const [one, unbatched, batched] = [
-    median(runs.one),
-    median(runs.unbatched),
-    median(runs.batched),
-  ];
-  console.log(
-    `| ${entry.manifest.id} | ${one.toFixed(0)} | ${unbatched.toFixed(0)} | ${
-      batched.toFixed(0)
-    } | ${(batched / one).toFixed(2)} | ${(batched / unbatched).toFixed(2)} |`,
-  );
+  console.log(await batchingRow(entry, chats, options, rounds));
 }

@@ -7,7 +7,10 @@
  * decodes all 32), in fp32 and in q8 (training/quantize.py's files, which transformers.js reads as
  * its dtype "q8"). Medians with their 25th–75th percentiles.
  *
- *   deno run -A bench/chat_real_size.ts [--rounds 3]
+ * With `--concurrency N` it measures continuous batching instead (bench/chat_batching.ts): N
+ * conversations at once on the fp32 files, against every step alone and one at a time.
+ *
+ *   deno run -A bench/chat_real_size.ts [--rounds 3] [--concurrency 16]
  */
 import { parseArgs } from "node:util";
 import { AutoModelForVision2Seq, AutoProcessor, env, RawImage } from "@huggingface/transformers";
@@ -18,12 +21,16 @@ import { scanModels, withQuantized } from "../models/manifest.ts";
 import { renderScene, sampleScenes } from "../world/world.ts";
 import { ensureRealSize, REAL_SIZE } from "./real_size.ts";
 import { median, spread } from "./stats.ts";
+import { BATCHING_HEADER, batchingRow, conversations } from "./chat_batching.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { rounds: { type: "string", default: "3" } },
+  options: {
+    rounds: { type: "string", default: "3" },
+    concurrency: { type: "string", default: "0" },
+  },
 });
-const ROUNDS = Number(values.rounds), TOKENS = 32;
+const ROUNDS = Number(values.rounds), TOKENS = 32, CONCURRENCY = Number(values.concurrency);
 const DIR = await ensureRealSize("SmolVLM-256M", "smolvlm-256m", "--real-size-smolvlm", [
   "vision_encoder",
   "embed_tokens",
@@ -59,6 +66,16 @@ const options = {
   maxTokens: TOKENS,
   logitBias: new Map([[config.text_config.eos_token_id, -100]]),
 };
+if (CONCURRENCY > 0) {
+  console.log(
+    `\nSmolVLM-256M architecture (random weights), ${CONCURRENCY} different conversations ` +
+      `(64 × 64 scenes resized to 512², ${TOKENS} greedy tokens each, end of turn banned), fp32 ` +
+      `on cpu: aggregate tokens/s of wall time, prefills included; medians of ${ROUNDS}\n`,
+  );
+  const row = await batchingRow(entry, conversations(CONCURRENCY), options, ROUNDS, console.log);
+  console.log(`\n${BATCHING_HEADER}\n${row}`);
+  Deno.exit(0);
+}
 for (const [e, dtype] of [[entry, ""], [await withQuantized(entry), " q8"]] as const) {
   const ours = await ChatPipeline.load(e, {
     sessions: new SessionRegistry(await resolveBackend("cpu")),

@@ -247,6 +247,16 @@ function unified(
 }
 
 /**
+ * Images per vision run. A run holds every stream's next token back (ORT's CPU runs occupy the
+ * thread), and a tower over many patches gains nothing from a batch (it is compute bound), so a
+ * run encodes at most 512² pixels: SmolVLM's size one image at a time, with the streams already
+ * decoding stepping between images, and the tiny models' 64² images up to `maxBatch` at once.
+ */
+export function visionBatch(longestEdge: number, maxBatch: number): number {
+  return Math.max(1, Math.min(maxBatch, Math.floor(512 ** 2 / longestEdge ** 2)));
+}
+
+/**
  * Method B (Llama 3.2 Vision): text attends to the image's features through gated
  * cross-attention layers at every step; without an image, one zero state (its keys and values
  * are zero, so it contributes nothing).
@@ -314,13 +324,15 @@ export class ChatPipeline implements Pipeline {
     const files = entry.manifest.files;
     // Concurrent conversations share runs: their images, their tokens' embeddings, and their
     // decoder steps whatever their cache lengths.
-    const batched = async (file: string, gpuOutputs = false) =>
+    const batched = async (file: string, gpuOutputs = false, most = maxBatch) =>
       new BatchedSession(sessions, await sessions.load(entry.dir + file, { gpuOutputs }), {
-        maxBatch,
+        maxBatch: most,
         cache: { lastAxis: ["attentions"] },
       });
+    const longestEdge = preprocessor.max_image_size?.longest_edge ??
+      preprocessor.size?.longest_edge ?? 512;
     const [vision, embed, decoder] = await Promise.all([
-      batched(files.vision),
+      batched(files.vision, false, visionBatch(longestEdge, maxBatch)),
       files.embed ? batched(files.embed) : null,
       batched(files.decoder, true),
     ]);
@@ -342,8 +354,7 @@ export class ChatPipeline implements Pipeline {
       new Template(template),
       { bos_token: name(tok.config.bos_token), eos_token: name(tok.config.eos_token) },
       {
-        longestEdge: preprocessor.max_image_size?.longest_edge ?? preprocessor.size?.longest_edge ??
-          512,
+        longestEdge,
         mean: preprocessor.image_mean ?? [0.5, 0.5, 0.5],
         std: preprocessor.image_std ?? [0.5, 0.5, 0.5],
       },
