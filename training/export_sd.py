@@ -276,6 +276,15 @@ def model_card(config: SdConfig, clip: Clip, stats: dict, raw: bool, scores: str
     heads = ("every head of every cross-attention block" if not blocks else
              " and ".join(f"{b.split(':')[0]}'s head {b.split(':')[1]}" if ":" in b else f"every head of {b}" for b in blocks))
     rt_err, preview_err = stats["vae_roundtrip_mean_abs"], stats["preview_mean_abs"]
+    side = config.position_side
+    positions = ("" if not side else f"""
+  Before each attention block's queries, learned position embeddings ({side} x {side}, {side // 2} x {side // 2} and
+  {side // 4} x {side // 4} grids, resized to the latent's size): convolutions and attention see what is drawn, not
+  where, so without them a position word has nothing to attend from.""")
+    started = "" if not r.get("init") else (
+        f"started from `{r['init']}`'s EMA weights (the run before, whose UNet had no position "
+        "embeddings; the new ones start at zero), then ")
+    again = "" if not r.get("init") else f" --positions {side} --init {r['init']}"
     return f"""# sd-tiny
 
 Latent diffusion in the Stable Diffusion design (Rombach et al. 2022), trained by this project on
@@ -292,7 +301,7 @@ input and output names, so that a public SD-Turbo or SD 1.5 export runs through 
 - UNet: {stats['unet_parameters'] / 1e6:.2f} M parameters; levels 16 x 16, 8 x 8, 4 x 4 with {list(config.unet_channels)} channels;
   residual blocks with the timestep embedding; at every level a transformer block with
   cross-attention to the text (queries from the image, keys and values from the text), with
-  self-attention too except at 16 x 16; skip connections from the down to the up path.
+  self-attention too except at 16 x 16; skip connections from the down to the up path.{positions}
   `unet/model_attention.onnx` is the same UNet with a second output, `attention_maps`
   [batch, text tokens, 16, 16]: DAAM's word maps (Tang et al. 2022: cross-attention
   probabilities upsampled bilinearly to 16 x 16 and averaged) from {heads}
@@ -307,7 +316,7 @@ input and output names, so that a public SD-Turbo or SD 1.5 export runs through 
 - VAE: {stats['vae_steps']} steps, batch 32, MSE + 0.5 L1 + 1e-5 KL, random 32 x 32 crops for 90% of the steps
   (no normalization layers, so a crop is just a smaller image), whole images for the rest.
   Round trip on 500 validation images: mean |error| {rt_err:.2f} / 255 per channel.
-- UNet: {stats['unet_steps']} steps, batch {r['batch']}, AdamW lr {r['lr']:g} with warm-up and cosine decay,
+- UNet: {started}{stats['unet_steps']} steps, batch {r['batch']}, AdamW lr {r['lr']:g} with warm-up and cosine decay,
   noise-prediction MSE at uniform timesteps, the prompt (a random caption or paraphrase of the
   scene) replaced by the empty prompt {r['drop'] * 100:.0f}% of the time so that classifier-free guidance works.
   Offset noise {r['offset_noise']:g} throughout (a per-image, per-channel constant added to the noise;
@@ -321,7 +330,7 @@ input and output names, so that a public SD-Turbo or SD 1.5 export runs through 
 - Reproduce: `deno task world`, `/usr/bin/python3 training/clip_from_onnx.py --out data/runs/clip-tiny-600.pt`
   (the text tower, from clip-tiny's export), then `training/train_sd.py --stage unet --vae
   models/embedded/sd-tiny --clip data/runs/clip-tiny-600.pt --unet-channels {",".join(str(c) for c in config.unet_channels)}
-  --steps {stats['unet_steps']} --batch {r['batch']} --offset-noise {r['offset_noise']:g}` (the VAE is this export's; `--stage vae
+  --steps {stats['unet_steps']} --batch {r['batch']} --offset-noise {r['offset_noise']:g}{again}` (the VAE is this export's; `--stage vae
   --steps 2500` trains one), then `training/export_sd.py --run ... --clip data/runs/clip-tiny-600.pt`.
 
 ## Judge scores

@@ -30,6 +30,10 @@ class SdConfig:
     unet_channels: tuple = (32, 64, 64)  # 16x16 -> 8x8 -> 4x4
     text_width: int = 128
     heads: int = 4
+    # Learned position embeddings at each attention block over a latent of this side (0: none).
+    # Convolutions and attention see content, not where it is, so without them "on the left"
+    # has nothing to attend from; resized to the latent's actual size (the service draws 32-128 px).
+    position_side: int = 0
     num_train_timesteps: int = 1000
     beta_start: float = 0.00085
     beta_end: float = 0.012
@@ -115,9 +119,11 @@ class CrossAttention(nn.Module):
     BasicTransformerBlock), all pre-norm with residuals. At the 16x16 level the self-attention
     is left out: 256 positions cost more than the two CPU cores can pay for."""
 
-    def __init__(self, ch: int, ctx: int, heads: int, self_attention: bool = True):
+    def __init__(self, ch: int, ctx: int, heads: int, self_attention: bool = True, position_side: int = 0):
         super().__init__()
         self.heads = heads
+        # Zero at first: a block given positions starts as the block without them.
+        self.position = nn.Parameter(torch.zeros(1, ch, position_side, position_side)) if position_side else None
         self.self_attention = self_attention
         self.downscale = 1  # how much coarser than the UNet's finest level (set by the UNet)
         self.name = ""  # where in the UNet (set by the UNet): down1, down2, mid, up2, up1
@@ -146,7 +152,10 @@ class CrossAttention(nn.Module):
         text tokens], the level's H and W and its downscale from the finest level appended (the
         word maps of return_attention) and the block's name."""
         B, C, H, W = x.shape
-        h = self.norm_in(x).flatten(2).transpose(1, 2)  # [B, HW, C]
+        h = self.norm_in(x)
+        if self.position is not None:
+            h = h + F.interpolate(self.position, size=(H, W), mode="bilinear", align_corners=False)
+        h = h.flatten(2).transpose(1, 2)  # [B, HW, C]
         if self.self_attention:
             q, k, v = self.self_qkv(self.ln1(h)).chunk(3, -1)
             h = h + self.self_out(self.attend(q, k, v)[0])
@@ -171,19 +180,20 @@ class UNet(nn.Module):
         self.a = a
         self.time = nn.Sequential(nn.Linear(a, temb), nn.SiLU(), nn.Linear(temb, temb))
         self.conv_in = nn.Conv2d(in_channels or z, a, 3, padding=1)
+        p = c.position_side
         self.down1 = Res(a, a, temb)                      # 16x16
-        self.att1 = CrossAttention(a, ctx, heads, self_attention=False)
+        self.att1 = CrossAttention(a, ctx, heads, self_attention=False, position_side=p)
         self.pool1 = nn.Conv2d(a, a, 3, stride=2, padding=1)
         self.down2 = Res(a, b, temb)                      # 8x8
-        self.att2 = CrossAttention(b, ctx, heads)
+        self.att2 = CrossAttention(b, ctx, heads, position_side=p // 2)
         self.pool2 = nn.Conv2d(b, b, 3, stride=2, padding=1)
         self.mid1 = Res(b, d, temb)                       # 4x4
-        self.att_mid = CrossAttention(d, ctx, heads)
+        self.att_mid = CrossAttention(d, ctx, heads, position_side=p // 4)
         self.mid2 = Res(d, d, temb)
         self.up2 = Res(d + b, b, temb)                    # 8x8
-        self.att_up2 = CrossAttention(b, ctx, heads)
+        self.att_up2 = CrossAttention(b, ctx, heads, position_side=p // 2)
         self.up1 = Res(b + a, a, temb)                    # 16x16
-        self.att_up1 = CrossAttention(a, ctx, heads, self_attention=False)
+        self.att_up1 = CrossAttention(a, ctx, heads, self_attention=False, position_side=p)
         self.norm_out = nn.GroupNorm(8, a)
         self.conv_out = nn.Conv2d(a, z, 3, padding=1)
         for block, f in ((self.att2, 2), (self.att_mid, 4), (self.att_up2, 2)):

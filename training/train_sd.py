@@ -120,6 +120,14 @@ def unet_stage(args, config: SdConfig) -> None:
     first = step = ckpt.load(unet, opt)
     if step:
         ema.load_state_dict(torch.load(ckpt.path, map_location="cpu")["ema"])
+    elif args.init:
+        # Another run's weights (its EMA) to start from; what this config adds (positions) starts
+        # at zero, so step 0 draws what that run drew.
+        init = torch.load(args.init, map_location="cpu")["ema"]
+        missing, unexpected = unet.load_state_dict(init, strict=False)
+        assert not unexpected and all(k.endswith(".position") for k in missing), (missing, unexpected)
+        ema.load_state_dict(unet.state_dict())
+        print(f"from {args.init}'s EMA weights; new: {', '.join(missing) or 'none'}", flush=True)
     ac = alphas_cumprod(config)
     r = random.Random(args.seed + step)
     schedule = dict(total=args.steps, lr=args.lr, warmup=200, floor=0.1)
@@ -127,7 +135,7 @@ def unet_stage(args, config: SdConfig) -> None:
     print(f"sd-tiny unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, from step {step}", flush=True)
     # What the model card says about the training (export_sd.model_card).
     recipe = {"batch": args.batch, "lr": args.lr, "offset_noise": args.offset_noise, "drop": args.drop, "ema": args.ema,
-              "clip": args.clip}
+              "clip": args.clip, "init": args.init}
     start = time.time()
     while step < args.steps:
         idx = np.random.randint(0, len(train), args.batch)
@@ -170,6 +178,9 @@ def main():
     ap.add_argument("--vae", help="unet: the run (vae.pt) or export (vae_encoder/) whose VAE makes the latents; "
                                    "default: this run's")
     ap.add_argument("--unet-channels", default="32,64,64", help="unet: channels at 16 x 16, 8 x 8 and 4 x 4")
+    ap.add_argument("--positions", type=int, default=0, metavar="SIDE",
+                    help="unet: learned position embeddings over a latent of this side (16 for 64 px)")
+    ap.add_argument("--init", help="unet: start from this unet.pt's EMA weights (a fresh run folder)")
     ap.add_argument("--drop", type=float, default=0.1, help="unet: share of prompts replaced by the empty one")
     ap.add_argument("--ema", type=float, default=0.999, help="unet: decay of the weights' EMA")
     ap.add_argument("--offset-noise", type=float, default=0.0,
@@ -183,7 +194,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    config = SdConfig(unet_channels=tuple(int(c) for c in args.unet_channels.split(",")))
+    config = SdConfig(unet_channels=tuple(int(c) for c in args.unet_channels.split(",")), position_side=args.positions)
     (vae_stage if args.stage == "vae" else unet_stage)(args, config)
     print("done", flush=True)
 
