@@ -24,7 +24,7 @@ import { DallePipeline } from "../models/dalle/pipeline.ts";
 import { scanModels } from "../models/manifest.ts";
 
 /** Below the model card's judge scores (`deno task eval images`), with a margin for sampling. */
-const SD_THRESHOLDS = { background: 0.85, colour: 0.65, count: 0.45, shape: 0.3 }; // card: 100%, 86%, 64%, 48%
+const SD_THRESHOLDS = { background: 0.85, colour: 0.75, count: 0.65, shape: 0.55 }; // card: 100%, 94%, 85%, 75%
 
 const entry = (await scanModels([EMBEDDED_MODELS_DIR])).find((e) => e.manifest.id === "clip-tiny")!;
 const clip = await ClipPipeline.load(entry, {
@@ -189,7 +189,7 @@ for (const [id, min] of Object.entries(POINTING_THRESHOLDS)) {
  * margin. Deterministic on a backend: fixed prompts and seeds.
  */
 const GENERATOR_POINTING = {
-  "sd-tiny": 0.45, // eval: 59.7% test, 58.9% held-out (two heads: --map-blocks); chance 14-15%
+  "sd-tiny": 0.45, // eval: 62.0% test, 60.2% held-out (two heads: --map-blocks); chance 11-13%
   "dalle-tiny": 0.38, // eval: 51.0% test, 46.3% held-out (one head: attention_heads); chance 15-16%
 } as const;
 

@@ -284,7 +284,9 @@ def model_card(config: SdConfig, clip: Clip, stats: dict, raw: bool, scores: str
     started = "" if not r.get("init") else (
         f"started from `{r['init']}`'s EMA weights (the run before, whose UNet had no position "
         "embeddings; the new ones start at zero), then ")
-    again = "" if not r.get("init") else f" --positions {side} --init {r['init']}"
+    again = "" if not r.get("init") else (
+        f" --positions {side} --init {r['init']}`, after the run that made `{r['init']}`, its command in\n"
+        "  `training/runs/sd-tiny.md`")
     return f"""# sd-tiny
 
 Latent diffusion in the Stable Diffusion design (Rombach et al. 2022), trained by this project on
