@@ -245,21 +245,36 @@ def write_golden(unet: UNet, vae: Vae, clip: Clip, scale: float, z: int, path: s
                          "decoded": g_img.flatten().tolist(), "attention_maps": golden_values(g_maps)})
 
 
+def unet_from_export(out: str) -> tuple[SdConfig, UNet]:
+    """The UNet of an exported sd-tiny, in eval mode, and its config: the channels from
+    unet/config.json, the position embeddings' side from the graph's own initializer (runs before
+    run 3 have none)."""
+    import onnx
+
+    channels = tuple(json.load(open(f"{out}/unet/config.json"))["block_out_channels"])
+    graph = onnx.load(f"{out}/unet/model.onnx", load_external_data=False).graph
+    side = next((i.dims[-1] for i in graph.initializer if i.name == "att1.position"), 0)
+    config = SdConfig(unet_channels=channels, position_side=side)
+    unet = UNet(config)
+    module, example, inputs, outputs, dynamic = unet_graph(config, unet)
+    load_onnx_weights(module, example, f"{out}/unet/model.onnx", inputs, outputs, dynamic)
+    return config, unet.eval()
+
+
 def from_export(out: str, golden: str, blocks: tuple = ()) -> None:
     """--from-export: the text encoder, UNet and VAE decoder loaded back from the shipped graphs
     (load_onnx_weights checks each is the graph its module exports), then unet/model_attention.onnx,
     its manifest entry and the golden fixture."""
     read = lambda name: json.load(open(f"{out}/{name}"))
-    config = SdConfig(unet_channels=tuple(read("unet/config.json")["block_out_channels"]))
+    config, unet = unet_from_export(out)
     t = read("text_encoder/config.json")
     clip = Clip(ClipConfig(text_width=t["hidden_size"], max_positions=t["max_position_embeddings"],
                            vocab_size=t["vocab_size"]))
-    unet, vae = UNet(config), Vae(config)
+    vae = Vae(config)
     for (module, example, inputs, outputs, dynamic), path in (
-            (text_encoder_graph(clip), "text_encoder/model.onnx"), (unet_graph(config, unet), "unet/model.onnx"),
-            (vae_decoder_graph(config, vae), "vae_decoder/model.onnx")):
+            (text_encoder_graph(clip), "text_encoder/model.onnx"), (vae_decoder_graph(config, vae), "vae_decoder/model.onnx")):
         load_onnx_weights(module, example, f"{out}/{path}", inputs, outputs, dynamic)
-    for m in (unet, vae, clip):
+    for m in (vae, clip):
         m.eval()
     module, example, inputs, outputs, dynamic = unet_graph(config, unet, maps=True, blocks=blocks)
     export(module, example, f"{out}/unet/model_attention.onnx", inputs, outputs, dynamic)

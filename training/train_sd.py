@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from clip_model import load_clip
-from export_sd import vae_from_export
+from export_sd import unet_from_export, vae_from_export
 from common import Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, vocabulary, warmup_cosine
 from sd_model import MAX_LENGTH, SdConfig, UNet, Vae, alphas_cumprod, to_unit
 
@@ -123,7 +123,9 @@ def unet_stage(args, config: SdConfig) -> None:
     elif args.init:
         # Another run's weights (its EMA) to start from; what this config adds (positions) starts
         # at zero, so step 0 draws what that run drew.
-        init = torch.load(args.init, map_location="cpu")["ema"]
+        # A run's unet.pt, or an export folder (data/ does not survive a new machine; the export does).
+        init = (unet_from_export(args.init)[1].state_dict() if os.path.isdir(args.init)
+                else torch.load(args.init, map_location="cpu")["ema"])
         missing, unexpected = unet.load_state_dict(init, strict=False)
         assert not unexpected and all(k.endswith(".position") for k in missing), (missing, unexpected)
         ema.load_state_dict(unet.state_dict())
@@ -180,7 +182,7 @@ def main():
     ap.add_argument("--unet-channels", default="32,64,64", help="unet: channels at 16 x 16, 8 x 8 and 4 x 4")
     ap.add_argument("--positions", type=int, default=0, metavar="SIDE",
                     help="unet: learned position embeddings over a latent of this side (16 for 64 px)")
-    ap.add_argument("--init", help="unet: start from this unet.pt's EMA weights (a fresh run folder)")
+    ap.add_argument("--init", help="unet: start from this unet.pt's EMA weights, or this export's UNet (a fresh run folder)")
     ap.add_argument("--drop", type=float, default=0.1, help="unet: share of prompts replaced by the empty one")
     ap.add_argument("--ema", type=float, default=0.999, help="unet: decay of the weights' EMA")
     ap.add_argument("--offset-noise", type=float, default=0.0,
