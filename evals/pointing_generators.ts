@@ -27,6 +27,9 @@ export interface GeneratorPointing {
   exact: number;
   /** Hits / words. */
   hits: number;
+  /** Hits among the colour words alone, and among the shape words alone (half the words each). */
+  colourHits: number;
+  shapeHits: number;
   /** What a peak on a random cell would score: the mean share of cells the box touches. */
   chance: number;
 }
@@ -103,7 +106,8 @@ export async function generatorPointing(
   seed = 0,
 ): Promise<GeneratorPointing> {
   const prompts = sampleScenes({ split, count, seed }).map(canonicalCaption);
-  let words = 0, exact = 0, hits = 0, chance = 0;
+  let words = 0, exact = 0, chance = 0;
+  const hits = { colour: 0, shape: 0 };
   for (const [i, prompt] of prompts.entries()) {
     const { image, maps } = await draw(prompt, seed * count + i);
     const found = readImage(image.data, image.width).objects;
@@ -116,11 +120,11 @@ export async function generatorPointing(
       for (let c = 0; c < maps.rows * maps.cols; c++) {
         if (touches(c, maps.rows, maps.cols, box, image.width)) cells++;
       }
-      for (const at of [phrase.at, phrase.at + 1]) {
+      for (const [kind, at] of [["colour", phrase.at], ["shape", phrase.at + 1]] as const) {
         words++;
         if (hit.exact) exact++;
         chance += cells / (maps.rows * maps.cols);
-        if (peakIn(maps.words[at].weights, maps.rows, maps.cols, box, image.width)) hits++;
+        if (peakIn(maps.words[at].weights, maps.rows, maps.cols, box, image.width)) hits[kind]++;
       }
     }
   }
@@ -130,7 +134,9 @@ export async function generatorPointing(
     images: prompts.length,
     words,
     exact: share(exact),
-    hits: share(hits),
+    hits: share(hits.colour + hits.shape),
+    colourHits: 2 * share(hits.colour),
+    shapeHits: 2 * share(hits.shape),
     chance: share(chance),
   };
 }
@@ -154,9 +160,9 @@ export async function printGeneratorPointing(
       `${count} canonical captions per split, one image each, the models' default settings\n`,
   );
   console.log(
-    "| model | split | images | words scored | colour and shape matched | hits | random cell |",
+    "| model | split | images | words scored | colour and shape matched | hits | colour words | shape words | random cell |",
   );
-  console.log("| --- | --- | --- | --- | --- | --- | --- |");
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const entry of generators) {
     const g: ImageGenerator = entry.manifest.family === "diffusion"
       ? await DiffusionPipeline.load(entry, { sessions })
@@ -167,7 +173,7 @@ export async function printGeneratorPointing(
       console.log(
         `| ${entry.manifest.id} | ${split} | ${s.images} | ${s.words} | ${pct(s.exact)} | ${
           pct(s.hits)
-        } | ${pct(s.chance)} |`,
+        } | ${pct(s.colourHits)} | ${pct(s.shapeHits)} | ${pct(s.chance)} |`,
       );
     }
   }
