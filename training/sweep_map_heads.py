@@ -80,16 +80,18 @@ def main():
     run = subprocess.run(cmd, env={**os.environ, "MM_MODELS_DIR": args.out}, capture_output=True, text=True)
     if run.returncode:
         raise SystemExit(run.stderr[-2000:])
-    hits = {}
+    hits = {}  # model id -> split -> (hits, colour words, shape words, random cell), in %
     for line in run.stdout.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 7 and cells[0] in dict(copies) and re.match(r"[\d.]+%", cells[5]):
-            hits.setdefault(cells[0], {})[cells[1]] = (float(cells[5][:-1]), float(cells[6][:-1]))
+        if len(cells) == 9 and cells[0] in dict(copies) and re.match(r"[\d.]+%", cells[5]):
+            hits.setdefault(cells[0], {})[cells[1]] = tuple(float(cells[i][:-1]) for i in (5, 6, 7, 8))
     head = dict(copies)
     mean = lambda s: (s["test"][0] + s["heldout"][0]) / 2
-    print("| head | test hits | held-out hits | mean | random cell (test) |\n| --- | --- | --- | --- | --- |")
+    print("| head | test hits | held-out hits | mean | test colour / shape words | random cell (test) |\n"
+          "| --- | --- | --- | --- | --- | --- |")
     for model_id, s in sorted(hits.items(), key=lambda kv: -mean(kv[1])):
-        print(f"| {head[model_id]} | {s['test'][0]:.1f}% | {s['heldout'][0]:.1f}% | {mean(s):.1f}% | {s['test'][1]:.1f}% |")
+        t, h = s["test"], s["heldout"]
+        print(f"| {head[model_id]} | {t[0]:.1f}% | {h[0]:.1f}% | {mean(s):.1f}% | {t[1]:.1f}% / {t[2]:.1f}% | {t[3]:.1f}% |")
 
 
 if __name__ == "__main__":
