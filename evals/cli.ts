@@ -131,9 +131,9 @@ if (family === "clip") {
       `"describe the image."\n`,
   );
   console.log(
-    "| model | split | words scored | served map | step before | step after | random cell |",
+    "| model | split | words scored | served map | colour words | shape words | step before | step after | random cell |",
   );
-  console.log("| --- | --- | --- | --- | --- | --- | --- |");
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const entry of entries.filter((e) => chosen(e.manifest.id))) {
     let explain: Explain | null = null;
     if (entry.manifest.family === "captioning") {
@@ -148,8 +148,10 @@ if (family === "clip") {
       const s = await pointing(explain, split, count, seed);
       console.log(
         `| ${entry.manifest.id} | ${split} | ${s.words} | ${pct(s.byOffset["0"])} | ${
-          pct(s.byOffset["-1"])
-        } | ${pct(s.byOffset["+1"])} | ${pct(s.chance)} |`,
+          pct(s.byKind.colour)
+        } | ${pct(s.byKind.shape)} | ${pct(s.byOffset["-1"])} | ${pct(s.byOffset["+1"])} | ${
+          pct(s.chance)
+        } |`,
       );
     }
   }

@@ -42,6 +42,8 @@ export interface PointingScores {
   words: number;
   /** Hits / words, for the map served with the word and for those of the steps before and after. */
   byOffset: Record<"-1" | "0" | "+1", number>;
+  /** The served map's hits among the colour words alone and among the shape words alone. */
+  byKind: Record<"colour" | "shape", number>;
   /** What a peak on a random cell would score: the mean share of cells the named box touches. */
   chance: number;
 }
@@ -103,6 +105,7 @@ export async function pointing(
   const scenes = sampleScenes({ split, count, seed });
   let words = 0, chance = 0;
   const hits = { "-1": 0, "0": 0, "+1": 0 };
+  const kinds = { colour: { words: 0, hits: 0 }, shape: { words: 0, hits: 0 } };
   for (const [i, scene] of scenes.entries()) {
     const image = { width: CANVAS, height: CANVAS, data: renderScene(scene, seed * 7919 + i) };
     const maps = await explain(image);
@@ -110,10 +113,13 @@ export async function pointing(
     for (const { at, object } of namedObjects(tokens, scene)) {
       words++;
       chance += chanceOf(maps.rows, maps.cols, scene.objects[object]);
+      const kind = kinds[isColour(tokens[at]) ? "colour" : "shape"];
+      kind.words++;
       for (const d of OFFSETS) {
         const map = maps.words[at + d];
         if (map && pointsAt(map.weights, maps.rows, maps.cols, scene.objects[object])) {
           hits[d === 0 ? "0" : d < 0 ? "-1" : "+1"]++;
+          if (d === 0) kind.hits++;
         }
       }
     }
@@ -123,6 +129,10 @@ export async function pointing(
     split,
     words,
     byOffset: { "-1": share(hits["-1"]), "0": share(hits["0"]), "+1": share(hits["+1"]) },
+    byKind: {
+      colour: kinds.colour.hits / (kinds.colour.words || 1),
+      shape: kinds.shape.hits / (kinds.shape.words || 1),
+    },
     chance: share(chance),
   };
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import type { Scene } from "../world/world.ts";
-import { chanceOf, namedObjects, pointsAt } from "./pointing.ts";
+import { canonicalCaption, sampleScenes, type Scene, SHAPES } from "../world/world.ts";
+import { chanceOf, type Explain, namedObjects, pointing, pointsAt } from "./pointing.ts";
 
 const scene: Scene = {
   background: "black",
@@ -33,4 +33,33 @@ Deno.test("chanceOf: the share of cells a random peak would find the object in",
   // 24 px from the corner on an 8 x 8 grid of 8 px cells: 3 x 3 cells of 64.
   assert.equal(chanceOf(8, 8, scene.objects[0]), 9 / 64);
   assert.equal(chanceOf(8, 8, scene.objects[1]), 4 / 64); // 48..60: cells 6 and 7 both ways
+});
+
+Deno.test("pointing: the served map's hits for colour words and for shape words apart", async () => {
+  // The scenes' true captions, each shape word's map peaking on its object, each colour word's on
+  // a cell no object touches.
+  const scenes = sampleScenes({ split: "test", count: 4, seed: 0 });
+  const oneHot = (peak: number) => Array.from({ length: 256 }, (_, i) => i === peak ? 1 : 0);
+  const cells = Array.from({ length: 256 }, (_, c) => c);
+  let next = 0;
+  const explain: Explain = (_image) => {
+    const scene = scenes[next++];
+    const words = canonicalCaption(scene).split(" ");
+    const named = namedObjects(words, scene);
+    const empty = cells.find((c) => scene.objects.every((o) => !pointsAt(oneHot(c), 16, 16, o)))!;
+    const weights = words.map((w, at) => {
+      const hit = named.find((n) => n.at === at);
+      if (!hit || !(SHAPES as readonly string[]).includes(w)) return oneHot(empty);
+      return oneHot(cells.find((c) => pointsAt(oneHot(c), 16, 16, scene.objects[hit.object]))!);
+    });
+    return Promise.resolve({
+      rows: 16,
+      cols: 16,
+      words: words.map((token, i) => ({ token, weights: weights[i], overlay_png: "" })),
+    });
+  };
+  const s = await pointing(explain, "test", 4);
+  assert.ok(s.words > 0);
+  assert.deepEqual(s.byKind, { colour: 0, shape: 1 });
+  assert.equal(s.byOffset["0"], 0.5);
 });
