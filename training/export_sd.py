@@ -296,12 +296,17 @@ def model_card(config: SdConfig, clip: Clip, stats: dict, raw: bool, scores: str
   Before each attention block's queries, learned position embeddings ({side} x {side}, {side // 2} x {side // 2} and
   {side // 4} x {side // 4} grids, resized to the latent's size): convolutions and attention see what is drawn, not
   where, so without them a position word has nothing to attend from.""")
-    started = "" if not r.get("init") else (
-        f"started from `{r['init']}`'s EMA weights (the run before, whose UNet had no position "
+    init = r.get("init")
+    from_export = bool(init) and not init.endswith(".pt")
+    started = "" if not init else (
+        f"started from the UNet of the export it replaced (`--init {init}`, read back from its ONNX "
+        "graph), then " if from_export else
+        f"started from `{init}`'s EMA weights (the run before, whose UNet had no position "
         "embeddings; the new ones start at zero), then ")
-    again = "" if not r.get("init") else (
-        f" --positions {side} --init {r['init']}`, after the run that made `{r['init']}`, its command in\n"
-        "  `training/runs/sd-tiny.md`")
+    again = "" if not init else (
+        f" --positions {side} --init {init}`, from the export before this one" if from_export else
+        f" --positions {side} --init {init}`, after the run that made `{init}`") + (
+        ", its command in\n  `training/runs/sd-tiny.md`")
     return f"""# sd-tiny
 
 Latent diffusion in the Stable Diffusion design (Rombach et al. 2022), trained by this project on
