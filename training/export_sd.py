@@ -303,10 +303,10 @@ def model_card(config: SdConfig, clip: Clip, stats: dict, raw: bool, scores: str
         "graph), then " if from_export else
         f"started from `{init}`'s EMA weights (the run before, whose UNet had no position "
         "embeddings; the new ones start at zero), then ")
-    again = "" if not init else (
-        f" --positions {side} --init {init}`, from the export before this one" if from_export else
-        f" --positions {side} --init {init}`, after the run that made `{init}`") + (
-        ", its command in\n  `training/runs/sd-tiny.md`")
+    again = "" if not init else f" --positions {side} --init {init}"
+    after = "" if not init else (
+        " (from the export before this one" if from_export else f" (after the run that made `{init}`") + (
+        "; its command in\n  `training/runs/sd-tiny.md`)")
     return f"""# sd-tiny
 
 Latent diffusion in the Stable Diffusion design (Rombach et al. 2022), trained by this project on
@@ -352,7 +352,7 @@ input and output names, so that a public SD-Turbo or SD 1.5 export runs through 
 - Reproduce: `deno task world`, `/usr/bin/python3 training/clip_from_onnx.py --out data/runs/clip-tiny-600.pt`
   (the text tower, from clip-tiny's export), then `training/train_sd.py --stage unet --vae
   models/embedded/sd-tiny --clip data/runs/clip-tiny-600.pt --unet-channels {",".join(str(c) for c in config.unet_channels)}
-  --steps {stats['unet_steps']} --batch {r['batch']} --offset-noise {r['offset_noise']:g}{again}` (the VAE is this export's; `--stage vae
+  --steps {stats['unet_steps']} --batch {r['batch']} --lr {r['lr']:g} --offset-noise {r['offset_noise']:g}{again}`{after} (the VAE is this export's; `--stage vae
   --steps 2500` trains one), then `training/export_sd.py --run ... --clip data/runs/clip-tiny-600.pt`.
 
 ## Judge scores
