@@ -249,12 +249,15 @@ def load_export(out: str):
     kind = "unified" if config["model_type"] == "idefics3" else "xattn"
     v = config["vision_config"]
     S, patch = v["image_size"], v["patch_size"]
+    import onnx
+    names = {i.name: tuple(i.dims) for i in onnx.load(f"{out}/onnx/vision_encoder.onnx").graph.initializer}
     c = VlmConfig(vocab_size=t["vocab_size"], hidden=t["hidden_size"], layers=t["num_hidden_layers"],
                   heads=t["num_attention_heads"], kv_heads=t["num_key_value_heads"],
                   intermediate=t["intermediate_size"], max_positions=read("tokenizer_config.json")["model_max_length"],
                   rope_theta=t["rope_theta"], vision_width=v["hidden_size"], image_grid=S // patch,
                   **({"scale_factor": config["scale_factor"]} if kind == "unified" else
-                     {"cross_every": t["cross_attention_layers"][0] + 1}))
+                     {"cross_every": t["cross_attention_layers"][0] + 1,
+                      "adapter_pos_out": "adapter.pos_out" in names}))
     # The shipped word -> id map is all that encoding needs (a word listed twice in training's
     # vocabulary has its later id there, as ChatTokenizer.ids has).
     tok = ChatTokenizer([])
@@ -265,8 +268,6 @@ def load_export(out: str):
     model = Vlm(c, kind, tok.ids["<image>"])
     # The tower's layout from the vision graph's names: the stem (a "sat" CNN, a "conv" stack or a
     # linear patch embedding) and the number of blocks.
-    import onnx
-    names = {i.name: tuple(i.dims) for i in onnx.load(f"{out}/onnx/vision_encoder.onnx").graph.initializer}
     stem = ("linear" if "vision.patch.weight" in names else
             "sat" if names["vision.patch.0.weight"][-1] == 4 else "conv")
     layers = len({n.split(".")[2] for n in names if n.startswith("vision.blocks.")})

@@ -132,6 +132,9 @@ def main():
                          "the tuned tower is saved with the model and exported as its vision encoder")
     ap.add_argument("--cross-every", type=int, default=2, help="method B: a cross-attention layer after every k-th layer")
     ap.add_argument("--gate-init", type=float, default=0.0, help="method B: the tanh gates at initialisation")
+    ap.add_argument("--adapter-pos-out", action="store_true",
+                    help="method B: add a position table after the image adapter's norm (zero at first, "
+                         "so it can start from a model without one)")
     ap.add_argument("--init-from", default=None,
                     help="an exported model folder (models/embedded/vlm-tiny): go on training its weights, "
                          "tower included, instead of starting from random ones and --clip")
@@ -147,12 +150,16 @@ def main():
         for p in clip.parameters():
             p.requires_grad_(False)
     else:
-        config = VlmConfig(vocab_size=len(tok.tokens), cross_every=args.cross_every, gate_init=args.gate_init)
+        config = VlmConfig(vocab_size=len(tok.tokens), cross_every=args.cross_every, gate_init=args.gate_init,
+                           adapter_pos_out=args.adapter_pos_out)
         clip = frozen_tower(args.clip)
         model = Vlm(config, args.kind, tok.ids["<image>"])
         for p in model.parameters():
             if p.dim() >= 2:
                 nn.init.normal_(p, std=0.02)
+    if args.adapter_pos_out and not config.adapter_pos_out:  # an export without the table
+        config.adapter_pos_out = True
+        model.image.pos_out = nn.Parameter(torch.zeros_like(model.image.pos))
     groups = [{"params": list(model.parameters()), "scale": 1.0}]
     if args.tune_tower > 0:
         model.tower = clip.vision  # a submodule now: trained, checkpointed and exported with it

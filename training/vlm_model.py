@@ -78,6 +78,7 @@ class VlmConfig:
     scale_factor: int = 2           # pixel shuffle (method A)
     cross_every: int = 2            # a cross-attention layer after every k-th layer (method B)
     gate_init: float = 0.0          # the cross-attention layers' tanh gates at initialisation
+    adapter_pos_out: bool = False   # method B: a second position table after the adapter's norm
 
     def to_dict(self):
         return asdict(self)
@@ -266,16 +267,21 @@ class Connector(nn.Module):
 
 
 class ImageAdapter(nn.Module):
-    """Method B's image side: patch features projected to the decoder width (+ positions)."""
+    """Method B's image side: patch features projected to the decoder width (+ positions).
+    `pos_out` (config.adapter_pos_out) is added after the norm: the table before it is rescaled
+    with the patch's features, so where a patch is reaches the cross-attention's values weakly;
+    after it, it is a term of its own (zero at first, so a trained model starts unchanged)."""
 
     def __init__(self, c: VlmConfig):
         super().__init__()
         self.proj = nn.Linear(c.vision_width, c.hidden)
         self.pos = nn.Parameter(torch.randn(c.image_grid ** 2, c.hidden) * 0.02)
         self.norm = RMSNorm(c.hidden)
+        self.pos_out = nn.Parameter(torch.zeros(c.image_grid ** 2, c.hidden)) if c.adapter_pos_out else None
 
     def forward(self, patches):
-        return self.norm(self.proj(patches) + self.pos)
+        x = self.norm(self.proj(patches) + self.pos)
+        return x if self.pos_out is None else x + self.pos_out
 
 
 class Vlm(nn.Module):
