@@ -77,7 +77,7 @@ def parse_args():
     ap.add_argument("--scores", help="the table `deno task eval images` printed, for the model card")
     ap.add_argument("--from-export", action="store_true",
                     help="no training run: re-export the UNet with its attention maps from the files in --out")
-    ap.add_argument("--map-blocks", default="up2:3,down2:0",
+    ap.add_argument("--map-blocks", default="down2:1,down2:0",
                     help="the cross-attention blocks the word maps average, comma-separated among down1, down2, "
                          "mid, up2, up1, each with all its heads, or one head as block:k ('': every head of every block)")
     return ap.parse_args()
