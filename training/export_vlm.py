@@ -371,12 +371,13 @@ def model_card(model_id: str, c: VlmConfig, kind: str, state: dict, tower: dict,
                scores: str) -> str:
     """README.md: the design (method A or B), the training and how to reproduce it, the QA scores."""
     how = "tuned with the decoder" if tower else "frozen"
+    pos_out = " (a second table\n  after the adapter's norm)" if c.adapter_pos_out else ""
     design = (f"""- Method A, unified embedding decoder (SmolVLM / Idefics3 design and ONNX layout): clip-tiny's
   vision tower ({how}) gives 8 x 8 patch features; a 2 x 2 pixel shuffle makes 16 tokens of 4x
   the width, a linear connector projects them to the LM's width, and they take the places of the
   16 `<image>` tokens the processor writes into the prompt. The decoder reads one sequence.""" if kind == "unified" else
               f"""- Method B, cross-modality attention (Llama 3.2 Vision design): clip-tiny's vision tower ({how})
-  gives 8 x 8 patch features, projected to the decoder's width with learned positions; the prompt
+  gives 8 x 8 patch features, projected to the decoder's width with learned positions{pos_out}; the prompt
   keeps one `<image>` marker. After every {"" if c.cross_every == 1 else f"{c.cross_every}nd "}decoder layer a gated cross-attention layer
   (tanh gates from {c.gate_init:g}) lets the text's queries attend to the image's keys and values.""")
     schedule = state.get("steps", state["step"])  # the cosine schedule's length
@@ -384,6 +385,7 @@ def model_card(model_id: str, c: VlmConfig, kind: str, state: dict, tower: dict,
     options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (("tune_tower", state.get("tune_tower")),
                       ("cross_every", c.cross_every if kind != "unified" and c.cross_every != 2 else None),
                       ("gate_init", c.gate_init or None)) if v)
+    options += " --adapter-pos-out" if c.adapter_pos_out else ""
     lr = state.get("lr", 2e-3)
     # A run that went on from an export (train_vlm.py --init-from) says which, and how to redo it.
     init = state.get("init_from")
