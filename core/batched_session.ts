@@ -46,6 +46,8 @@ export class BatchedSession implements Runs {
   #lastAxis: Set<string>;
   /** Caches of different lengths merge (the session reads position_ids). */
   #pads: boolean;
+  /** The last merged run's outputs and the calls' cuts of them (see #keptCache). */
+  #kept?: { merged: Outputs; calls: Outputs[] };
 
   constructor(
     private sessions: SessionRegistry,
@@ -72,7 +74,10 @@ export class BatchedSession implements Runs {
 
   /** Calls that can be concatenated run together; the others in their own groups. */
   async #runAll(calls: Feeds[]): Promise<Outputs[]> {
-    if (calls.length === 1) return [await this.session.run(calls[0])]; // a lone call: no keys
+    if (calls.length === 1) { // a lone call: no keys, and no merged caches to keep for it
+      this.#kept = undefined;
+      return [await this.session.run(calls[0])];
+    }
     const groups = Map.groupBy(
       calls.map((feeds, i) => ({ feeds, i })),
       ({ feeds, i }) => this.#key(feeds) ?? `alone ${i}`,
@@ -124,6 +129,11 @@ export class BatchedSession implements Runs {
         feeds[name] = first;
         continue;
       }
+      const kept = this.#keptCache(name, calls);
+      if (kept) {
+        feeds[name] = kept;
+        continue;
+      }
       const axis = this.#sequenceAxis(name, first);
       const dims = [total, ...first.dims.slice(1)];
       if (axis > 0) dims[axis] += longest - lengths[0];
@@ -147,17 +157,35 @@ export class BatchedSession implements Runs {
       feeds[name] = this.sessions.tensor(first.type as DataType, data, dims);
     }
     this.options.onMerge?.(total, calls.length);
+    this.#kept = undefined;
     const merged = await this.session.run(feeds);
     let at = 0;
-    return rows.map((n, k) => {
-      const mine: Outputs = {};
+    const mine = rows.map((n, k) => {
+      const own: Outputs = {};
       for (const [name, t] of Object.entries(merged)) {
         const axis = this.#sequenceAxis(name, t);
-        mine[name] = this.#cut(t, at, n, axis, pads[k]);
+        own[name] = this.#cut(t, at, n, axis, pads[k]);
       }
       at += n;
-      return mine;
+      return own;
     });
+    if (this.#pads) this.#kept = { merged, calls: mine };
+    return mine;
+  }
+
+  /**
+   * The last merged run's `present.*` for input `name` when these calls are exactly the rows it
+   * was cut into, in order: then that tensor is already their padded batch (every cache one
+   * longer, the pads the same) and the copy is skipped — the steady state of streams stepping
+   * together. A caller that reorders or rebuilds its cache (beam search) hands back new tensors,
+   * which are copied as usual.
+   */
+  #keptCache(name: string, calls: Feeds[]): Tensor | undefined {
+    const kept = this.#kept;
+    if (!kept || !name.startsWith(PAST) || kept.calls.length !== calls.length) return undefined;
+    const present = PRESENT + name.slice(PAST.length);
+    const same = calls.every((f, k) => f[name] === kept.calls[k][present]);
+    return same ? kept.merged[present] : undefined;
   }
 
   /**

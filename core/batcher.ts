@@ -48,11 +48,12 @@ export class Batcher<I, O> {
     this.#running = true;
     try {
       while (this.#queue.length) {
-        await this.#runNext();
+        const answered = await this.#runNext();
         // Callers just answered may submit again at once (a decoder's next step): one turn of
         // the event loop lets them join the next batch, instead of each stream running alone
-        // between the others' batches.
-        if (this.#queue.length && this.options.maxBatch > 1) {
+        // between the others' batches — also when none is waiting yet, or the first to come
+        // back would find the model idle and run alone, and the streams would stay split.
+        if ((this.#queue.length || answered > 1) && this.options.maxBatch > 1) {
           await new Promise((r) => setTimeout(r, 0));
         }
       }
@@ -61,8 +62,8 @@ export class Batcher<I, O> {
     }
   }
 
-  /** Takes calls in arrival order while they fit in one batch, and runs them as one. */
-  async #runNext(): Promise<void> {
+  /** Takes calls in arrival order while they fit in one batch, runs them as one; how many. */
+  async #runNext(): Promise<number> {
     const calls: Call<I, O>[] = [];
     let size = 0;
     while (this.#queue.length) {
@@ -75,7 +76,7 @@ export class Batcher<I, O> {
       calls.push(this.#queue.shift()!);
       size += next.items.length;
     }
-    if (!calls.length) return;
+    if (!calls.length) return 0;
     this.options.onBatch?.(size, calls.length);
     try {
       const out = await this.run(calls.flatMap((c) => c.items));
@@ -84,5 +85,6 @@ export class Batcher<I, O> {
     } catch (e) {
       for (const c of calls) c.reject(e);
     }
+    return calls.length;
   }
 }

@@ -77,3 +77,25 @@ Deno.test("Batcher: streams that submit again as soon as they are answered step 
   assert.equal(passes.reduce((a, b) => a + b, 0), 18);
   assert.ok(passes.length <= 8, `passes of ${passes.join(" ")}: the streams share them`);
 });
+
+Deno.test("Batcher: streams split by a lone first call come together, and stay together", async () => {
+  const passes: number[] = [];
+  // A pass finishes in a later turn of the event loop, as a native session's run does.
+  const batcher = new Batcher<number, number>((items) => {
+    passes.push(items.length);
+    return new Promise((r) => setTimeout(() => r(items), 1));
+  }, { maxBatch: 8 });
+  // Between two steps a decoder awaits more than the batcher does (its session wrapper, its own
+  // promises), so it comes back after the batcher has looked at its queue.
+  const step = async (i: number) => (await batcher.submit([i]))[0];
+  const stream = async (steps: number) => {
+    for (let i = 0; i < steps; i++) {
+      await step(i);
+      await Promise.resolve();
+    }
+  };
+  // The first stream's first step runs alone at once; the others' wait for the next pass, which
+  // the first one's second step joins: from then on every pass holds every stream still running.
+  await Promise.all([stream(8), stream(8), stream(8), stream(8)]);
+  assert.deepEqual(passes, [1, 4, 4, 4, 4, 4, 4, 4, 3], `passes of ${passes.join(" ")}`);
+});
