@@ -386,6 +386,8 @@ def model_card(model_id: str, c: VlmConfig, kind: str, state: dict, tower: dict,
                       ("cross_every", c.cross_every if kind != "unified" and c.cross_every != 2 else None),
                       ("gate_init", c.gate_init or None)) if v)
     options += " --adapter-pos-out" if c.adapter_pos_out else ""
+    weights = ",".join(f"{k}={v:g}" for k, v in (state.get("kind_weights") or {}).items())
+    options += f" --kind-weights {weights}" if weights else ""
     lr = state.get("lr", 2e-3)
     # A run that went on from an export (train_vlm.py --init-from) says which, and how to redo it.
     init = state.get("init_from")

@@ -37,11 +37,12 @@ def patch_features(vision: nn.Module, images: np.ndarray, batch: int = 500) -> t
     return torch.cat(out)
 
 
-def pick_question(qa: list, r) -> tuple:
-    """A question type uniformly, then one question of it: "describe" is one question a scene
-    against up to three of position, yet it is the hardest to answer."""
+def pick_question(qa: list, r, weights: dict | None = None) -> tuple:
+    """A question type (uniformly, or by --kind-weights), then one question of it: "describe" is
+    one question a scene against up to three of position, yet it is the hardest to answer."""
     kinds = sorted({q[0] for q in qa})
-    kind = kinds[r.integers(len(kinds))]
+    w = np.array([(weights or {}).get(k, 1.0) for k in kinds])
+    kind = kinds[r.choice(len(kinds), p=w / w.sum())] if weights else kinds[r.integers(len(kinds))]
     of = [q for q in qa if q[0] == kind]
     return of[r.integers(len(of))]
 
@@ -135,12 +136,15 @@ def main():
     ap.add_argument("--adapter-pos-out", action="store_true",
                     help="method B: add a position table after the image adapter's norm (zero at first, "
                          "so it can start from a model without one)")
+    ap.add_argument("--kind-weights", default="",
+                    help="question types drawn this much more often, e.g. position=3 (default: uniform)")
     ap.add_argument("--init-from", default=None,
                     help="an exported model folder (models/embedded/vlm-tiny): go on training its weights, "
                          "tower included, instead of starting from random ones and --clip")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    kind_weights = {k: float(v) for k, v in (x.split("=") for x in args.kind_weights.split(",") if x)}
     seed_everything(args.seed)
     tok = ChatTokenizer(vocabulary(args.data))
     if args.init_from:  # the shipped model is the start; data/ does not survive a new machine, exports do
@@ -176,13 +180,13 @@ def main():
     print(f"{args.kind}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, vocab {len(tok.tokens)}, from step {step}", flush=True)
     # What the export's card reads back: the schedule, the learning rate and where the run started.
     record = dict(config=config.to_dict(), kind=args.kind, vocab=tok.tokens, tune_tower=args.tune_tower,
-                  steps=args.steps, lr=args.lr, init_from=args.init_from)
+                  kind_weights=kind_weights, steps=args.steps, lr=args.lr, init_from=args.init_from)
     start = time.time()
     model.train()
     while step < args.steps:
         scenes = [world.sample_scene(r) for _ in range(args.batch)]
         feats = patch_features(vision, np.stack([world.render(sc, r) for sc in scenes]))
-        pairs = [pick_question(world.questions(sc, r), r)[1:] for sc in scenes]
+        pairs = [pick_question(world.questions(sc, r), r, kind_weights)[1:] for sc in scenes]
         ids, mask, tgt = encode_batch(tok, pairs, args.kind, config.image_tokens)
         logits = model(ids, mask, feats)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100)
