@@ -25,7 +25,7 @@ import {
   env,
   RawImage,
 } from "@huggingface/transformers";
-import { type BackendName, resolveBackend } from "../core/backend.ts";
+import { type Backend, type BackendName, resolveBackend } from "../core/backend.ts";
 import { EMBEDDED_MODELS_DIR } from "../core/config.ts";
 import { SessionRegistry } from "../core/sessions.ts";
 import { ClipPipeline } from "../models/clip/pipeline.ts";
@@ -113,8 +113,10 @@ if (q8 !== entry) {
     text: (b) => text8(tokenizer(of(b).texts, { padding: true, truncation: true })),
   });
 }
+const resolved: Backend[] = [];
 for (const name of backends) {
   const backend = await resolveBackend(name);
+  resolved.push(backend);
   const variants = [{ e: entry, dtype: "" }, ...(q8 === entry ? [] : [{ e: q8, dtype: " q8" }])];
   for (const { e, dtype } of variants) {
     const clip = await ClipPipeline.load(e, { sessions: new SessionRegistry(backend) });
@@ -167,6 +169,30 @@ for (const batch of batches) {
 }
 
 if (values["real-size"]) await gemmPeak();
+else await kernelCeiling();
+
+/**
+ * What each CPU-side backend's matrix kernel can do, in the same run: WASM's ratio to native on
+ * the model is bounded by its ratio on one MatMul (ORT-web's SIMD128 GEMM against MLAS's AVX).
+ */
+async function kernelCeiling(): Promise<void> {
+  const cpuSide = resolved.filter((b) => b.name !== "webgpu");
+  if (cpuSide.length < 2) return;
+  const n = 1024;
+  console.log(`\nThe kernels' ceiling: one ${n}² MatMul on each backend, best of 10\n`);
+  console.log("| backend | ms | GFLOP/s | × cpu |");
+  console.log("| --- | --- | --- | --- |");
+  const peaks = [];
+  for (const b of cpuSide) peaks.push({ b, ...(await measureGemmPeak(b, n)) });
+  const cpu = peaks.find((p) => p.b.name === "cpu")?.peak ?? peaks[0].peak;
+  for (const { b, best, peak } of peaks) {
+    console.log(
+      `| ${b.name} (${b.device}) | ${best.toFixed(1)} | ${peak.toFixed(1)} | ${
+        (peak / cpu).toFixed(2)
+      } |`,
+    );
+  }
+}
 
 /** The image tower's achieved GFLOP/s at each batch, as a share of the machine's GEMM peak. */
 async function gemmPeak(): Promise<void> {

@@ -3,7 +3,7 @@
  * weights in data/real-size (not committed), made by training/make_tiny_random.py and quantized
  * by training/quantize.py (Debian's python3).
  */
-import { resolveBackend } from "../core/backend.ts";
+import { type Backend, oneNodeModel, resolveBackend } from "../core/backend.ts";
 import { SessionRegistry } from "../core/sessions.ts";
 
 export const REAL_SIZE = new URL("../data/real-size/", import.meta.url).pathname;
@@ -37,13 +37,19 @@ async function training(...args: string[]): Promise<void> {
 }
 
 /**
- * The machine's GEMM peak through the runtime our CPU backend uses: one 2048² MatMul
- * (matmul_2048.onnx, made with the real-size models), same threads, best of 10 after a warm-up.
+ * The machine's GEMM peak through one of our backends' runtimes: an n² MatMul (a one-node graph
+ * built here), the backend's threads, best of 10 after a warm-up. GFLOP/s = 2n³ / time.
  */
-export async function measureGemmPeak(): Promise<{ best: number; peak: number }> {
-  const sessions = new SessionRegistry(await resolveBackend("cpu"));
-  const session = await sessions.load(`${REAL_SIZE}matmul_2048.onnx`);
-  const n = 2048, a = new Float32Array(n * n).map(() => Math.random());
+export async function measureGemmPeak(
+  backend?: Backend,
+  n = 2048,
+): Promise<{ best: number; peak: number }> {
+  const sessions = new SessionRegistry(backend ?? await resolveBackend("cpu"));
+  const graph = await Deno.makeTempFile({ suffix: ".onnx" });
+  await Deno.writeFile(graph, oneNodeModel("MatMul", ["a", "b"], [n, n]));
+  const session = await sessions.load(graph);
+  await Deno.remove(graph);
+  const a = new Float32Array(n * n).map(() => Math.random());
   const feeds = {
     a: sessions.tensor("float32", a, [n, n]),
     b: sessions.tensor("float32", a, [n, n]),

@@ -229,11 +229,11 @@ export async function wasmBackend(
 }
 
 /**
- * A one-node ONNX graph, y = x + x over float[4], written out as protobuf bytes (ModelProto, IR
- * 8, opset 17), so a backend can be tried end to end at start without a model file.
+ * A one-node ONNX graph, y = op(inputs) over float tensors of shape `dims`, written out as
+ * protobuf bytes (ModelProto, IR 8, opset 17): so a backend can be tried end to end at start
+ * without a model file (`probeModel`), and a bench can time one kernel on any backend.
  */
-export function probeModel(): Uint8Array {
-  const bytes: number[] = [];
+export function oneNodeModel(op: string, inputs: string[], dims: readonly number[]): Uint8Array {
   const varint = (out: number[], n: number) => {
     for (; n > 0x7f; n >>>= 7) out.push((n & 0x7f) | 0x80);
     out.push(n);
@@ -250,19 +250,34 @@ export function probeModel(): Uint8Array {
     return out;
   };
   const str = (field: number, s: string) => len(field, utf8(s));
-  // ValueInfoProto { name, type: TypeProto { tensor_type { elem_type: FLOAT, shape [4] } } }
+  // ValueInfoProto { name, type: TypeProto { tensor_type { elem_type: FLOAT, shape: dims } } }
+  const shape = dims.flatMap((d) => len(1, int(1, d)));
   const value = (
     name: string,
-  ) => [...str(1, name), ...len(2, len(1, [...int(1, 1), ...len(2, len(1, int(1, 4)))]))];
-  const node = [...str(1, "x"), ...str(1, "x"), ...str(2, "y"), ...str(3, "add"), ...str(4, "Add")];
+  ) => [...str(1, name), ...len(2, len(1, [...int(1, 1), ...len(2, shape)]))];
+  const node = [
+    ...inputs.flatMap((x) => str(1, x)),
+    ...str(2, "y"),
+    ...str(3, "node"),
+    ...str(4, op),
+  ];
   const graph = [
     ...len(1, node),
-    ...str(2, "probe"),
-    ...len(11, value("x")),
+    ...str(2, op),
+    ...[...new Set(inputs)].flatMap((x) => len(11, value(x))),
     ...len(12, value("y")),
   ];
-  bytes.push(...int(1, 8), ...str(2, "mm-edge"), ...len(7, graph), ...len(8, int(2, 17)));
-  return new Uint8Array(bytes);
+  return new Uint8Array([
+    ...int(1, 8),
+    ...str(2, "mm-edge"),
+    ...len(7, graph),
+    ...len(8, int(2, 17)),
+  ]);
+}
+
+/** y = x + x over float[4]: the graph every backend runs once at start. */
+export function probeModel(): Uint8Array {
+  return oneNodeModel("Add", ["x", "x"], [4]);
 }
 
 /** Creates a session on the backend's execution provider and runs the probe graph once. */

@@ -110,8 +110,7 @@ def write_clip(c: ClipConfig, out: str) -> None:
 def real_size(out: str) -> None:
     """openai/clip-vit-base-patch32's architecture and sizes (a 768-wide, 12-layer vision tower over
     32 × 32 patches of 224² images; a 512-wide, 12-layer text tower; 512-d embeddings), random
-    weights, its public tokenizer; and matmul_2048.onnx, one 2048 × 2048 MatMul, to measure the
-    machine's GEMM peak through the same runtime."""
+    weights, its public tokenizer."""
     import shutil
 
     torch.manual_seed(0)
@@ -128,21 +127,7 @@ def real_size(out: str) -> None:
                "capabilities": ["embeddings"], "modalities": {"input": ["text", "image"], "output": ["embedding"]},
                "files": {"text": "onnx/text_model.onnx", "vision": "onnx/vision_model.onnx"}, "license": "MIT"},
               open(f"{clip}/manifest.json", "w"), indent=2)
-    write_matmul(out)
-    print(f"wrote {clip} and {out}/matmul_2048.onnx")
-
-
-def write_matmul(out: str) -> None:
-    """matmul_2048.onnx: one 2048 × 2048 MatMul, the benchmarks' measure of the GEMM peak."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    n = 2048
-    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])
-    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "matmul", [a, b], [y])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), f"{out}/matmul_2048.onnx")
+    print(f"wrote {clip}")
 
 
 def vit_gpt2(root: str) -> None:
@@ -353,7 +338,7 @@ def sd_turbo_real_size(root: str) -> None:
     (sd_public.py) and the VAE decoder (49 M), at 512² (64² latents). The UNet's 3.5 GB of fp32
     weights pass protobuf's 2 GB limit, so they go to unet/model.onnx_data beside the graph (ONNX
     external data, Optimum's file name). No VAE encoder: the benchmark only generates. Also
-    bench.json (each graph's GFLOP at 512², counted as it runs) and matmul_2048.onnx."""
+    bench.json (each graph's GFLOP at 512², counted as it runs)."""
     import shutil
     import tempfile
 
@@ -407,8 +392,7 @@ def sd_turbo_real_size(root: str) -> None:
                                       "vae_decoder": "vae_decoder/model.onnx"},
                             "license": "MIT", "settings": {"default_steps": 1, "default_guidance": 0.0}})
     write("bench.json", {"size": 512, "batch": 1, **flops})
-    write_matmul(root)
-    print(f"wrote {out} and {root}/matmul_2048.onnx")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
