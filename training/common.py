@@ -4,6 +4,7 @@ learning-rate schedule and the optimizer step.
 Every trainer reads the dataset written by `deno task world` and resumes from its last
 checkpoint, so a run can be stopped and started again at any time.
 """
+import ctypes
 import json
 import math
 import os
@@ -24,8 +25,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def use_all_cores() -> None:
-    torch.set_num_threads(os.cpu_count() or 1)
+def set_threads(n: int = 0) -> None:
+    """Torch's threads and OpenBLAS's (0: one per core). Debian's torch calls OpenBLAS's pthread
+    build for some ops, which starts a thread per core whatever torch.set_num_threads says: a
+    `--threads 1` run took 1.6 cores until its pool was sized too."""
+    n = n or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    for lib in ("libopenblas.so.0", "libblas.so.3"):
+        try:
+            ctypes.CDLL(lib).openblas_set_num_threads(n)
+            return
+        except (OSError, AttributeError):
+            continue
 
 
 class World:

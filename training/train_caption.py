@@ -14,7 +14,7 @@ from caption_model import Captioner, CaptionConfig, load_encoder, pixels
 from clip_model import init_stem_from_onnx
 from vit_gpt2_model import VitGpt2, VitGpt2Config
 import world
-from common import Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, use_all_cores, vocabulary
+from common import Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, set_threads, vocabulary
 
 def main():
     ap = argparse.ArgumentParser()
@@ -33,7 +33,7 @@ def main():
     args = ap.parse_args()
     out = args.out or f"data/runs/{args.kind}-tiny"
 
-    use_all_cores() if args.threads == 0 else torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     seed_everything(args.seed)
     tok = WordTokenizer(vocabulary(args.data), max_length=32)
     if args.kind == "vit-gpt2":

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import world
 
 from clip_model import MEAN, STD, Clip, ClipConfig, init_stem_from_onnx, pixels
-from common import Checkpointer, WordTokenizer, optimizer_step, progress, seed_everything, use_all_cores, vocabulary, warmup_cosine
+from common import Checkpointer, WordTokenizer, optimizer_step, progress, seed_everything, set_threads, vocabulary, warmup_cosine
 
 def training_text(scene, template: int) -> str:
     """Template 0: the zero-shot prompt `a photo of a {colour} {shape}` (single objects only);
@@ -74,7 +74,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    use_all_cores()
+    set_threads()
     seed_everything(args.seed)
     tok = WordTokenizer(vocabulary(args.data), max_length=32)
     config = ClipConfig(vocab_size=len(tok.tokens), stem=args.stem)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import EOS, Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, vocabulary
+from common import EOS, Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, set_threads, vocabulary
 from dalle_model import DalleConfig, VqVae, transformer
 from train_sd import sd_latents
 
@@ -108,7 +108,7 @@ def transformer_stage(args, config: DalleConfig, tok: WordTokenizer, train: Worl
 
 def main():
     args = parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     seed_everything(args.seed)
     tok = WordTokenizer(vocabulary(args.data), max_length=24)
     # The transformer's image tokens are its dVAE's grid.

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from clip_model import load_clip
 from export_sd import unet_from_export, vae_from_export
-from common import Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, vocabulary, warmup_cosine
+from common import Checkpointer, World, WordTokenizer, optimizer_step, progress, seed_everything, set_threads, vocabulary, warmup_cosine
 from sd_model import MAX_LENGTH, SdConfig, UNet, Vae, alphas_cumprod, to_unit
 
 # Each stage's own defaults for the options they share.
@@ -194,7 +194,7 @@ def main():
         if getattr(args, name) is None:
             setattr(args, name, value)
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     seed_everything(args.seed)
     config = SdConfig(unet_channels=tuple(int(c) for c in args.unet_channels.split(",")), position_side=args.positions)
     (vae_stage if args.stage == "vae" else unet_stage)(args, config)

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clip_model import Clip, load_clip, pixels
-from common import Checkpointer, optimizer_step, progress, seed_everything, vocabulary, warmup_cosine
+from common import Checkpointer, optimizer_step, progress, seed_everything, set_threads, vocabulary, warmup_cosine
 from vlm_model import ChatTokenizer, Vlm, VlmConfig, prompt_text
 import world
 
@@ -143,7 +143,7 @@ def main():
                          "tower included, instead of starting from random ones and --clip")
     args = ap.parse_args()
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     kind_weights = {k: float(v) for k, v in (x.split("=") for x in args.kind_weights.split(",") if x)}
     seed_everything(args.seed)
     tok = ChatTokenizer(vocabulary(args.data))
