@@ -28,7 +28,7 @@ def seed_everything(seed: int) -> None:
 def set_threads(n: int = 0) -> None:
     """Torch's threads and OpenBLAS's (0: one per core). Debian's torch calls OpenBLAS's pthread
     build for some ops, which starts a thread per core whatever torch.set_num_threads says: a
-    `--threads 1` run took 1.6 cores until its pool was sized too."""
+    `--threads 1` run's matmuls took about 1.5 cores until its pool was sized too."""
     n = n or os.cpu_count() or 1
     torch.set_num_threads(n)
     for lib in ("libopenblas.so.0", "libblas.so.3"):

@@ -41,8 +41,11 @@ def pick_question(qa: list, r, weights: dict | None = None) -> tuple:
     """A question type (uniformly, or by --kind-weights), then one question of it: "describe" is
     one question a scene against up to three of position, yet it is the hardest to answer."""
     kinds = sorted({q[0] for q in qa})
-    w = np.array([(weights or {}).get(k, 1.0) for k in kinds])
-    kind = kinds[r.choice(len(kinds), p=w / w.sum())] if weights else kinds[r.integers(len(kinds))]
+    if weights:
+        w = np.array([weights.get(k, 1.0) for k in kinds])
+        kind = kinds[r.choice(len(kinds), p=w / w.sum())]
+    else:  # the draw runs 1-8 made, so their seeds still give their scenes
+        kind = kinds[r.integers(len(kinds))]
     of = [q for q in qa if q[0] == kind]
     return of[r.integers(len(of))]
 
