@@ -388,6 +388,7 @@ def model_card(model_id: str, c: VlmConfig, kind: str, state: dict, tower: dict,
     options += " --adapter-pos-out" if c.adapter_pos_out else ""
     weights = ",".join(f"{k}={v:g}" for k, v in (state.get("kind_weights") or {}).items())
     options += f" --kind-weights {weights}" if weights else ""
+    draw = f"by weight ({weights.replace(',', ', ')}; the others 1)" if weights else "uniformly"
     lr = state.get("lr", 2e-3)
     # A run that went on from an export (train_vlm.py --init-from) says which, and how to redo it.
     init = state.get("init_from")
@@ -407,7 +408,7 @@ to answer its questions about an image.
 
 ## Training
 - Fresh scenes for every batch from `training/world.py` (the second renderer; never the held-out
-  pairs), one question per scene with its type drawn uniformly (colour, shape, count, position,
+  pairs), one question per scene with its type drawn {draw} (colour, shape, count, position,
   existence, background, describe); the tower is clip-tiny's (`{clip_path}`).
 - Loss on the answer tokens and the closing `<end_of_utterance>` only. AdamW, lr {lr:g} with
   warm-up and cosine decay, batch 64, {state['step']} steps on 2 CPU cores{stopped}{start}. Log: `training/runs/{model_id}.md`.

@@ -1,7 +1,7 @@
 """Train the multimodal chat models on the shapes world's question/answer pairs and captions:
 vlm-tiny (method A, unified embedding decoder) or vlm-xattn-tiny (method B, cross-attention).
 Every batch is fresh scenes from training/world.py; clip-tiny's vision tower is frozen and run on
-them. A question type is drawn uniformly per scene; the loss is on the assistant's answer only.
+them. A question type is drawn per scene, uniformly or by `--kind-weights`; the loss is on the assistant's answer only.
 Prints answer accuracy per question type (fresh test and held-out scenes) every --eval-every
 steps. Resumes.
 
