@@ -307,6 +307,15 @@ def model_card(config: SdConfig, clip: Clip, stats: dict, raw: bool, scores: str
     after = "" if not init else (
         " (from the export before this one" if from_export else f" (after the run that made `{init}`") + (
         "; its command in\n  `training/runs/sd-tiny.md`)")
+    # What a layout run (train_sd --noisy-share / --single-share / --position-lr-scale) changed.
+    noisy, single, table_lr = r.get("noisy_share", 0), r.get("single_share", 0), r.get("position_lr_scale", 1)
+    timesteps = ("uniform timesteps" if not noisy else
+                 f"uniform timesteps for {100 - noisy * 100:.0f}% of each batch and the noisiest 40% (t >= 600, where\n"
+                 f"  the layout is decided) for the other {noisy * 100:.0f}%")
+    batch_from = "" if not single else f", {single * 100:.0f}% of each batch one-object scenes"
+    tables = "" if table_lr == 1 else f"; the position tables at {table_lr:g} x the rate, without weight decay"
+    again += "".join(f" --{k} {v:g}" for k, v in (("noisy-share", noisy), ("single-share", single),
+                                                  ("position-lr-scale", table_lr)) if v and not (k[0] == "p" and v == 1))
     return f"""# sd-tiny
 
 Latent diffusion in the Stable Diffusion design (Rombach et al. 2022), trained by this project on
@@ -338,8 +347,8 @@ input and output names, so that a public SD-Turbo or SD 1.5 export runs through 
 - VAE: {stats['vae_steps']} steps, batch 32, MSE + 0.5 L1 + 1e-5 KL, random 32 x 32 crops for 90% of the steps
   (no normalization layers, so a crop is just a smaller image), whole images for the rest.
   Round trip on 500 validation images: mean |error| {rt_err:.2f} / 255 per channel.
-- UNet: {started}{stats['unet_steps']} steps, batch {r['batch']}, AdamW lr {r['lr']:g} with warm-up and cosine decay,
-  noise-prediction MSE at uniform timesteps, the prompt (a random caption or paraphrase of the
+- UNet: {started}{stats['unet_steps']} steps, batch {r['batch']}{batch_from}, AdamW lr {r['lr']:g} with warm-up and cosine decay{tables},
+  noise-prediction MSE at {timesteps}, the prompt (a random caption or paraphrase of the
   scene) replaced by the empty prompt {r['drop'] * 100:.0f}% of the time so that classifier-free guidance works.
   Offset noise {r['offset_noise']:g} throughout (a per-image, per-channel constant added to the noise;
   Guttenberg 2023): SD's schedule leaves sqrt(alpha_bar_T) = 0.07 of the signal at t = T, enough
