@@ -121,6 +121,17 @@ export class SessionRegistry {
     return new this.backend.ort.Tensor(type, data as Float32Array, dims);
   }
 
+  /**
+   * A CPU tensor whose data `make` builds on its first read: an output a caller may hand back
+   * unread (a decoder's cache cut from a merged run, core/batched_session.ts) costs nothing until
+   * something reads it — ORT reads `data` when it is fed.
+   */
+  deferredTensor(type: DataType, dims: readonly number[], make: () => TypedData): Tensor {
+    this.#Deferred ??= deferredTensorClass(this.backend.ort.Tensor);
+    return new this.#Deferred(type, dims, make);
+  }
+  #Deferred?: ReturnType<typeof deferredTensorClass>;
+
   /** ORT's own GPUDevice, once a WebGPU session exists; null on other backends. */
   async gpuDevice(): Promise<GPUDevice | null> {
     if (!this.backend.can.gpuBuffers || this.#sessions.size === 0) return null;
@@ -130,4 +141,30 @@ export class SessionRegistry {
   get loadedPaths(): string[] {
     return [...this.#sessions.keys()];
   }
+}
+
+/** A subclass of the backend's Tensor with `data` built on first read (see deferredTensor). */
+function deferredTensorClass(Base: typeof ort.Tensor) {
+  const Cpu = Base as unknown as new (t: DataType, d: TypedData, dims: readonly number[]) => Tensor;
+  const empty = {
+    float32: Float32Array,
+    int64: BigInt64Array,
+    int32: Int32Array,
+    uint8: Uint8Array,
+    bool: Uint8Array,
+  };
+  return class Deferred extends Cpu {
+    #make?: () => TypedData;
+    #data?: TypedData;
+    constructor(type: DataType, dims: readonly number[], make: () => TypedData) {
+      // Built empty, then given its real shape: the base checks data against dims when built.
+      super(type, new empty[type](0), [0]);
+      Object.assign(this, { dims, size: dims.reduce((a, b) => a * b, 1) });
+      this.#make = make;
+    }
+    override get data(): Tensor["data"] {
+      if (this.#make) (this.#data = this.#make(), this.#make = undefined);
+      return this.#data as Tensor["data"];
+    }
+  };
 }
