@@ -116,7 +116,7 @@ def unet_stage(args, config: SdConfig) -> None:
     ema = UNet(config)
     ema.load_state_dict(unet.state_dict())
     # The position tables in a group of their own: at the shared rate they stayed near their zero
-    # start (rms 0.01 after 12,000 steps), and weight decay pulls them back there.
+    # start (rms 0.01–0.02 after 9,000 steps), and weight decay pulls them back there.
     tables = [p for n, p in unet.named_parameters() if n.endswith(".position")]
     rest = [p for n, p in unet.named_parameters() if not n.endswith(".position")]
     opt = torch.optim.AdamW([{"params": rest}, {"params": tables, "scale": args.position_lr_scale, "weight_decay": 0.0}],
